@@ -1,0 +1,3 @@
+//! The raftmq client: producers, consumers and the admin client.
+//!
+//! Empty until the client issue lands; see `ARCHITECTURE.md`.

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages raftmq's build and tests need on Debian/Ubuntu, when run as
+# root; otherwise prints the exact command to run. Idempotent and quiet when all is there.
+set -euo pipefail
+
+# libclang-dev: RocksDB's bindgen. iptables, iproute2: the chaos harness's partitions.
+packages=(libclang-dev iptables iproute2)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo is not on PATH; install Rust 1.95 or newer (https://rustup.rs)" >&2
+    exit 1
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -eq 0 ]; then
+    echo "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+    echo "error: missing system packages: ${missing[*]}" >&2
+    echo "run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi

@@ -1,0 +1,49 @@
+//! raftmq's storage: the segmented commit log and the RocksDB indexes.
+//!
+//! The commit log *is* the Raft log: each record is one Raft entry, and an entry of
+//! messages is read back by consumers straight from the segment files. RocksDB holds what
+//! is derived from the log (`cq`: queue offset -> log position, `keys`: message keys) and
+//! what the state machine owns (`offsets`, `meta`). The API is synchronous; callers run it
+//! on blocking threads.
+//!
+//! ```text
+//!   Raft entry ──► CommitLog (segments, group-commit fsync) ──► Store::apply
+//!                                                                 │ assigns queue offsets
+//!                                                                 ▼
+//!                                                 RocksDB: cq, keys (no WAL) + offsets, meta
+//! ```
+//!
+//! # Layout
+//! - [`record`]: the record frame (`len | crc32c | term | index | payload`).
+//! - [`segment`]: one segment file, its sparse index and crash recovery.
+//! - [`log`]: [`CommitLog`], segments plus group commit.
+//! - [`entry`]: the payload of a record: blank, membership, messages or a command.
+//! - [`batch`]: the message batch layout and its zero-copy reader.
+//! - [`index`]: RocksDB column families and typed accessors.
+//! - [`store`]: [`Store`], the state machine that applies entries to the indexes.
+//! - [`rebuild`]: replaying the log into the derived indexes after a crash.
+//! - [`retention`]: deleting old segments.
+//! - [`codec`]: explicit little-endian layouts.
+
+pub mod batch;
+pub mod codec;
+pub mod config;
+pub mod entry;
+pub mod error;
+pub mod index;
+pub mod log;
+mod rebuild;
+pub mod record;
+pub mod retention;
+pub mod segment;
+pub mod store;
+
+pub use batch::{BatchReader, BatchWriter, MessageRef, MessageView};
+pub use config::{FlushMode, LogConfig};
+pub use entry::{Command, EntryPayload};
+pub use error::{Error, Result};
+pub use log::{AppendEntry, CommitLog, DurableCallback, SegmentInfo};
+pub use retention::{disk_usage, DiskUsage, RetentionPolicy, RetentionReport};
+pub use store::{
+    ApplyEntry, ApplyOutcome, MessageOutcome, QueueRead, Store, StoreConfig, StoredMessage,
+};

@@ -1,0 +1,324 @@
+//! Model-based tests of the commit log: random operations, crashes and torn tails checked
+//! against an in-memory model.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn payload(term: u64, index: u64, size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| (index as usize * 31 + term as usize * 7 + i) as u8)
+        .collect()
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 700,
+        ..LogConfig::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<usize>),
+    Read(u16),
+    Truncate(u16),
+    Purge(u16),
+    Sync,
+    Restart,
+    CrashTruncateTail(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => proptest::collection::vec(0usize..300, 1..6).prop_map(Op::Append),
+        3 => any::<u16>().prop_map(Op::Read),
+        1 => any::<u16>().prop_map(Op::Truncate),
+        1 => any::<u16>().prop_map(Op::Purge),
+        2 => Just(Op::Sync),
+        1 => Just(Op::Restart),
+        2 => any::<u16>().prop_map(Op::CrashTruncateTail),
+    ]
+}
+
+struct Model {
+    /// `(term, index, payload)`, contiguous.
+    entries: Vec<(u64, u64, Vec<u8>)>,
+    /// Index the next append uses.
+    next: u64,
+    term: u64,
+    /// Highest index a durability callback has confirmed (shared with callbacks).
+    acked: Arc<AtomicU64>,
+}
+
+impl Model {
+    fn first(&self) -> Option<u64> {
+        self.entries.first().map(|e| e.1)
+    }
+
+    fn get(&self, index: u64) -> Option<&(u64, u64, Vec<u8>)> {
+        let first = self.first()?;
+        index
+            .checked_sub(first)
+            .and_then(|o| self.entries.get(o as usize))
+    }
+
+    fn pick(&self, sel: u16) -> u64 {
+        let lo = self.first().unwrap_or(self.next).saturating_sub(2);
+        let hi = self.next + 2;
+        lo + u64::from(sel) % (hi - lo + 1)
+    }
+}
+
+fn check_equal(log: &CommitLog, model: &Model) {
+    assert_eq!(log.first_index(), model.first(), "first index");
+    assert_eq!(
+        log.last_index(),
+        model.entries.last().map(|e| e.1),
+        "last index"
+    );
+    if let Some(first) = model.first() {
+        let got = log.read_range(first, u64::MAX, usize::MAX).unwrap();
+        assert_eq!(got.len(), model.entries.len());
+        for (r, (term, index, p)) in got.iter().zip(&model.entries) {
+            assert_eq!((r.term, r.index, &r.payload[..]), (*term, *index, &p[..]));
+        }
+    }
+}
+
+fn run(ops: Vec<Op>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = CommitLog::open(dir.path(), config()).unwrap();
+    let mut m = Model {
+        entries: Vec::new(),
+        next: 1,
+        term: 1,
+        acked: Arc::new(AtomicU64::new(0)),
+    };
+    for op in ops {
+        match op {
+            Op::Append(sizes) => {
+                let new: Vec<(u64, u64, Vec<u8>)> = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| {
+                        let index = m.next + i as u64;
+                        (m.term, index, payload(m.term, index, s))
+                    })
+                    .collect();
+                let entries: Vec<AppendEntry<'_>> = new
+                    .iter()
+                    .map(|(term, index, p)| AppendEntry {
+                        term: *term,
+                        index: *index,
+                        payload: p,
+                    })
+                    .collect();
+                log.append(&entries).unwrap();
+                let last = new.last().unwrap().1;
+                let acked = m.acked.clone();
+                log.on_durable(
+                    last,
+                    Box::new(move |r| {
+                        r.unwrap();
+                        acked.fetch_max(last, Ordering::SeqCst);
+                    }),
+                );
+                m.next = last + 1;
+                m.entries.extend(new);
+            }
+            Op::Read(sel) => {
+                let i = m.pick(sel);
+                let got = log.read(i).unwrap();
+                match m.get(i) {
+                    Some((term, index, p)) => {
+                        let r = got.expect("model holds the entry");
+                        assert_eq!((r.term, r.index, &r.payload[..]), (*term, *index, &p[..]));
+                    }
+                    None => assert!(got.is_none(), "read of {i} found an entry the model lacks"),
+                }
+            }
+            Op::Truncate(sel) => {
+                let i = m.pick(sel).max(m.first().unwrap_or(0));
+                log.truncate_from(i).unwrap();
+                m.entries.retain(|e| e.1 < i);
+                if m.entries.is_empty() || i < m.next {
+                    m.next = i.min(m.next);
+                }
+                m.term += 1;
+                // Truncation syncs: everything left is durable.
+                let last_left = m.entries.last().map_or(0, |e| e.1);
+                m.acked.store(last_left, Ordering::SeqCst);
+                check_equal(&log, &m);
+            }
+            Op::Purge(sel) => {
+                let i = m.pick(sel);
+                let first = log.purge_before(i).unwrap();
+                match first {
+                    Some(f) => {
+                        assert!(
+                            f <= i.max(m.first().unwrap_or(0)),
+                            "purged past {i}: first {f}"
+                        );
+                        m.entries.retain(|e| e.1 >= f);
+                    }
+                    // Every record was below `i`: all sealed segments went.
+                    None => {
+                        assert!(m.entries.iter().all(|e| e.1 < i));
+                        m.entries.clear();
+                    }
+                }
+                check_equal(&log, &m);
+            }
+            Op::Sync => {
+                log.sync().unwrap();
+                if let Some(l) = m.entries.last() {
+                    assert!(log.durable_next() > l.1);
+                    m.acked.fetch_max(l.1, Ordering::SeqCst);
+                }
+            }
+            Op::Restart => {
+                drop(log);
+                log = CommitLog::open(dir.path(), config()).unwrap();
+                // A clean restart loses nothing: the page cache still has every write.
+                check_equal(&log, &m);
+            }
+            Op::CrashTruncateTail(n) => {
+                let tail = log.durable_tail();
+                let acked = m.acked.load(Ordering::SeqCst);
+                drop(log);
+                if let Some((path, durable_at)) = tail {
+                    let len = std::fs::metadata(&path).unwrap().len();
+                    let cut = len.saturating_sub(u64::from(n % 600)).max(durable_at);
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .unwrap()
+                        .set_len(cut)
+                        .unwrap();
+                }
+                log = CommitLog::open(dir.path(), config()).unwrap();
+                let last = log.last_index();
+                // What survived is a prefix of the model that holds every acked record.
+                if acked > 0 && m.get(acked).is_some() {
+                    assert!(
+                        last.is_some_and(|l| l >= acked),
+                        "acked {acked} lost; last {last:?}"
+                    );
+                }
+                let lost_from = m.entries.first().map_or(m.next, |e| e.1);
+                m.entries.retain(|e| last.is_some_and(|l| e.1 <= l));
+                m.next = last.map_or(lost_from, |l| l + 1);
+                check_equal(&log, &m);
+                m.acked.store(last.unwrap_or(0), Ordering::SeqCst);
+            }
+        }
+    }
+    log.close().unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #[test]
+    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops);
+    }
+}
+
+#[test]
+fn corruption_in_the_middle_is_fatal_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    let p = vec![7u8; 100];
+    let entries: Vec<_> = (1..=5)
+        .map(|i| AppendEntry {
+            term: 1,
+            index: i,
+            payload: &p,
+        })
+        .collect();
+    log.append(&entries).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let path = dir.path().join(segment::file_name(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let second_record = segment::FILE_HEADER_BYTES as usize + record::HEADER_BYTES + 100;
+    bytes[second_record + 30] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = CommitLog::open(dir.path(), LogConfig::default()).unwrap_err();
+    match err {
+        Error::Corruption {
+            path: p, offset, ..
+        } => {
+            assert_eq!(p, path);
+            assert_eq!(offset, second_record as u64);
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+}
+
+#[test]
+fn torn_tail_is_cut_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    let p = vec![1u8; 64];
+    let entries: Vec<_> = (1..=3)
+        .map(|i| AppendEntry {
+            term: 2,
+            index: i,
+            payload: &p,
+        })
+        .collect();
+    log.append(&entries).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let path = dir.path().join(segment::file_name(1));
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.last_entry_id(), Some((2, 2)));
+    log.append(&[AppendEntry {
+        term: 3,
+        index: 3,
+        payload: b"new",
+    }])
+    .unwrap();
+    log.sync().unwrap();
+    assert_eq!(&log.read(3).unwrap().unwrap().payload[..], b"new");
+}
+
+#[test]
+fn group_commit_acknowledges_after_sync_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(CommitLog::open(dir.path(), LogConfig::default()).unwrap());
+    let done = Arc::new(Mutex::new(Vec::new()));
+    for i in 1..=200u64 {
+        log.append(&[AppendEntry {
+            term: 1,
+            index: i,
+            payload: &[0u8; 32],
+        }])
+        .unwrap();
+        let done = done.clone();
+        let log2 = log.clone();
+        log.on_durable(
+            i,
+            Box::new(move |r| {
+                r.unwrap();
+                assert!(log2.durable_next() > i, "acknowledged before durable");
+                done.lock().unwrap().push(i);
+            }),
+        );
+    }
+    log.sync().unwrap();
+    let done = done.lock().unwrap().clone();
+    assert_eq!(done, (1..=200).collect::<Vec<_>>());
+}

@@ -1,0 +1,362 @@
+//! Tests of applying entries, reading queues, rebuilding indexes and retention.
+
+use std::time::{Duration, SystemTime};
+
+use raftmq_proto::{GroupName, Offset, QueueId, TopicName};
+
+use super::*;
+use crate::batch::{BatchWriter, MessageRef};
+use crate::log::AppendEntry;
+use crate::retention::{DiskUsage, RetentionPolicy};
+
+fn small() -> StoreConfig {
+    StoreConfig {
+        log: LogConfig {
+            segment_bytes: 4096,
+            ..LogConfig::default()
+        },
+        ..StoreConfig::default()
+    }
+}
+
+/// Appends entries to the log and applies them, as the Raft state machine would.
+struct Harness {
+    store: Store,
+    next: u64,
+}
+
+impl Harness {
+    fn open(dir: &Path) -> Self {
+        let store = Store::open(dir, small()).unwrap();
+        let next = store.log().last_index().map_or(1, |l| l + 1);
+        Self { store, next }
+    }
+
+    fn commit(&mut self, p: EntryPayload) -> ApplyOutcome {
+        let payload = Bytes::from(p.encode().unwrap());
+        let index = self.next;
+        self.next += 1;
+        self.store
+            .log()
+            .append(&[AppendEntry {
+                term: 1,
+                index,
+                payload: &payload,
+            }])
+            .unwrap();
+        let mut out = self
+            .store
+            .apply(
+                &[ApplyEntry {
+                    term: 1,
+                    index,
+                    payload,
+                }],
+                &[],
+            )
+            .unwrap();
+        out.pop().unwrap()
+    }
+
+    fn send(&mut self, msgs: &[(&str, u32, &str, &str)]) -> Vec<MessageOutcome> {
+        let mut w = BatchWriter::new();
+        let keys: Vec<Vec<String>> = msgs.iter().map(|m| vec![m.3.to_owned()]).collect();
+        for (i, (topic, queue, tag, _)) in msgs.iter().enumerate() {
+            let body = format!("{topic}/{queue}/{i}/{}", self.next);
+            w.push(&MessageRef {
+                topic,
+                queue_id: *queue,
+                tag,
+                keys: &keys[i],
+                properties: &[],
+                body: body.as_bytes(),
+                born_ms: 1,
+                store_ms: 1000 * self.next,
+                flags: 0,
+                reconsume_times: 0,
+            })
+            .unwrap();
+        }
+        match self.commit(EntryPayload::Messages(Bytes::from(w.finish()))) {
+            ApplyOutcome::Messages(m) => m,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn create_topic(&mut self, name: &str, queues: u32) {
+        self.commit(EntryPayload::Command(Command::UpsertTopic(
+            TopicConfig::new(name, queues),
+        )));
+    }
+}
+
+/// Every (queue, offset) -> (log index, slot, body) of a topic.
+fn snapshot(store: &Store, topic: &str, queues: u32) -> Vec<(u32, u64, u64, u32, Bytes)> {
+    let mut out = Vec::new();
+    for q in 0..queues {
+        let (min, _) = store.queue_bounds(topic, q).unwrap();
+        let r = store
+            .read_queue(topic, q, min, 10_000, usize::MAX, None)
+            .unwrap();
+        for m in r.messages {
+            out.push((q, m.queue_offset, m.log_index, m.slot, m.view.body.clone()));
+        }
+    }
+    out
+}
+
+#[test]
+fn offsets_are_dense_per_queue_and_messages_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::open(dir.path());
+    h.create_topic("T", 4);
+    let out = h.send(&[
+        ("T", 0, "A", "k1"),
+        ("T", 1, "B", "k2"),
+        ("T", 0, "A", "k3"),
+    ]);
+    assert_eq!(
+        out,
+        vec![
+            MessageOutcome::Stored {
+                queue_id: 0,
+                offset: 0
+            },
+            MessageOutcome::Stored {
+                queue_id: 1,
+                offset: 0
+            },
+            MessageOutcome::Stored {
+                queue_id: 0,
+                offset: 1
+            },
+        ]
+    );
+    let out = h.send(&[("T", 0, "B", "k1"), ("Nope", 0, "", "")]);
+    assert_eq!(
+        out[0],
+        MessageOutcome::Stored {
+            queue_id: 0,
+            offset: 2
+        }
+    );
+    assert_eq!(out[1], MessageOutcome::TopicNotFound);
+
+    let r = h.store.read_queue("T", 0, 0, 10, usize::MAX, None).unwrap();
+    assert_eq!(r.messages.len(), 3);
+    assert_eq!((r.min_offset, r.max_offset, r.next_offset), (0, 3, 3));
+    assert_eq!(r.messages[1].view.keys().collect::<Vec<_>>(), vec!["k3"]);
+    // Tag filter skips but advances.
+    let only_b = [index::tag_hash("B")];
+    let r = h
+        .store
+        .read_queue("T", 0, 0, 10, usize::MAX, Some(&only_b))
+        .unwrap();
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(r.messages[0].queue_offset, 2);
+    assert_eq!(r.next_offset, 3);
+    // Lookups by key and by position agree.
+    let pos = h.store.positions_by_key("T", "k1", 10).unwrap();
+    assert_eq!(pos.len(), 2);
+    let m = h.store.message_at(pos[1].0, pos[1].1).unwrap().unwrap();
+    assert_eq!((m.queue_id, m.queue_offset), (0, 2));
+    assert!(matches!(
+        h.store.read_queue("Nope", 0, 0, 1, 1, None),
+        Err(Error::TopicNotFound(_))
+    ));
+}
+
+#[test]
+fn commands_change_topics_groups_and_offsets_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut h = Harness::open(dir.path());
+        h.create_topic("T", 2);
+        h.create_topic("U", 2);
+        h.send(&[("T", 1, "", ""), ("U", 0, "", "")]);
+        h.commit(EntryPayload::Command(Command::UpsertGroup(
+            GroupConfig::new("g"),
+        )));
+        h.commit(EntryPayload::Command(Command::CommitOffsets {
+            group: GroupName::from("g"),
+            offsets: vec![
+                (TopicName::from("T"), QueueId(1), Offset(1)),
+                (TopicName::from("U"), QueueId(0), Offset(1)),
+            ],
+        }));
+        h.commit(EntryPayload::Command(Command::DeleteTopic(
+            TopicName::from("U"),
+        )));
+        h.store.close().unwrap();
+    }
+    let h = Harness::open(dir.path());
+    assert_eq!(
+        h.store
+            .topics()
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["T"]
+    );
+    assert_eq!(h.store.group("g").unwrap().retry_max_times, 16);
+    assert_eq!(h.store.consumer_offset("g", "T", 1).unwrap(), Some(1));
+    assert_eq!(h.store.consumer_offset("g", "U", 0).unwrap(), None);
+    assert_eq!(h.store.queue_bounds("T", 1).unwrap(), (0, 1));
+    assert_eq!(h.store.applied(), Some((1, 6)));
+}
+
+#[test]
+fn rebuild_after_deleting_derived_indexes_gives_identical_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let mut h = Harness::open(dir.path());
+        h.create_topic("T", 3);
+        for round in 0..40u32 {
+            let k = format!("key{}", round % 5);
+            h.send(&[("T", round % 3, "A", &k), ("T", (round + 1) % 3, "B", &k)]);
+            if round == 20 {
+                h.store.checkpoint().unwrap();
+            }
+        }
+        before = snapshot(&h.store, "T", 3);
+        assert_eq!(before.len(), 80);
+        h.store.close().unwrap();
+    }
+    // Wipe the derived column families (their checkpoints go with them).
+    {
+        let idx = Indexes::open(&dir.path().join("index")).unwrap();
+        let mut b = WriteBatch::default();
+        for cf in [CF_CQ, CF_KEYS] {
+            b.delete_range_cf(
+                idx.cf(cf).unwrap(),
+                [0u8].as_slice(),
+                [0xffu8; 16].as_slice(),
+            );
+        }
+        idx.write_durable(b, true).unwrap();
+        assert_eq!(idx.cq_range("T", 0, 0, 10).unwrap().len(), 0);
+    }
+    let h = Harness::open(dir.path());
+    assert_eq!(snapshot(&h.store, "T", 3), before);
+    assert_eq!(
+        h.store.positions_by_key("T", "key3", 100).unwrap().len(),
+        16
+    );
+}
+
+#[test]
+fn derived_writes_lost_in_a_crash_are_replayed_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let mut h = Harness::open(dir.path());
+        h.create_topic("T", 2);
+        for i in 0..10u32 {
+            h.send(&[("T", i % 2, "", "")]);
+        }
+        h.store.checkpoint().unwrap();
+        for i in 0..10u32 {
+            h.send(&[("T", i % 2, "", "")]);
+        }
+        before = snapshot(&h.store, "T", 2);
+        // Simulate losing the un-checkpointed derived writes: delete them by hand.
+        let idx = &h.store.idx;
+        let mut b = WriteBatch::default();
+        for q in 0..2 {
+            b.delete_range_cf(
+                idx.cf(CF_CQ).unwrap(),
+                cq_key_of("T", q, 5),
+                cq_key_of("T", q, 100),
+            );
+        }
+        idx.write_durable(b, true).unwrap();
+        h.store.log().close().unwrap();
+    }
+    let h = Harness::open(dir.path());
+    assert_eq!(snapshot(&h.store, "T", 2), before);
+}
+
+fn cq_key_of(topic: &str, q: u32, o: u64) -> Vec<u8> {
+    index::cq_key(topic, q, o)
+}
+
+#[test]
+fn retention_deletes_old_segments_and_advances_min_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::open(dir.path());
+    h.create_topic("T", 1);
+    for _ in 0..200 {
+        h.send(&[("T", 0, "", "k")]);
+    }
+    let segs = h.store.log().segments().unwrap().len();
+    assert!(segs > 3, "want several segments, have {segs}");
+    let policy = RetentionPolicy {
+        max_age: Duration::from_secs(3600),
+        disk_high_water: 0.9,
+    };
+    let calm = DiskUsage {
+        used_bytes: 10,
+        total_bytes: 100,
+    };
+    // Nothing is old yet.
+    let r = h
+        .store
+        .enforce_retention(SystemTime::now(), &policy, calm, u64::MAX)
+        .unwrap();
+    assert_eq!(r.segments_deleted, 0);
+    // Two hours later everything sealed is old, but the purge limit holds some back.
+    let later = SystemTime::now() + Duration::from_secs(7200);
+    let r = h
+        .store
+        .enforce_retention(later, &policy, calm, 100)
+        .unwrap();
+    assert!(r.segments_deleted > 0);
+    let first = r.first_index.unwrap();
+    assert!(first <= 101);
+    let (min, max) = h.store.queue_bounds("T", 0).unwrap();
+    assert_eq!(max, 200);
+    assert!(min > 0);
+    match h.store.read_queue("T", 0, 0, 1, usize::MAX, None) {
+        Err(Error::OffsetTooSmall { offset: 0, min: m }) => assert_eq!(m, min),
+        other => panic!("expected OffsetTooSmall, got {other:?}"),
+    }
+    let r = h
+        .store
+        .read_queue("T", 0, min, 1, usize::MAX, None)
+        .unwrap();
+    assert!(r.messages[0].log_index >= first);
+    assert!(h
+        .store
+        .positions_by_key("T", "k", 1000)
+        .unwrap()
+        .iter()
+        .all(|p| p.0 >= first));
+    // A full disk deletes regardless of age, but never the active segment.
+    let full = DiskUsage {
+        used_bytes: 999_000,
+        total_bytes: 1_000_000,
+    };
+    let r = h
+        .store
+        .enforce_retention(SystemTime::now(), &policy, full, u64::MAX)
+        .unwrap();
+    assert!(r.segments_deleted > 0);
+    assert_eq!(h.store.log().segments().unwrap().len(), 1);
+    assert_eq!(h.store.queue_bounds("T", 0).unwrap().1, 200);
+}
+
+#[test]
+fn offset_lookup_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::open(dir.path());
+    h.create_topic("T", 1);
+    for _ in 0..10 {
+        h.send(&[("T", 0, "", "")]);
+    }
+    // Entry n is stored at 1000 * n ms; entries 2..=11 hold offsets 0..=9.
+    assert_eq!(h.store.offset_for_time("T", 0, 0).unwrap(), 0);
+    assert_eq!(h.store.offset_for_time("T", 0, 5000).unwrap(), 3);
+    assert_eq!(h.store.offset_for_time("T", 0, 5001).unwrap(), 4);
+    assert_eq!(h.store.offset_for_time("T", 0, u64::MAX).unwrap(), 10);
+}

@@ -1,0 +1,1 @@
+//! Multi-process integration tests of raftmq; the tests live in `tests/`.
