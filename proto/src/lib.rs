@@ -5,12 +5,37 @@
 //! client both depend on it so that neither has to depend on the other.
 //!
 //! # Layout
+//! - [`broker`]: [`BrokerService`] and its requests and responses.
 //! - [`config`]: topic and group configuration.
+//! - [`error`]: [`WireError`] and its applied / not-applied [`Outcome`].
+//! - [`message`]: [`Message`], [`MessageExt`], [`SendResult`], [`MsgId`].
+//! - [`names`]: name rules, retry and dead-letter topics.
+//! - [`namesrv`]: [`NamesrvService`], registrations and routes.
+//! - [`raft`]: [`RaftService`], the Raft port.
+//! - [`transport`]: framed TCP transport and the server loop.
 //! - [`ids`]: newtypes for every identifier (`TopicName`, `QueueId`, `Offset`, `LogIndex`, ...).
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod config;
+pub mod error;
 pub mod ids;
+pub mod message;
+pub mod names;
+pub mod namesrv;
+pub mod raft;
+pub mod transport;
 
+pub use broker::{BrokerService, BrokerServiceClient, Role, PROTOCOL_VERSION};
+pub use error::{Outcome, WireError};
+pub use message::{Message, MessageExt, MsgId, SendResult, SendStatus, MAX_MESSAGE_BYTES};
+pub use namesrv::{NamesrvService, NamesrvServiceClient, TopicRoute};
+pub use raft::{RaftService, RaftServiceClient};
 pub use config::{GroupConfig, Perm, TopicConfig};
 pub use ids::{GroupName, LogIndex, NodeId, Offset, QueueId, Term, TopicName};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use futures::StreamExt;
+    pub use tarpc::server::{BaseChannel, Channel};
+}

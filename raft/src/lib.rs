@@ -1,5 +1,7 @@
 //! Replication of a broker group's commit log with Raft (openraft).
 //!
-//! This crate will hold the openraft type configuration, the log-storage and
-//! state-machine adapters over `raftmq-store`, and the tarpc Raft network. It is empty
-//! until the replication issue lands; see `ARCHITECTURE.md`.
+//! # Layout
+//! - [`types`]: the openraft type configuration.
+//! - [`codec`]: entries as commit-log payloads; votes and memberships in `meta`.
+pub mod codec;
+pub mod types;

@@ -273,7 +273,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sample(i: u32) -> (String, Vec<String>, Vec<(String, String)>, Vec<u8>) {
+    type Sample = (String, Vec<String>, Vec<(String, String)>, Vec<u8>);
+
+    fn sample(i: u32) -> Sample {
         (
             format!("topic-{i}"),
             vec![format!("k{i}"), "shared".into()],

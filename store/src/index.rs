@@ -179,6 +179,9 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; prefix.len() + 1]
 }
 
+/// A key and its value, as RocksDB returns them.
+pub type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 /// The RocksDB database with its four column families.
 #[derive(Debug)]
 pub struct Indexes {
@@ -265,7 +268,7 @@ impl Indexes {
     ///
     /// # Errors
     /// RocksDB errors.
-    pub fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+    pub fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<KeyValue>> {
         let mut out = Vec::new();
         for item in self
             .db

@@ -21,6 +21,7 @@
 //! - [`batch`]: the message batch layout and its zero-copy reader.
 //! - [`index`]: RocksDB column families and typed accessors.
 //! - [`store`]: [`Store`], the state machine that applies entries to the indexes.
+//! - [`image`]: the state image carried by Raft snapshots.
 //! - [`rebuild`]: replaying the log into the derived indexes after a crash.
 //! - [`retention`]: deleting old segments.
 //! - [`codec`]: explicit little-endian layouts.
@@ -32,6 +33,7 @@ pub mod entry;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod image;
 mod rebuild;
 pub mod record;
 pub mod retention;
@@ -43,6 +45,7 @@ pub use config::{FlushMode, LogConfig};
 pub use entry::{Command, EntryPayload};
 pub use error::{Error, Result};
 pub use log::{AppendEntry, CommitLog, DurableCallback, SegmentInfo};
+pub use record::Record;
 pub use retention::{disk_usage, DiskUsage, RetentionPolicy, RetentionReport};
 pub use store::{
     ApplyEntry, ApplyOutcome, MessageOutcome, QueueRead, Store, StoreConfig, StoredMessage,

@@ -227,8 +227,8 @@ impl CommitLog {
                 }
             }
         }
-        let mut expected = st.next_index().unwrap_or(entries[0].index);
-        for e in entries {
+        let start = st.next_index().unwrap_or(entries[0].index);
+        for (e, expected) in entries.iter().zip(start..) {
             if e.index != expected {
                 return Err(Error::Invalid(format!(
                     "append of index {} but the log continues at {expected}",
@@ -242,7 +242,6 @@ impl CommitLog {
                     e.payload.len()
                 )));
             }
-            expected += 1;
         }
         let mut buf = Vec::new();
         let mut headers = Vec::new();

@@ -1,0 +1,247 @@
+//! The broker's RPC surface: [`BrokerService`] and its request and response types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{GroupConfig, TopicConfig};
+use crate::error::WireError;
+use crate::ids::{GroupName, NodeId, Offset, QueueId, TopicName};
+use crate::message::{Message, MessageExt, SendResult};
+
+/// Version of the client/broker/NameServer protocol; peers with another version are
+/// refused by `hello` with a clear error.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// First call on a connection: checks that both sides speak the same protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloRequest {
+    /// The caller's [`PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// Who is calling (for logs).
+    pub client_id: String,
+}
+
+/// Who answered a `hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloResponse {
+    /// The server's [`PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker group name.
+    pub group: String,
+    /// Node id within the group.
+    pub node_id: NodeId,
+}
+
+/// Send one or more messages to one queue (a batch is stored atomically in one entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessageRequest {
+    /// Producer group (for logs and metrics).
+    pub producer_group: String,
+    /// Topic of every message.
+    pub topic: TopicName,
+    /// Destination queue.
+    pub queue_id: QueueId,
+    /// The messages; all must have `topic`.
+    pub messages: Vec<Message>,
+}
+
+/// Where each message of a send went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessageResponse {
+    /// One result per message, in order.
+    pub results: Vec<SendResult>,
+}
+
+/// Read messages of one queue, waiting up to `max_wait_ms` for new ones (long polling).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullMessageRequest {
+    /// Consumer group (for logs and metrics).
+    pub consumer_group: GroupName,
+    /// Topic.
+    pub topic: TopicName,
+    /// Queue.
+    pub queue_id: QueueId,
+    /// First offset wanted.
+    pub offset: Offset,
+    /// At most this many messages.
+    pub max_msgs: u32,
+    /// About this many bytes at most (at least one message is returned).
+    pub max_bytes: u32,
+    /// Hold the request this long when nothing is available (0 = answer at once).
+    pub max_wait_ms: u64,
+    /// Only these tags (empty = every message).
+    pub tags: Vec<String>,
+}
+
+/// Messages read from a queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullMessageResponse {
+    /// Messages, in offset order.
+    pub messages: Vec<MessageExt>,
+    /// Where the next pull should start.
+    pub next_offset: Offset,
+    /// Smallest readable offset.
+    pub min_offset: Offset,
+    /// One past the last offset.
+    pub max_offset: Offset,
+}
+
+/// Offsets of one queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    /// The queue.
+    pub queue_id: QueueId,
+    /// Smallest readable offset.
+    pub min_offset: Offset,
+    /// One past the last offset.
+    pub max_offset: Offset,
+}
+
+/// Commit consumer offsets of one group (replicated through Raft before the answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOffsetsRequest {
+    /// The consumer group.
+    pub group: GroupName,
+    /// `(topic, queue, next offset to consume)`.
+    pub offsets: Vec<(TopicName, QueueId, Offset)>,
+}
+
+/// What a client instance consumes or produces, sent periodically.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// Unique id of the client instance.
+    pub client_id: String,
+    /// Consumer groups this instance belongs to, with their subscriptions.
+    pub consumer_groups: Vec<ConsumerGroupInfo>,
+}
+
+/// One consumer group membership in a heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerGroupInfo {
+    /// The group.
+    pub group: GroupName,
+    /// `(topic, tag expression)` pairs.
+    pub subscriptions: Vec<(TopicName, String)>,
+    /// Broadcasting (true) or clustering (false).
+    pub broadcast: bool,
+}
+
+/// Raft role of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Takes writes.
+    Leader,
+    /// Replicates from the leader and votes.
+    Follower,
+    /// Replicates but does not vote.
+    Learner,
+    /// Campaigning.
+    Candidate,
+    /// Stopped.
+    Shutdown,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Learner => "learner",
+            Role::Candidate => "candidate",
+            Role::Shutdown => "shutdown",
+        })
+    }
+}
+
+/// One node as seen by itself (and, for followers, by the leader).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub node_id: NodeId,
+    /// Raft role.
+    pub role: Role,
+    /// Current term.
+    pub term: u64,
+    /// Last log index held.
+    pub last_log_index: u64,
+    /// Highest committed index known.
+    pub commit_index: u64,
+    /// Highest applied index.
+    pub applied_index: u64,
+    /// Entries behind the leader (leader's view; `None` when unknown).
+    pub lag: Option<u64>,
+    /// Address clients use.
+    pub client_addr: String,
+    /// Address of the Raft port.
+    pub raft_addr: String,
+}
+
+/// A broker group as one of its nodes sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// Cluster name.
+    pub cluster: String,
+    /// Group name.
+    pub group: String,
+    /// The answering node.
+    pub node_id: NodeId,
+    /// The leader, if known.
+    pub leader: Option<NodeId>,
+    /// Every member: the answering node's own status is exact; others come from the
+    /// leader's replication state (only the leader knows their lag).
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// The RPCs of a broker node.
+#[tarpc::service]
+pub trait BrokerService {
+    /// Checks protocol compatibility.
+    async fn hello(req: HelloRequest) -> Result<HelloResponse, WireError>;
+    /// Stores messages (leader only).
+    async fn send(req: SendMessageRequest) -> Result<SendMessageResponse, WireError>;
+    /// Reads messages, long-polling.
+    async fn pull(req: PullMessageRequest) -> Result<PullMessageResponse, WireError>;
+    /// Offsets of every queue of a topic on this group.
+    async fn topic_status(topic: TopicName) -> Result<Vec<QueueStatus>, WireError>;
+    /// A group's committed offset of a queue.
+    async fn query_offset(
+        group: GroupName,
+        topic: TopicName,
+        queue_id: QueueId,
+    ) -> Result<Option<Offset>, WireError>;
+    /// Every committed offset of a group: `(topic, queue, offset)`.
+    async fn group_offsets(group: GroupName) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError>;
+    /// Commits offsets (replicated before the answer).
+    async fn commit_offsets(req: CommitOffsetsRequest) -> Result<(), WireError>;
+    /// The first offset stored at or after `ms` (ms since the Unix epoch).
+    async fn offset_for_time(topic: TopicName, queue_id: QueueId, ms: u64) -> Result<Offset, WireError>;
+    /// Registers a client instance's groups and subscriptions.
+    async fn heartbeat(req: HeartbeatRequest) -> Result<(), WireError>;
+    /// Client ids of a consumer group's live members, sorted.
+    async fn consumer_list(group: GroupName) -> Result<Vec<String>, WireError>;
+    /// Creates or updates a topic on this group.
+    async fn upsert_topic(config: TopicConfig) -> Result<(), WireError>;
+    /// Deletes a topic from this group.
+    async fn delete_topic(topic: TopicName) -> Result<(), WireError>;
+    /// Every topic on this group.
+    async fn list_topics() -> Result<Vec<TopicConfig>, WireError>;
+    /// Creates or updates a consumer group.
+    async fn upsert_group(config: GroupConfig) -> Result<(), WireError>;
+    /// Deletes a consumer group and its offsets.
+    async fn delete_group(group: GroupName) -> Result<(), WireError>;
+    /// Every consumer group configured on this group.
+    async fn list_groups() -> Result<Vec<GroupConfig>, WireError>;
+    /// The broker group's Raft status.
+    async fn group_status() -> Result<GroupStatus, WireError>;
+    /// A message by id.
+    async fn get_message(msg_id: String) -> Result<MessageExt, WireError>;
+    /// Messages with a key, oldest first.
+    async fn query_by_key(topic: TopicName, key: String, max: u32) -> Result<Vec<MessageExt>, WireError>;
+    /// Adds a node: first as a learner, then as a voter.
+    async fn add_node(node_id: NodeId, raft_addr: String, client_addr: String) -> Result<(), WireError>;
+    /// Removes a node from the group.
+    async fn remove_node(node_id: NodeId) -> Result<(), WireError>;
+    /// Hands leadership to another voter.
+    async fn transfer_leader(to: NodeId) -> Result<(), WireError>;
+}
