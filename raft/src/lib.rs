@@ -2,6 +2,28 @@
 //!
 //! # Layout
 //! - [`types`]: the openraft type configuration.
+//! - [`replica`]: [`Replica`], one node wired together; start, bootstrap, write, admin.
+//! - [`error`]: [`Error`].
 //! - [`codec`]: entries as commit-log payloads; votes and memberships in `meta`.
+//! - [`log_store`]: openraft log storage over the commit log.
+//! - [`state_machine`]: the state machine over the store, and snapshots.
+//! - [`network`]: the tarpc Raft network (client side).
+//! - [`server`]: the Raft port (server side).
+//! - [`transfer`]: snapshot transfer with the log entries the receiver lacks.
 pub mod codec;
+pub mod error;
+pub mod log_store;
+pub mod network;
+pub mod replica;
+pub mod server;
+pub mod state_machine;
+pub mod transfer;
 pub mod types;
+
+/// The openraft handle of a broker group node.
+pub type Raft = openraft::Raft<types::TypeConfig, state_machine::StateMachine>;
+
+pub use error::Error;
+pub use network::{Connector, TcpConnector};
+pub use replica::{Replica, ReplicaConfig};
+pub use types::{RaftNode, RaftResponse};

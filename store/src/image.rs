@@ -26,12 +26,17 @@ fn count(n: usize) -> Result<u32> {
 }
 
 impl Store {
-    /// A consistent image of the state machine at its applied index.
+    /// A consistent image of the state machine at its applied index, plus the values of
+    /// `extra` meta keys read at the same moment (the raft crate's membership).
     ///
     /// # Errors
     /// RocksDB errors.
-    pub fn export_state(&self) -> Result<Vec<u8>> {
+    pub fn export_state(&self, extra: &[MetaKey<'_>]) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
         let sm = self.lock();
+        let extra = extra
+            .iter()
+            .map(|k| self.idx.get_meta(k))
+            .collect::<Result<Vec<_>>>()?;
         let mut w = Writer::new();
         w.u8(IMAGE_VERSION);
         match sm.applied {
@@ -60,7 +65,7 @@ impl Store {
             w.u64(index::decode_u64(&v).unwrap_or(0));
         }
         drop(sm);
-        Ok(w.finish())
+        Ok((w.finish(), extra))
     }
 
     /// Replaces the state machine with an image (a snapshot install), then rebuilds the

@@ -1,0 +1,368 @@
+//! [`Replica`]: one node of a broker group's Raft group, wired to the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use raftmq_proto::broker::{GroupStatus, NodeStatus, Role};
+use raftmq_proto::NodeId;
+use raftmq_store::Store;
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::log_store::LogStore;
+use crate::network::{Connector, NetworkFactory};
+use crate::server::RaftServer;
+use crate::state_machine::StateMachine;
+use crate::transfer::SnapshotReceiver;
+use crate::types::{RaftNode, RaftRequest, RaftResponse, TypeConfig};
+use crate::Raft;
+
+/// Settings of one replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// Cluster name (reported in status).
+    pub cluster: String,
+    /// Broker group name: one Raft group.
+    pub group: String,
+    /// This node's id.
+    pub node_id: u64,
+    /// The initial members, used once to initialize a brand-new group.
+    pub peers: BTreeMap<u64, RaftNode>,
+    /// Leader heartbeat interval, ms. Default 100.
+    pub heartbeat_ms: u64,
+    /// Election timeout range, ms. Default 500..1000.
+    pub election_timeout_ms: (u64, u64),
+    /// Entries between snapshots (which also bound how far the logical purge point trails
+    /// the log). Default 20 000.
+    pub snapshot_every_entries: u64,
+}
+
+impl ReplicaConfig {
+    /// Defaults for a group.
+    pub fn new(cluster: &str, group: &str, node_id: u64, peers: BTreeMap<u64, RaftNode>) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            group: group.to_owned(),
+            node_id,
+            peers,
+            heartbeat_ms: 100,
+            election_timeout_ms: (500, 1000),
+            snapshot_every_entries: 20_000,
+        }
+    }
+
+    fn openraft(&self) -> Result<Config, Error> {
+        Config {
+            cluster_name: self.group.clone(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_ms.0,
+            election_timeout_max: self.election_timeout_ms.1,
+            enable_pre_vote: Some(true),
+            max_payload_entries: 256,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.snapshot_every_entries,
+            install_snapshot_timeout: 120_000,
+            purge_batch_size: 256,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| Error::Refused(format!("invalid Raft settings: {e}")))
+    }
+}
+
+/// One node of a broker group.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    raft: Raft,
+    store: Arc<Store>,
+    config: Arc<ReplicaConfig>,
+    applied: watch::Receiver<u64>,
+    snapshots: Arc<SnapshotReceiver>,
+}
+
+impl Replica {
+    /// Starts the Raft node over `store` (data under `data_dir`).
+    ///
+    /// # Errors
+    /// Invalid settings or storage errors while recovering.
+    pub async fn start(
+        config: ReplicaConfig,
+        store: Arc<Store>,
+        data_dir: &Path,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Self, Error> {
+        let raft_config = Arc::new(config.openraft()?);
+        let initial = store.applied().map_or(0, |(_, i)| i);
+        let (tx, rx) = watch::channel(initial);
+        let sm = StateMachine::new(store.clone(), data_dir.join("snapshot"), tx)?;
+        let network = NetworkFactory::new(config.node_id, config.group.clone(), store.clone(), connector);
+        let raft = Raft::new(config.node_id, raft_config, network, LogStore::new(store.clone()), sm)
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))?;
+        let snapshots = Arc::new(SnapshotReceiver::new(store.clone(), data_dir.join("snapshot").join("staging")));
+        Ok(Self { raft, store, config: Arc::new(config), applied: rx, snapshots })
+    }
+
+    /// The openraft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// The group name.
+    pub fn group(&self) -> &str {
+        &self.config.group
+    }
+
+    /// The cluster name.
+    pub fn cluster(&self) -> &str {
+        &self.config.cluster
+    }
+
+    /// The server for this node's Raft port.
+    pub fn server(&self) -> RaftServer {
+        RaftServer::new(&self.config.group, self.raft.clone(), self.snapshots.clone())
+    }
+
+    /// Watches the applied index (long polls wait on it).
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// Initializes a brand-new group exactly once: only the lowest-numbered peer does it,
+    /// only if it holds no Raft state, and only if no leader contacts it within a few
+    /// election timeouts (a wiped node rejoining a running group must not re-initialize).
+    ///
+    /// # Errors
+    /// The node stopped.
+    pub async fn bootstrap(&self) -> Result<(), Error> {
+        let me = self.config.node_id;
+        if self.raft.is_initialized().await.map_err(|e| Error::Fatal(e.to_string()))? {
+            return Ok(());
+        }
+        if self.config.peers.keys().next() != Some(&me) {
+            tracing::info!(node_id = me, "waiting for the lowest-numbered peer to initialize the group");
+            return Ok(());
+        }
+        let wait = Duration::from_millis(self.config.election_timeout_ms.1 * 3);
+        let contacted = self
+            .raft
+            .wait(Some(wait))
+            .metrics(|m| m.current_leader.is_some(), "a leader contacts this node")
+            .await
+            .is_ok();
+        if contacted || self.raft.is_initialized().await.map_err(|e| Error::Fatal(e.to_string()))? {
+            return Ok(());
+        }
+        tracing::info!(node_id = me, members = ?self.config.peers.keys().collect::<Vec<_>>(), "initializing a new Raft group");
+        match self.raft.initialize(self.config.peers.clone()).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(e)) => {
+                tracing::info!(reason = %e, "group already initialized");
+                Ok(())
+            }
+            Err(RaftError::Fatal(e)) => Err(Error::Fatal(e.to_string())),
+        }
+    }
+
+    /// The current leader and its addresses, if known.
+    pub fn leader(&self) -> Option<(u64, Option<RaftNode>)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let leader = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&leader).cloned();
+        Some((leader, node))
+    }
+
+    /// Whether this node believes it leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    fn not_leader(&self) -> Error {
+        match self.leader() {
+            Some((id, node)) if id != self.config.node_id => Error::NotLeader {
+                leader: Some(id),
+                leader_addr: node.map(|n| n.client_addr),
+            },
+            _ => Error::NotLeader { leader: None, leader_addr: None },
+        }
+    }
+
+    /// Replicates an entry payload and returns what applying it produced.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] (not applied), [`Error::Unknown`] (leadership changed in
+    /// flight), [`Error::Fatal`].
+    pub async fn write(&self, payload: Bytes) -> Result<RaftResponse, Error> {
+        match self.raft.client_write(RaftRequest(payload)).await {
+            Ok(resp) => Ok(resp.data),
+            Err(e) => Err(self.map_write_error(e)),
+        }
+    }
+
+    fn map_write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+                leader: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.client_addr),
+            },
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Error::Unknown,
+            RaftError::APIError(other) => Error::Refused(other.to_string()),
+            RaftError::Fatal(f) => Error::Fatal(f.to_string()),
+        }
+    }
+
+    /// Adds a node: as a learner until it caught up, then as a voter.
+    ///
+    /// # Errors
+    /// Not the leader, or the change was refused.
+    pub async fn add_node(&self, id: u64, node: RaftNode) -> Result<(), Error> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        tracing::info!(node_id = id, %node, "adding a learner");
+        self.raft.add_learner(id, node, true).await.map_err(|e| self.map_write_error(e))?;
+        tracing::info!(node_id = id, "promoting the learner to voter");
+        let add: BTreeSet<u64> = [id].into_iter().collect();
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(add), false)
+            .await
+            .map_err(|e| self.map_write_error(e))?;
+        Ok(())
+    }
+
+    /// Removes a node from the group.
+    ///
+    /// # Errors
+    /// Not the leader, or the change was refused.
+    pub async fn remove_node(&self, id: u64) -> Result<(), Error> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let ids: BTreeSet<u64> = [id].into_iter().collect();
+        tracing::info!(node_id = id, "removing a node");
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+            .await
+            .map_err(|e| self.map_write_error(e))?;
+        // A learner left behind is removed from the node list too.
+        let _ = self.raft.change_membership(ChangeMembers::RemoveNodes(ids), false).await;
+        Ok(())
+    }
+
+    /// Hands leadership to `to` and waits (up to 10 s) until it leads.
+    ///
+    /// # Errors
+    /// Not the leader, not a voter, or the transfer did not complete.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), Error> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let voters: BTreeSet<u64> = self.raft.voter_ids().collect();
+        if !voters.contains(&to) {
+            return Err(Error::Refused(format!("node {to} is not a voter of this group (voters: {voters:?})")));
+        }
+        self.raft.trigger().transfer_leader(to).await.map_err(|e| Error::Fatal(e.to_string()))?;
+        self.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.current_leader == Some(to), "leadership transferred")
+            .await
+            .map_err(|e| Error::Refused(format!("node {to} did not take over: {e}")))?;
+        Ok(())
+    }
+
+    /// The group as this node sees it.
+    pub fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let me = self.config.node_id;
+        let role = |s: ServerState| match s {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Learner => Role::Learner,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Shutdown => Role::Shutdown,
+        };
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let commit = m.local_committed.map_or(0, |l| l.index);
+        let mut nodes = Vec::new();
+        for (id, node) in membership.nodes() {
+            let mine = *id == me;
+            let matched = m.replication.as_ref().and_then(|r| r.get(id)).map(|l| l.map_or(0, |l| l.index));
+            nodes.push(NodeStatus {
+                node_id: NodeId(*id),
+                role: if mine {
+                    role(m.state)
+                } else if Some(*id) == m.current_leader {
+                    Role::Leader
+                } else if voters.contains(id) {
+                    Role::Follower
+                } else {
+                    Role::Learner
+                },
+                term: m.current_term,
+                last_log_index: if mine { last } else { matched.unwrap_or(0) },
+                commit_index: if mine { commit } else { 0 },
+                applied_index: if mine { m.last_applied.map_or(0, |l| l.index) } else { 0 },
+                lag: if mine && m.state == ServerState::Leader {
+                    Some(0)
+                } else {
+                    matched.map(|x| last.saturating_sub(x))
+                },
+                client_addr: node.client_addr.clone(),
+                raft_addr: node.raft_addr.clone(),
+            });
+        }
+        GroupStatus {
+            cluster: self.config.cluster.clone(),
+            group: self.config.group.clone(),
+            node_id: NodeId(me),
+            leader: m.current_leader.map(NodeId),
+            nodes,
+        }
+    }
+
+    /// This node's role and term.
+    pub fn role(&self) -> (Role, u64) {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let r = match m.state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Learner => Role::Learner,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Shutdown => Role::Shutdown,
+        };
+        (r, m.current_term)
+    }
+
+    /// The logical purge point: retention may delete segments up to it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn purge_limit(&self) -> Result<u64, Error> {
+        Ok(LogStore::new(self.store.clone()).last_purged()?.map_or(0, |l| l.index))
+    }
+
+    /// Stops the Raft node.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft shutdown did not finish cleanly");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The Raft port's server: decodes openraft RPCs and hands them to the local node.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use raftmq_proto::{RaftService, WireError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tarpc::context::Context;
+
+use crate::transfer::{SnapshotReceiver, SnapshotStep};
+use crate::Raft;
+
+/// Serves [`RaftService`] for one node.
+#[derive(Clone, Debug)]
+pub struct RaftServer {
+    group: Arc<str>,
+    raft: Raft,
+    snapshots: Arc<SnapshotReceiver>,
+}
+
+impl RaftServer {
+    /// A server for `raft`, a node of `group`.
+    pub fn new(group: &str, raft: Raft, snapshots: Arc<SnapshotReceiver>) -> Self {
+        Self { group: group.into(), raft, snapshots }
+    }
+
+    fn check_group(&self, group: &str) -> Result<(), WireError> {
+        if group == &*self.group {
+            Ok(())
+        } else {
+            Err(WireError::Invalid(format!(
+                "this Raft port belongs to broker group {}, not {group}: check the peers in the broker configs",
+                self.group
+            )))
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, WireError> {
+    bincode::deserialize(b).map_err(|e| WireError::Invalid(format!("undecodable Raft RPC: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Bytes, WireError> {
+    bincode::serialize(v)
+        .map(Bytes::from)
+        .map_err(|e| WireError::Internal(format!("encoding a Raft reply: {e}")))
+}
+
+fn internal(e: impl std::fmt::Display) -> WireError {
+    WireError::Internal(e.to_string())
+}
+
+impl RaftService for RaftServer {
+    async fn append_entries(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
+        self.check_group(&group)?;
+        let resp = self.raft.append_entries(decode(&req)?).await.map_err(internal)?;
+        encode(&resp)
+    }
+
+    async fn vote(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
+        self.check_group(&group)?;
+        let resp = self.raft.vote(decode(&req)?).await.map_err(internal)?;
+        encode(&resp)
+    }
+
+    async fn pre_vote(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
+        self.check_group(&group)?;
+        let resp = self.raft.pre_vote(decode(&req)?).await.map_err(internal)?;
+        encode(&resp)
+    }
+
+    async fn transfer_leader(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
+        self.check_group(&group)?;
+        let resp = self.raft.handle_transfer_leader(decode(&req)?).await.map_err(internal)?;
+        encode(&resp)
+    }
+
+    async fn snapshot(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
+        self.check_group(&group)?;
+        let step: SnapshotStep = decode(&req)?;
+        let reply = self.snapshots.handle(&self.raft, step).await.map_err(internal)?;
+        encode(&reply)
+    }
+}
