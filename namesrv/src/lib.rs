@@ -1,3 +1,15 @@
 //! The raftmq NameServer: a near-stateless route table that brokers register with.
 //!
-//! Empty until the broker-group issue lands; see `ARCHITECTURE.md`.
+//! Every broker node registers with every NameServer every 30 s and at once on a Raft role
+//! change; a node silent for `expiry` (120 s) is dropped. NameServers never talk to each
+//! other; clients may ask any of them.
+//!
+//! # Layout
+//! - [`routes`]: [`RouteTable`], registrations and the routes derived from them.
+//! - [`server`]: [`run`], serving [`NamesrvService`](raftmq_proto::NamesrvService).
+
+pub mod routes;
+pub mod server;
+
+pub use routes::RouteTable;
+pub use server::{run, NamesrvConfig};

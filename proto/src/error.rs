@@ -62,6 +62,9 @@ pub enum WireError {
     /// The consumer group does not exist.
     #[error("consumer group {0} does not exist")]
     GroupNotFound(String),
+    /// No message has this id (never stored, or deleted by retention).
+    #[error("no message {0} on this broker group (never stored, or deleted by retention)")]
+    MessageNotFound(String),
 }
 
 fn leader_hint(leader: &Option<NodeId>, addr: &Option<String>) -> String {
@@ -84,7 +87,8 @@ impl WireError {
             | WireError::OffsetTooLarge { .. }
             | WireError::Invalid(_)
             | WireError::Unauthorized(_)
-            | WireError::GroupNotFound(_) => Outcome::NotApplied,
+            | WireError::GroupNotFound(_)
+            | WireError::MessageNotFound(_) => Outcome::NotApplied,
         }
     }
 }

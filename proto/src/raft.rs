@@ -19,4 +19,12 @@ pub trait RaftService {
     async fn transfer_leader(group: String, req: Bytes) -> Result<Bytes, WireError>;
     /// One step of a snapshot transfer (offer, log records, install).
     async fn snapshot(group: String, req: Bytes) -> Result<Bytes, WireError>;
+    /// Asks the leader to record `client_addr` for node `node_id` (whose Raft address must
+    /// be `raft_addr`) in the membership, so `NotLeader` hints and routes carry it.
+    async fn set_client_addr(
+        group: String,
+        node_id: u64,
+        raft_addr: String,
+        client_addr: String,
+    ) -> Result<(), WireError>;
 }

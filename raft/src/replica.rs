@@ -180,6 +180,43 @@ impl Replica {
         }
     }
 
+    /// Makes sure the membership records `client_addr` for this node: asks the leader to
+    /// update it when it differs. Returns whether the membership already had it.
+    ///
+    /// # Errors
+    /// No leader is known yet, or the leader refused.
+    pub async fn publish_client_addr(&self, client_addr: &str, connector: &dyn Connector) -> Result<bool, Error> {
+        let me = self.config.node_id;
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let Some(mine) = membership.get_node(&me).cloned() else {
+            return Err(Error::Refused("this node is not in the membership yet".into()));
+        };
+        if mine.client_addr == client_addr {
+            return Ok(true);
+        }
+        let leader = m.current_leader.ok_or(Error::NotLeader { leader: None, leader_addr: None })?;
+        let leader_node = membership
+            .get_node(&leader)
+            .cloned()
+            .ok_or_else(|| Error::Refused(format!("leader {leader} is not in the membership")))?;
+        let stream = connector.connect(&leader_node.raft_addr).await?;
+        let client = raftmq_proto::RaftServiceClient::new(
+            tarpc::client::Config::default(),
+            raftmq_proto::transport::framed(stream),
+        )
+        .spawn();
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = std::time::Instant::now() + Duration::from_secs(10);
+        client
+            .set_client_addr(ctx, self.config.group.clone(), me, mine.raft_addr, client_addr.to_owned())
+            .await
+            .map_err(|e| Error::Refused(e.to_string()))?
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        tracing::info!(node_id = me, client_addr, "published this node's client address in the membership");
+        Ok(false)
+    }
+
     /// The current leader and its addresses, if known.
     pub fn leader(&self) -> Option<(u64, Option<RaftNode>)> {
         let m = self.raft.metrics().borrow_watched().clone();
@@ -203,14 +240,15 @@ impl Replica {
         }
     }
 
-    /// Replicates an entry payload and returns what applying it produced.
+    /// Replicates an entry payload and returns its log index and what applying it
+    /// produced.
     ///
     /// # Errors
     /// [`Error::NotLeader`] (not applied), [`Error::Unknown`] (leadership changed in
     /// flight), [`Error::Fatal`].
-    pub async fn write(&self, payload: Bytes) -> Result<RaftResponse, Error> {
+    pub async fn write(&self, payload: Bytes) -> Result<(u64, RaftResponse), Error> {
         match self.raft.client_write(RaftRequest(payload)).await {
-            Ok(resp) => Ok(resp.data),
+            Ok(resp) => Ok((resp.log_id.index, resp.data)),
             Err(e) => Err(self.map_write_error(e)),
         }
     }

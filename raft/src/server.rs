@@ -76,6 +76,41 @@ impl RaftService for RaftServer {
         encode(&resp)
     }
 
+    async fn set_client_addr(
+        self,
+        _: Context,
+        group: String,
+        node_id: u64,
+        raft_addr: String,
+        client_addr: String,
+    ) -> Result<(), WireError> {
+        use openraft::async_runtime::WatchReceiver;
+        self.check_group(&group)?;
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.current_leader != Some(*self.raft.node_id()) {
+            return Err(WireError::NotLeader { leader: m.current_leader.map(raftmq_proto::NodeId), leader_addr: None });
+        }
+        let membership = m.membership_config.membership();
+        let Some(node) = membership.get_node(&node_id) else {
+            return Err(WireError::Invalid(format!("node {node_id} is not a member of group {group}")));
+        };
+        if node.raft_addr != raft_addr {
+            return Err(WireError::Invalid(format!(
+                "node {node_id} has Raft address {} in the membership, not {raft_addr}",
+                node.raft_addr
+            )));
+        }
+        if node.client_addr == client_addr {
+            return Ok(());
+        }
+        let nodes = [(node_id, crate::types::RaftNode { raft_addr, client_addr })].into_iter().collect();
+        self.raft
+            .change_membership(openraft::ChangeMembers::SetNodes(nodes), true)
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
     async fn snapshot(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
         self.check_group(&group)?;
         let step: SnapshotStep = decode(&req)?;

@@ -88,7 +88,7 @@ async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
     nodes[leader].replica.write(topic).await?;
     let mut expected = 0u64;
     for _ in 0..20 {
-        match nodes[leader].replica.write(batch("T", 0, 5)).await? {
+        match nodes[leader].replica.write(batch("T", 0, 5)).await?.1 {
             RaftResponse::Messages(m) => {
                 assert_eq!(m.len(), 5);
                 for (i, o) in m.iter().enumerate() {
@@ -126,7 +126,7 @@ async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match nodes[new_leader].replica.write(batch("T", 0, 1)).await {
-            Ok(RaftResponse::Messages(m)) => {
+            Ok((_, RaftResponse::Messages(m))) => {
                 assert_eq!(m, vec![Some((0, expected))]);
                 break;
             }

@@ -1,0 +1,263 @@
+//! [`BrokerConfig`]: the TOML file of `raftmq broker --config`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A malformed or inconsistent configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown or mistyped keys.
+    #[error("config file {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the line and key).
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid broker config: {0}")]
+    Invalid(String),
+}
+
+/// Flush mode as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flush {
+    /// fsync before acknowledging (group commit). The default.
+    #[default]
+    Sync,
+    /// Acknowledge once written; fsync every 500 ms.
+    Async,
+}
+
+/// Configuration of one broker node. Every field has a default except the group's
+/// identity and addresses, which `validate` checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Cluster name. Default: `DefaultCluster`.
+    pub cluster: String,
+    /// Broker group (one Raft group). Default: `broker-a`.
+    pub group: String,
+    /// This node's id within the group; must be a key of `peers`. Default: 1.
+    pub node_id: u64,
+    /// Address the client port listens on. Default: `127.0.0.1:10911`.
+    pub listen: String,
+    /// Address the Raft port listens on; must equal this node's entry in `peers`.
+    /// Default: `127.0.0.1:10912`.
+    pub raft_listen: String,
+    /// Client address published to NameServers and clients. Default: `listen`.
+    pub advertise: Option<String>,
+    /// Initial members of the group: node id -> Raft address. Used once, to initialize a
+    /// brand-new group. Default: just this node.
+    pub peers: BTreeMap<String, String>,
+    /// NameServers to register with. Default: `["127.0.0.1:9876"]`.
+    pub namesrv: Vec<String>,
+    /// Data directory (commit log, indexes, snapshots). Default: `./data/<group>/n<node_id>`.
+    pub data_dir: Option<PathBuf>,
+    /// `sync` (fsync before acknowledging) or `async`. Default: `sync`.
+    pub flush: Flush,
+    /// Commit-log segment size, bytes. Default: 1 GiB.
+    pub segment_bytes: u64,
+    /// Segments older than this many hours are deleted. Default: 72.
+    pub retention_hours: u64,
+    /// Segments are also deleted while the disk is fuller than this percentage. Default: 90.
+    pub disk_high_water_percent: u8,
+    /// Create unknown topics on first send (with `default_queues` queues). Default: false.
+    pub auto_create_topics: bool,
+    /// Queues of an auto-created topic. Default: 8.
+    pub default_queues: u32,
+    /// Raft heartbeat interval, ms. Default: 100.
+    pub raft_heartbeat_ms: u64,
+    /// Raft election timeout, lower bound, ms. Default: 500.
+    pub raft_election_min_ms: u64,
+    /// Raft election timeout, upper bound, ms. Default: 1000.
+    pub raft_election_max_ms: u64,
+    /// Entries between Raft snapshots. Default: 20000.
+    pub raft_snapshot_every_entries: u64,
+    /// Re-register with NameServers this often, ms. Default: 30000.
+    pub register_interval_ms: u64,
+    /// Forget a client instance silent this long, ms. Default: 120000.
+    pub client_expiry_ms: u64,
+    /// Longest a pull may be held waiting for messages, ms. Default: 30000.
+    pub max_pull_wait_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            cluster: "DefaultCluster".into(),
+            group: "broker-a".into(),
+            node_id: 1,
+            listen: "127.0.0.1:10911".into(),
+            raft_listen: "127.0.0.1:10912".into(),
+            advertise: None,
+            peers: BTreeMap::new(),
+            namesrv: vec!["127.0.0.1:9876".into()],
+            data_dir: None,
+            flush: Flush::Sync,
+            segment_bytes: 1 << 30,
+            retention_hours: 72,
+            disk_high_water_percent: 90,
+            auto_create_topics: false,
+            default_queues: 8,
+            raft_heartbeat_ms: 100,
+            raft_election_min_ms: 500,
+            raft_election_max_ms: 1000,
+            raft_snapshot_every_entries: 20_000,
+            register_interval_ms: 30_000,
+            client_expiry_ms: 120_000,
+            max_pull_wait_ms: 30_000,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Reads and validates a TOML file.
+    ///
+    /// # Errors
+    /// Unreadable file, bad TOML, unknown keys or invalid values.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()
+    }
+
+    /// The client address published to others.
+    pub fn advertise_addr(&self) -> &str {
+        self.advertise.as_deref().unwrap_or(&self.listen)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("./data/{}/n{}", self.group, self.node_id)))
+    }
+
+    /// Peers as node id -> Raft address (this node included).
+    ///
+    /// # Errors
+    /// A key that is not a number.
+    pub fn peer_map(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.peers {
+            let id: u64 = k.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!("peers key {k:?} is not a node id (a positive number)"))
+            })?;
+            out.insert(id, v.clone());
+        }
+        if out.is_empty() {
+            out.insert(self.node_id, self.raft_listen.clone());
+        }
+        Ok(out)
+    }
+
+    /// Checks ranges and consistency.
+    ///
+    /// # Errors
+    /// The first problem found, described.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if let Err(e) = raftmq_proto::names::validate_group(&self.group) {
+            return bad(format!("group: {e}"));
+        }
+        if self.cluster.is_empty() {
+            return bad("cluster must not be empty".into());
+        }
+        if self.node_id == 0 {
+            return bad("node_id must be 1 or more".into());
+        }
+        for (name, addr) in [("listen", &self.listen), ("raft_listen", &self.raft_listen)] {
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return bad(format!("{name} = {addr:?} is not a host:port address"));
+            }
+        }
+        let peers = self.peer_map()?;
+        match peers.get(&self.node_id) {
+            None => return bad(format!("peers has no entry for this node (node_id = {})", self.node_id)),
+            Some(a) if *a != self.raft_listen => {
+                return bad(format!(
+                    "peers.{} = {a:?} differs from raft_listen = {:?}; they must name the same address",
+                    self.node_id, self.raft_listen
+                ))
+            }
+            Some(_) => {}
+        }
+        if self.namesrv.is_empty() {
+            return bad("namesrv must list at least one NameServer address".into());
+        }
+        if self.segment_bytes < 1 << 20 {
+            return bad(format!("segment_bytes = {} is below the 1 MiB minimum", self.segment_bytes));
+        }
+        if !(1..=99).contains(&self.disk_high_water_percent) {
+            return bad("disk_high_water_percent must be between 1 and 99".into());
+        }
+        if self.default_queues == 0 || self.default_queues > 1024 {
+            return bad("default_queues must be between 1 and 1024".into());
+        }
+        if self.raft_heartbeat_ms == 0 || self.raft_election_min_ms <= self.raft_heartbeat_ms * 2 {
+            return bad("raft_election_min_ms must be more than twice raft_heartbeat_ms".into());
+        }
+        if self.raft_election_max_ms <= self.raft_election_min_ms {
+            return bad("raft_election_max_ms must be above raft_election_min_ms".into());
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+cluster = "DefaultCluster"
+group = "broker-a"
+node_id = 1
+listen = "127.0.0.1:10911"
+raft_listen = "127.0.0.1:10912"
+namesrv = ["127.0.0.1:9876"]
+data_dir = "./data/n1"
+[peers]
+1 = "127.0.0.1:10912"
+2 = "127.0.0.1:11912"
+3 = "127.0.0.1:12912"
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let cfg: BrokerConfig = toml::from_str(EXAMPLE).unwrap();
+        let cfg = cfg.validate().unwrap();
+        assert_eq!(cfg.peer_map().unwrap().len(), 3);
+        assert_eq!(cfg.advertise_addr(), "127.0.0.1:10911");
+        assert_eq!(cfg.flush, Flush::Sync);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = toml::from_str::<BrokerConfig>("nodeid = 1").unwrap_err().to_string();
+        assert!(e.contains("nodeid"), "{e}");
+        let cfg: BrokerConfig = toml::from_str(&EXAMPLE.replace("node_id = 1", "node_id = 4")).unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("no entry for this node"), "{e}");
+        let cfg: BrokerConfig = toml::from_str(&EXAMPLE.replace("1 = \"127.0.0.1:10912\"", "1 = \"127.0.0.1:1\"")).unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("differs from raft_listen"));
+    }
+}

@@ -1,0 +1,207 @@
+//! Running a broker node: store + Raft + the two servers + background duties, with an
+//! orderly shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use raftmq_proto::{BrokerService, RaftService};
+use raftmq_raft::{Connector, RaftNode, Replica, ReplicaConfig, TcpConnector};
+use raftmq_store::{FlushMode, LogConfig, RetentionPolicy, Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clients::ClientRegistry;
+use crate::config::{BrokerConfig, Flush};
+use crate::error::Error;
+use crate::send::Proposer;
+use crate::service::{BrokerServer, Shared};
+
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+fn store_config(cfg: &BrokerConfig) -> StoreConfig {
+    StoreConfig {
+        log: LogConfig {
+            segment_bytes: cfg.segment_bytes,
+            flush: match cfg.flush {
+                Flush::Sync => FlushMode::Sync,
+                Flush::Async => FlushMode::Async,
+            },
+            ..LogConfig::default()
+        },
+        ..StoreConfig::default()
+    }
+}
+
+fn replica_config(cfg: &BrokerConfig) -> Result<ReplicaConfig, Error> {
+    let peers: BTreeMap<u64, RaftNode> = cfg
+        .peer_map()?
+        .into_iter()
+        .map(|(id, raft_addr)| {
+            let client_addr = if id == cfg.node_id { cfg.advertise_addr().to_owned() } else { String::new() };
+            (id, RaftNode { raft_addr, client_addr })
+        })
+        .collect();
+    let mut rc = ReplicaConfig::new(&cfg.cluster, &cfg.group, cfg.node_id, peers);
+    rc.heartbeat_ms = cfg.raft_heartbeat_ms;
+    rc.election_timeout_ms = (cfg.raft_election_min_ms, cfg.raft_election_max_ms);
+    rc.snapshot_every_entries = cfg.raft_snapshot_every_entries;
+    Ok(rc)
+}
+
+/// Runs a broker node on the given listeners until `shutdown` resolves, then stops
+/// accepting, finishes in-flight requests, hands leadership away, stops Raft and syncs
+/// the store.
+///
+/// # Errors
+/// The store or Raft failed to start.
+pub async fn run(
+    config: BrokerConfig,
+    client_listener: TcpListener,
+    raft_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)?;
+    let store_dir = data_dir.join("store");
+    let sc = store_config(&config);
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || Store::open(store_dir, sc))
+            .await
+            .map_err(std::io::Error::other)??,
+    );
+    let connector: Arc<dyn Connector> = Arc::new(TcpConnector);
+    let replica = Replica::start(replica_config(&config)?, store.clone(), &data_dir, connector.clone()).await?;
+    tracing::info!(
+        cluster = %config.cluster, group = %config.group, node_id = config.node_id,
+        client = %config.listen, raft = %config.raft_listen, data_dir = %data_dir.display(),
+        "broker node started"
+    );
+
+    let raft_stop = CancellationToken::new();
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let raft_server = tasks.spawn(raftmq_proto::serve_tarpc!(raft_listener, replica.server().serve(), raft_stop.clone()));
+
+    let proposer = Proposer::start(replica.clone(), stop.clone(), &tasks);
+    let shared = Arc::new(Shared {
+        clients: ClientRegistry::new(Duration::from_millis(config.client_expiry_ms)),
+        config,
+        replica: replica.clone(),
+        store: store.clone(),
+        proposer,
+        topics_changed: Notify::new(),
+    });
+    let client_server = tasks.spawn(raftmq_proto::serve_tarpc!(
+        client_listener,
+        BrokerServer { shared: shared.clone() }.serve(),
+        stop.clone()
+    ));
+    {
+        let r = replica.clone();
+        tasks.spawn(async move {
+            if let Err(e) = r.bootstrap().await {
+                tracing::error!(error = %e, "bootstrap failed");
+            }
+        });
+    }
+    tasks.spawn(crate::registration::run(shared.clone(), stop.clone()));
+    tasks.spawn(publish_client_addr(shared.clone(), connector, stop.clone()));
+    tasks.spawn(retention(shared.clone(), stop.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    if replica.is_leader() {
+        hand_over_leadership(&replica).await;
+    }
+    stop.cancel();
+    let _ = client_server.await;
+    replica.shutdown().await;
+    raft_stop.cancel();
+    let _ = raft_server.await;
+    tasks.close();
+    tasks.wait().await;
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.close()).await.map_err(std::io::Error::other)??;
+    tracing::info!("broker node stopped cleanly");
+    Ok(())
+}
+
+/// A leader going down gracefully hands over to its most caught-up follower, so clients
+/// see a transfer (milliseconds) instead of an election timeout.
+async fn hand_over_leadership(replica: &Replica) {
+    let status = replica.status();
+    let me = replica.node_id();
+    let best = status
+        .nodes
+        .iter()
+        .filter(|n| n.node_id.0 != me && n.role == raftmq_proto::Role::Follower)
+        .min_by_key(|n| n.lag.unwrap_or(u64::MAX))
+        .map(|n| n.node_id.0);
+    if let Some(to) = best {
+        match tokio::time::timeout(Duration::from_secs(3), replica.transfer_leader(to)).await {
+            Ok(Ok(())) => tracing::info!(to_node = to, "handed leadership over before shutting down"),
+            Ok(Err(e)) => tracing::warn!(to_node = to, error = %e, "leadership hand-over failed"),
+            Err(_) => tracing::warn!(to_node = to, "leadership hand-over timed out"),
+        }
+    }
+}
+
+/// Makes sure the Raft membership carries this node's client address (peers in the config
+/// only name Raft addresses).
+async fn publish_client_addr(shared: Arc<Shared>, connector: Arc<dyn Connector>, stop: CancellationToken) {
+    let addr = shared.config.advertise_addr().to_owned();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match shared.replica.publish_client_addr(&addr, connector.as_ref()).await {
+            Ok(true) => backoff = Duration::from_secs(10),
+            Ok(false) => backoff = Duration::from_millis(500),
+            Err(e) => {
+                tracing::debug!(error = %e, "client address not published yet");
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+}
+
+async fn retention(shared: Arc<Shared>, stop: CancellationToken) {
+    let policy = RetentionPolicy {
+        max_age: Duration::from_secs(shared.config.retention_hours * 3600),
+        disk_high_water: f64::from(shared.config.disk_high_water_percent) / 100.0,
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+        }
+        let limit = match shared.replica.purge_limit() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the Raft purge point; skipping retention");
+                continue;
+            }
+        };
+        let store = shared.store.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let disk = raftmq_store::disk_usage(store.dir())?;
+            store.enforce_retention(SystemTime::now(), &policy, disk, limit)
+        })
+        .await;
+        match res {
+            Ok(Ok(r)) if r.segments_deleted > 0 => {
+                tracing::info!(segments = r.segments_deleted, bytes = r.bytes_freed, "retention freed space")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            Err(e) => tracing::warn!(error = %e, "retention task panicked"),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Registration with every NameServer: every `register_interval_ms`, at once on a Raft role
+//! or leader change and when topics change, and a goodbye on shutdown.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use raftmq_proto::namesrv::RegisterBrokerRequest;
+use raftmq_proto::{NamesrvServiceClient, NodeId};
+use tokio_util::sync::CancellationToken;
+
+use crate::service::Shared;
+
+/// Deadline of one registration call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Keeps one connection per NameServer, re-dialed after any failure.
+#[derive(Debug, Default)]
+struct Clients {
+    by_addr: HashMap<String, NamesrvServiceClient>,
+}
+
+impl Clients {
+    async fn get(&mut self, addr: &str) -> std::io::Result<NamesrvServiceClient> {
+        if let Some(c) = self.by_addr.get(addr) {
+            return Ok(c.clone());
+        }
+        let t = raftmq_proto::transport::connect(addr, CALL_TIMEOUT).await?;
+        let c = NamesrvServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        self.by_addr.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+}
+
+fn ctx() -> tarpc::context::Context {
+    let mut c = tarpc::context::current();
+    c.deadline = std::time::Instant::now() + CALL_TIMEOUT;
+    c
+}
+
+fn request(shared: &Shared) -> RegisterBrokerRequest {
+    let (role, term) = shared.replica.role();
+    RegisterBrokerRequest {
+        cluster: shared.replica.cluster().to_owned(),
+        group: shared.replica.group().to_owned(),
+        node_id: NodeId(shared.replica.node_id()),
+        client_addr: shared.config.advertise_addr().to_owned(),
+        role,
+        term,
+        leader: shared.replica.leader().map(|(id, _)| NodeId(id)),
+        topics: shared.store.topics(),
+    }
+}
+
+async fn register_all(shared: &Shared, clients: &mut Clients) {
+    let req = request(shared);
+    for addr in &shared.config.namesrv {
+        let res = match clients.get(addr).await {
+            Ok(c) => c.register_broker(ctx(), req.clone()).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match res {
+            Ok(Ok(())) => tracing::debug!(namesrv = %addr, role = %req.role, term = req.term, "registered"),
+            Ok(Err(e)) => tracing::warn!(namesrv = %addr, error = %e, "NameServer refused the registration"),
+            Err(e) => {
+                clients.by_addr.remove(addr);
+                tracing::debug!(namesrv = %addr, error = %e, "NameServer unreachable; will retry");
+            }
+        }
+    }
+}
+
+/// Registers until `stop` fires, then unregisters.
+pub async fn run(shared: std::sync::Arc<Shared>, stop: CancellationToken) {
+    let mut clients = Clients::default();
+    let mut metrics = shared.replica.raft().server_metrics();
+    let interval = Duration::from_millis(shared.config.register_interval_ms);
+    let mut last_role = None;
+    loop {
+        register_all(&shared, &mut clients).await;
+        // Retry sooner while any NameServer is unreachable.
+        let wait = if clients.by_addr.len() < shared.config.namesrv.len() {
+            interval.min(Duration::from_secs(2))
+        } else {
+            interval
+        };
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    for addr in &shared.config.namesrv {
+                        if let Ok(c) = clients.get(addr).await {
+                            let _ = c
+                                .unregister_broker(ctx(), shared.replica.cluster().to_owned(), shared.replica.group().to_owned(), NodeId(shared.replica.node_id()))
+                                .await;
+                        }
+                    }
+                    return;
+                }
+                _ = &mut sleep => break,
+                _ = shared.topics_changed.notified() => break,
+                r = metrics.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    let m = metrics.borrow_watched().clone();
+                    let now = (m.state, m.current_leader);
+                    if last_role != Some(now) {
+                        last_role = Some(now);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Group commit of sends: concurrent send requests on the leader are coalesced into one
+//! Raft entry, so the Raft round trip and the fsync are paid per batch, not per message.
+//!
+//! ```text
+//!  send ─┐
+//!  send ─┼─► bounded queue ─► batcher: drain what is waiting (up to MAX_ENTRY_BYTES)
+//!  send ─┘                      │ encode one message batch, stamp the store time
+//!                               ▼
+//!                    replica.write (up to MAX_IN_FLIGHT entries pipelined)
+//!                               │ applied: (queue, offset) per message
+//!                               ▼
+//!                    each request gets its slice of the outcomes
+//! ```
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use raftmq_proto::{Message, MsgId, Offset, QueueId, SendResult, SendStatus, TopicName, WireError};
+use raftmq_raft::{RaftResponse, Replica};
+use raftmq_store::{BatchWriter, EntryPayload, MessageRef};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::convert::now_ms;
+use crate::error::raft_to_wire;
+
+/// One entry carries at most about this many bytes of messages.
+pub const MAX_ENTRY_BYTES: usize = 4 << 20;
+/// Entries being replicated at once.
+const MAX_IN_FLIGHT: usize = 32;
+/// Send requests waiting to be batched before new ones get `Busy`.
+const QUEUE_DEPTH: usize = 8192;
+
+/// A send waiting for its batch.
+#[derive(Debug)]
+pub struct SendJob {
+    /// Destination topic.
+    pub topic: TopicName,
+    /// Destination queue.
+    pub queue_id: QueueId,
+    /// Messages, all for `topic`.
+    pub messages: Vec<Message>,
+    /// Reconsume count to store (non-zero for retries).
+    pub reconsume_times: u32,
+    /// Where the results go.
+    pub reply: oneshot::Sender<Result<Vec<SendResult>, WireError>>,
+}
+
+impl SendJob {
+    fn bytes(&self) -> usize {
+        self.messages
+            .iter()
+            .map(|m| m.body.len() + m.topic.as_str().len() + m.tag.len() + 64)
+            .sum()
+    }
+}
+
+/// The handle sends are submitted through.
+#[derive(Debug, Clone)]
+pub struct Proposer {
+    tx: mpsc::Sender<SendJob>,
+}
+
+impl Proposer {
+    /// Starts the batcher; it stops when `stop` fires (pending sends get an error).
+    pub fn start(replica: Replica, stop: CancellationToken, tracker: &tokio_util::task::TaskTracker) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        tracker.spawn(run(replica, rx, stop));
+        Self { tx }
+    }
+
+    /// Queues a send; `Busy` when the queue is full.
+    ///
+    /// # Errors
+    /// `Busy` when overloaded, `Internal` when shutting down.
+    pub async fn submit(
+        &self,
+        topic: TopicName,
+        queue_id: QueueId,
+        messages: Vec<Message>,
+        reconsume_times: u32,
+    ) -> Result<Vec<SendResult>, WireError> {
+        let (reply, rx) = oneshot::channel();
+        let job = SendJob { topic, queue_id, messages, reconsume_times, reply };
+        self.tx.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                WireError::Busy(format!("{QUEUE_DEPTH} sends already waiting to be replicated; back off and retry"))
+            }
+            mpsc::error::TrySendError::Closed(_) => WireError::NotLeader { leader: None, leader_addr: None },
+        })?;
+        rx.await
+            .map_err(|_| WireError::Timeout("the broker stopped while the send was in flight".into()))?
+    }
+}
+
+async fn run(replica: Replica, mut rx: mpsc::Receiver<SendJob>, stop: CancellationToken) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let tasks = tokio_util::task::TaskTracker::new();
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            j = rx.recv() => match j { Some(j) => j, None => break },
+        };
+        // Wait for a replication slot first: while all are busy, more sends pile up and
+        // the next entry carries all of them.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let mut bytes = first.bytes();
+        let mut jobs = vec![first];
+        while bytes < MAX_ENTRY_BYTES {
+            match rx.try_recv() {
+                Ok(j) => {
+                    bytes += j.bytes();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let replica = replica.clone();
+        tasks.spawn(async move {
+            propose(&replica, jobs).await;
+            drop(permit);
+        });
+    }
+    rx.close();
+    while let Ok(j) = rx.try_recv() {
+        let _ = j.reply.send(Err(WireError::NotLeader { leader: None, leader_addr: None }));
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+fn encode(jobs: &[SendJob]) -> Result<Bytes, WireError> {
+    let store_ms = now_ms();
+    let mut w = BatchWriter::new();
+    for job in jobs {
+        for m in &job.messages {
+            w.push(&MessageRef {
+                topic: job.topic.as_str(),
+                queue_id: job.queue_id.0,
+                tag: &m.tag,
+                keys: &m.keys,
+                properties: &m.properties,
+                body: &m.body,
+                born_ms: store_ms,
+                store_ms,
+                flags: m.flag,
+                reconsume_times: job.reconsume_times,
+            })
+            .map_err(|e| WireError::Invalid(e.to_string()))?;
+        }
+    }
+    EntryPayload::Messages(Bytes::from(w.finish()))
+        .encode()
+        .map(Bytes::from)
+        .map_err(|e| WireError::Invalid(e.to_string()))
+}
+
+async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
+    let payload = match encode(&jobs) {
+        Ok(p) => p,
+        Err(e) => {
+            for j in jobs {
+                let _ = j.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let group = replica.group().to_owned();
+    match replica.write(payload).await {
+        Ok((log_index, RaftResponse::Messages(outcomes))) => {
+            let mut slot = 0usize;
+            for job in jobs {
+                let n = job.messages.len();
+                let mut results = Vec::with_capacity(n);
+                let mut missing = false;
+                for i in slot..slot + n {
+                    match outcomes.get(i).copied().flatten() {
+                        Some((q, off)) => results.push(SendResult {
+                            status: SendStatus::SendOk,
+                            msg_id: MsgId::new(&group, log_index, i as u32).to_string(),
+                            topic: job.topic.clone(),
+                            broker_group: group.clone(),
+                            queue_id: QueueId(q),
+                            queue_offset: Offset(off),
+                        }),
+                        None => missing = true,
+                    }
+                }
+                slot += n;
+                let _ = job.reply.send(if missing {
+                    Err(WireError::TopicNotFound(job.topic.to_string()))
+                } else {
+                    Ok(results)
+                });
+            }
+        }
+        Ok((_, other)) => {
+            for j in jobs {
+                let _ = j.reply.send(Err(WireError::Internal(format!("unexpected apply result {other:?}"))));
+            }
+        }
+        Err(e) => {
+            let e = raft_to_wire(e);
+            for j in jobs {
+                let _ = j.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}

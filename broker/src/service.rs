@@ -1,0 +1,369 @@
+//! [`BrokerServer`]: the client-facing RPCs of a broker node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftmq_proto::broker::{
+    CommitOffsetsRequest, GroupStatus, HeartbeatRequest, HelloRequest, HelloResponse,
+    PullMessageRequest, PullMessageResponse, QueueStatus, SendMessageRequest, SendMessageResponse,
+};
+use raftmq_proto::{
+    names, BrokerService, GroupConfig, GroupName, MessageExt, MsgId, NodeId, Offset, QueueId,
+    TopicConfig, TopicName, WireError, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+use raftmq_raft::{RaftNode, Replica};
+use raftmq_store::{Command, EntryPayload, Store};
+use tarpc::context::Context;
+use tokio::sync::Notify;
+
+use crate::clients::ClientRegistry;
+use crate::config::BrokerConfig;
+use crate::convert::message_ext;
+use crate::error::{raft_to_wire, store_to_wire};
+use crate::send::Proposer;
+
+/// Most messages one pull returns.
+const MAX_PULL_MSGS: u32 = 1024;
+/// Most bytes one pull returns (about).
+const MAX_PULL_BYTES: u32 = 16 << 20;
+
+/// State shared by the broker's RPC handlers.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) config: BrokerConfig,
+    pub(crate) replica: Replica,
+    pub(crate) store: Arc<Store>,
+    pub(crate) proposer: Proposer,
+    pub(crate) clients: ClientRegistry,
+    /// Poked when topics change, so NameServers hear about it at once.
+    pub(crate) topics_changed: Notify,
+}
+
+/// Serves [`BrokerService`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BrokerServer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, raftmq_store::Error> + Send + 'static,
+) -> Result<T, WireError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WireError::Internal(e.to_string()))?
+        .map_err(store_to_wire)
+}
+
+impl BrokerServer {
+    fn group(&self) -> &str {
+        self.shared.replica.group()
+    }
+
+    async fn command(&self, c: Command) -> Result<(), WireError> {
+        let payload = EntryPayload::Command(c).encode().map_err(|e| WireError::Invalid(e.to_string()))?;
+        self.shared.replica.write(Bytes::from(payload)).await.map_err(raft_to_wire)?;
+        Ok(())
+    }
+
+    fn topic_config(&self, topic: &TopicName) -> Result<TopicConfig, WireError> {
+        self.shared
+            .store
+            .topic(topic.as_str())
+            .ok_or_else(|| WireError::TopicNotFound(topic.to_string()))
+    }
+
+    /// The topic's config, creating it first when auto-creation is on.
+    async fn topic_for_send(&self, topic: &TopicName) -> Result<TopicConfig, WireError> {
+        if let Some(t) = self.shared.store.topic(topic.as_str()) {
+            return Ok(t);
+        }
+        if !self.shared.config.auto_create_topics {
+            return Err(WireError::TopicNotFound(topic.to_string()));
+        }
+        let config = TopicConfig::new(topic.clone(), self.shared.config.default_queues);
+        tracing::info!(topic = %topic, queues = config.write_queues, "auto-creating topic");
+        self.command(Command::UpsertTopic(config)).await?;
+        self.shared.topics_changed.notify_one();
+        self.topic_config(topic)
+    }
+
+    fn check_leader(&self) -> Result<(), WireError> {
+        if self.shared.replica.is_leader() {
+            return Ok(());
+        }
+        Err(match self.shared.replica.leader() {
+            Some((id, node)) if id != self.shared.replica.node_id() => WireError::NotLeader {
+                leader: Some(NodeId(id)),
+                leader_addr: node.map(|n| n.client_addr).filter(|a| !a.is_empty()),
+            },
+            _ => WireError::NotLeader { leader: None, leader_addr: None },
+        })
+    }
+}
+
+fn invalid(m: impl Into<String>) -> WireError {
+    WireError::Invalid(m.into())
+}
+
+fn validate_send(req: &SendMessageRequest) -> Result<(), WireError> {
+    names::validate_topic(req.topic.as_str()).map_err(invalid)?;
+    if req.messages.is_empty() {
+        return Err(invalid("a send must carry at least one message"));
+    }
+    let mut total = 0usize;
+    for m in &req.messages {
+        if m.topic != req.topic {
+            return Err(invalid(format!(
+                "every message of a batch must have the batch's topic {}, found {}",
+                req.topic, m.topic
+            )));
+        }
+        if m.body.len() > MAX_MESSAGE_BYTES {
+            return Err(invalid(format!(
+                "message body of {} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit",
+                m.body.len()
+            )));
+        }
+        if m.delay_level > 0 || m.deliver_at_ms > 0 {
+            return Err(invalid("delayed delivery is not supported by this broker version yet"));
+        }
+        if m.keys.iter().any(|k| k.contains('\0')) || m.tag.contains('\0') {
+            return Err(invalid("tags and keys must not contain NUL characters"));
+        }
+        let props: usize = m.properties.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        if props > 32 * 1024 {
+            return Err(invalid(format!("properties take {props} bytes, more than the 32 KiB limit")));
+        }
+        total += m.body.len() + props;
+    }
+    if total > MAX_MESSAGE_BYTES {
+        return Err(invalid(format!(
+            "batch of {total} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit; split it"
+        )));
+    }
+    Ok(())
+}
+
+impl BrokerService for BrokerServer {
+    async fn hello(self, _: Context, req: HelloRequest) -> Result<HelloResponse, WireError> {
+        if req.protocol_version != PROTOCOL_VERSION {
+            return Err(invalid(format!(
+                "protocol version {} is not supported; this broker speaks {PROTOCOL_VERSION}: upgrade the older side",
+                req.protocol_version
+            )));
+        }
+        Ok(HelloResponse {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: self.shared.replica.cluster().to_owned(),
+            group: self.group().to_owned(),
+            node_id: NodeId(self.shared.replica.node_id()),
+        })
+    }
+
+    async fn send(self, _: Context, req: SendMessageRequest) -> Result<SendMessageResponse, WireError> {
+        validate_send(&req)?;
+        self.check_leader()?;
+        let topic = self.topic_for_send(&req.topic).await?;
+        if !topic.perm.writable() {
+            return Err(WireError::Unauthorized(format!("topic {} is not writable on group {}", req.topic, self.group())));
+        }
+        if req.queue_id.0 >= topic.write_queues {
+            return Err(invalid(format!(
+                "queue {} does not exist: topic {} has {} write queues on group {}",
+                req.queue_id, req.topic, topic.write_queues, self.group()
+            )));
+        }
+        let results = self.shared.proposer.submit(req.topic, req.queue_id, req.messages, 0).await?;
+        Ok(SendMessageResponse { results })
+    }
+
+    async fn pull(self, _: Context, req: PullMessageRequest) -> Result<PullMessageResponse, WireError> {
+        let topic = self.topic_config(&req.topic)?;
+        if !topic.perm.readable() {
+            return Err(WireError::Unauthorized(format!("topic {} is not readable", req.topic)));
+        }
+        let hashes: Option<Vec<u32>> = (!req.tags.is_empty())
+            .then(|| req.tags.iter().map(|t| raftmq_store::index::tag_hash(t)).collect());
+        let wait = Duration::from_millis(req.max_wait_ms.min(self.shared.config.max_pull_wait_ms));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut applied = self.shared.replica.applied();
+        let max_msgs = req.max_msgs.clamp(1, MAX_PULL_MSGS) as usize;
+        let max_bytes = req.max_bytes.clamp(1, MAX_PULL_BYTES) as usize;
+        loop {
+            applied.borrow_and_update();
+            let store = self.shared.store.clone();
+            let (t, q, off, h) = (req.topic.clone(), req.queue_id.0, req.offset.0, hashes.clone());
+            let read = blocking(move || store.read_queue(t.as_str(), q, off, max_msgs, max_bytes, h.as_deref())).await?;
+            if req.offset.0 > read.max_offset {
+                return Err(WireError::OffsetTooLarge { offset: req.offset.0, max: read.max_offset });
+            }
+            let progressed = !read.messages.is_empty() || read.next_offset > req.offset.0;
+            if progressed || tokio::time::Instant::now() >= deadline {
+                let group = self.group().to_owned();
+                return Ok(PullMessageResponse {
+                    messages: read.messages.into_iter().map(|m| message_ext(&group, m)).collect(),
+                    next_offset: Offset(read.next_offset),
+                    min_offset: Offset(read.min_offset),
+                    max_offset: Offset(read.max_offset),
+                });
+            }
+            tokio::select! {
+                r = applied.changed() => if r.is_err() {
+                    return Err(WireError::Internal("the broker is shutting down".into()));
+                },
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    async fn topic_status(self, _: Context, topic: TopicName) -> Result<Vec<QueueStatus>, WireError> {
+        let config = self.topic_config(&topic)?;
+        let store = self.shared.store.clone();
+        blocking(move || {
+            (0..config.read_queues.max(config.write_queues))
+                .map(|q| {
+                    let (min, max) = store.queue_bounds(topic.as_str(), q)?;
+                    Ok(QueueStatus { queue_id: QueueId(q), min_offset: Offset(min), max_offset: Offset(max) })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn query_offset(self, _: Context, group: GroupName, topic: TopicName, queue_id: QueueId) -> Result<Option<Offset>, WireError> {
+        let store = self.shared.store.clone();
+        blocking(move || Ok(store.consumer_offset(group.as_str(), topic.as_str(), queue_id.0)?.map(Offset))).await
+    }
+
+    async fn group_offsets(self, _: Context, group: GroupName) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError> {
+        let store = self.shared.store.clone();
+        blocking(move || {
+            Ok(store
+                .consumer_offsets(group.as_str())?
+                .into_iter()
+                .map(|(t, q, o)| (TopicName(t), QueueId(q), Offset(o)))
+                .collect())
+        })
+        .await
+    }
+
+    async fn commit_offsets(self, _: Context, req: CommitOffsetsRequest) -> Result<(), WireError> {
+        names::validate_group(req.group.as_str()).map_err(invalid)?;
+        if req.offsets.is_empty() {
+            return Ok(());
+        }
+        for (t, _, _) in &req.offsets {
+            names::validate_topic(t.as_str()).map_err(invalid)?;
+        }
+        self.check_leader()?;
+        self.command(Command::CommitOffsets { group: req.group, offsets: req.offsets }).await
+    }
+
+    async fn offset_for_time(self, _: Context, topic: TopicName, queue_id: QueueId, ms: u64) -> Result<Offset, WireError> {
+        let store = self.shared.store.clone();
+        blocking(move || store.offset_for_time(topic.as_str(), queue_id.0, ms).map(Offset)).await
+    }
+
+    async fn heartbeat(self, _: Context, req: HeartbeatRequest) -> Result<(), WireError> {
+        if req.client_id.is_empty() {
+            return Err(invalid("heartbeat without a client id"));
+        }
+        self.shared.clients.heartbeat(&req.client_id, req.consumer_groups);
+        Ok(())
+    }
+
+    async fn consumer_list(self, _: Context, group: GroupName) -> Result<Vec<String>, WireError> {
+        Ok(self.shared.clients.members(group.as_str()))
+    }
+
+    async fn upsert_topic(self, _: Context, config: TopicConfig) -> Result<(), WireError> {
+        names::validate_topic(config.name.as_str()).map_err(invalid)?;
+        for (what, n) in [("read_queues", config.read_queues), ("write_queues", config.write_queues)] {
+            if n == 0 || n > 1024 {
+                return Err(invalid(format!("{what} = {n}: must be between 1 and 1024")));
+            }
+        }
+        self.check_leader()?;
+        self.command(Command::UpsertTopic(config)).await?;
+        self.shared.topics_changed.notify_one();
+        Ok(())
+    }
+
+    async fn delete_topic(self, _: Context, topic: TopicName) -> Result<(), WireError> {
+        self.check_leader()?;
+        self.topic_config(&topic)?;
+        self.command(Command::DeleteTopic(topic)).await?;
+        self.shared.topics_changed.notify_one();
+        Ok(())
+    }
+
+    async fn list_topics(self, _: Context) -> Result<Vec<TopicConfig>, WireError> {
+        Ok(self.shared.store.topics())
+    }
+
+    async fn upsert_group(self, _: Context, config: GroupConfig) -> Result<(), WireError> {
+        names::validate_group(config.name.as_str()).map_err(invalid)?;
+        self.check_leader()?;
+        self.command(Command::UpsertGroup(config)).await
+    }
+
+    async fn delete_group(self, _: Context, group: GroupName) -> Result<(), WireError> {
+        self.check_leader()?;
+        if self.shared.store.group(group.as_str()).is_none() {
+            return Err(WireError::GroupNotFound(group.to_string()));
+        }
+        self.command(Command::DeleteGroup(group)).await
+    }
+
+    async fn list_groups(self, _: Context) -> Result<Vec<GroupConfig>, WireError> {
+        Ok(self.shared.store.groups())
+    }
+
+    async fn group_status(self, _: Context) -> Result<GroupStatus, WireError> {
+        Ok(self.shared.replica.status())
+    }
+
+    async fn get_message(self, _: Context, msg_id: String) -> Result<MessageExt, WireError> {
+        let id = MsgId::parse(&msg_id).ok_or_else(|| invalid(format!("{msg_id:?} is not a message id (32 hex digits)")))?;
+        let group = self.group().to_owned();
+        if id.group_hash != raftmq_proto::message::group_hash(&group) {
+            return Err(invalid(format!("message {msg_id} was not stored by broker group {group}")));
+        }
+        let store = self.shared.store.clone();
+        let m = blocking(move || store.message_at(id.log_index, id.slot)).await?;
+        m.map(|m| message_ext(&group, m)).ok_or(WireError::MessageNotFound(msg_id))
+    }
+
+    async fn query_by_key(self, _: Context, topic: TopicName, key: String, max: u32) -> Result<Vec<MessageExt>, WireError> {
+        let store = self.shared.store.clone();
+        let group = self.group().to_owned();
+        let max = max.clamp(1, 1024) as usize;
+        blocking(move || {
+            let mut out = Vec::new();
+            for (index, slot) in store.positions_by_key(topic.as_str(), &key, max)? {
+                if let Some(m) = store.message_at(index, slot)? {
+                    out.push(message_ext(&group, m));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn add_node(self, _: Context, node_id: NodeId, raft_addr: String, client_addr: String) -> Result<(), WireError> {
+        self.shared
+            .replica
+            .add_node(node_id.0, RaftNode { raft_addr, client_addr })
+            .await
+            .map_err(raft_to_wire)
+    }
+
+    async fn remove_node(self, _: Context, node_id: NodeId) -> Result<(), WireError> {
+        self.shared.replica.remove_node(node_id.0).await.map_err(raft_to_wire)
+    }
+
+    async fn transfer_leader(self, _: Context, to: NodeId) -> Result<(), WireError> {
+        self.shared.replica.transfer_leader(to.0).await.map_err(raft_to_wire)
+    }
+}
