@@ -6,24 +6,33 @@ use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::ConsumerGroupInfo;
 
+/// Members of one group: client id -> (last heartbeat, what it reported).
+type Members = BTreeMap<String, (Instant, ConsumerGroupInfo)>;
+
 /// Who heartbeated recently.
 #[derive(Debug)]
 pub struct ClientRegistry {
     expiry: Duration,
-    groups: Mutex<HashMap<String, BTreeMap<String, (Instant, ConsumerGroupInfo)>>>,
+    groups: Mutex<HashMap<String, Members>>,
 }
 
 impl ClientRegistry {
     /// Forgets instances silent for `expiry`.
     pub fn new(expiry: Duration) -> Self {
-        Self { expiry, groups: Mutex::new(HashMap::new()) }
+        Self {
+            expiry,
+            groups: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records a heartbeat; an instance that lists no group is removed everywhere
     /// (a clean shutdown).
     pub fn heartbeat(&self, client_id: &str, groups: Vec<ConsumerGroupInfo>) {
         let now = Instant::now();
-        let mut all = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let named: Vec<String> = groups.iter().map(|g| g.group.as_str().to_owned()).collect();
         for members in all.values_mut() {
             members.retain(|id, _| id != client_id);
@@ -39,7 +48,10 @@ impl ClientRegistry {
     /// Live members of a group, sorted by client id.
     pub fn members(&self, group: &str) -> Vec<String> {
         let now = Instant::now();
-        let mut all = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(members) = all.get_mut(group) else {
             return Vec::new();
         };
@@ -54,7 +66,11 @@ mod tests {
     use raftmq_proto::GroupName;
 
     fn info(g: &str) -> ConsumerGroupInfo {
-        ConsumerGroupInfo { group: GroupName::from(g), subscriptions: vec![], broadcast: false }
+        ConsumerGroupInfo {
+            group: GroupName::from(g),
+            subscriptions: vec![],
+            broadcast: false,
+        }
     }
 
     #[test]

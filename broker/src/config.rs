@@ -54,11 +54,15 @@ pub struct BrokerConfig {
     pub node_id: u64,
     /// Address the client port listens on. Default: `127.0.0.1:10911`.
     pub listen: String,
-    /// Address the Raft port listens on; must equal this node's entry in `peers`.
-    /// Default: `127.0.0.1:10912`.
+    /// Address the Raft port listens on; must equal this node's entry in `peers` unless
+    /// `raft_advertise` is set. Outgoing Raft connections use its IP as their source when it
+    /// names one. Default: `127.0.0.1:10912`.
     pub raft_listen: String,
     /// Client address published to NameServers and clients. Default: `listen`.
     pub advertise: Option<String>,
+    /// Raft address peers dial (when a proxy or NAT sits in front of `raft_listen`); must
+    /// equal this node's entry in `peers`. Default: `raft_listen`.
+    pub raft_advertise: Option<String>,
     /// Initial members of the group: node id -> Raft address. Used once, to initialize a
     /// brand-new group. Default: just this node.
     pub peers: BTreeMap<String, String>,
@@ -80,9 +84,10 @@ pub struct BrokerConfig {
     pub default_queues: u32,
     /// Raft heartbeat interval, ms. Default: 100.
     pub raft_heartbeat_ms: u64,
-    /// Raft election timeout, lower bound, ms. Default: 500.
+    /// Raft election timeout, lower bound, ms. Default: 250.
     pub raft_election_min_ms: u64,
-    /// Raft election timeout, upper bound, ms. Default: 1000.
+    /// Raft election timeout, upper bound, ms; also the leader lease. Followers campaign
+    /// after lease + timeout of silence, so a failover takes about 2x this. Default: 350.
     pub raft_election_max_ms: u64,
     /// Entries between Raft snapshots. Default: 20000.
     pub raft_snapshot_every_entries: u64,
@@ -103,6 +108,7 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:10911".into(),
             raft_listen: "127.0.0.1:10912".into(),
             advertise: None,
+            raft_advertise: None,
             peers: BTreeMap::new(),
             namesrv: vec!["127.0.0.1:9876".into()],
             data_dir: None,
@@ -113,8 +119,8 @@ impl Default for BrokerConfig {
             auto_create_topics: false,
             default_queues: 8,
             raft_heartbeat_ms: 100,
-            raft_election_min_ms: 500,
-            raft_election_max_ms: 1000,
+            raft_election_min_ms: 250,
+            raft_election_max_ms: 350,
             raft_snapshot_every_entries: 20_000,
             register_interval_ms: 30_000,
             client_expiry_ms: 120_000,
@@ -145,6 +151,11 @@ impl BrokerConfig {
         self.advertise.as_deref().unwrap_or(&self.listen)
     }
 
+    /// The Raft address peers dial.
+    pub fn raft_advertise_addr(&self) -> &str {
+        self.raft_advertise.as_deref().unwrap_or(&self.raft_listen)
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
@@ -160,12 +171,14 @@ impl BrokerConfig {
         let mut out = BTreeMap::new();
         for (k, v) in &self.peers {
             let id: u64 = k.trim().parse().map_err(|_| {
-                ConfigError::Invalid(format!("peers key {k:?} is not a node id (a positive number)"))
+                ConfigError::Invalid(format!(
+                    "peers key {k:?} is not a node id (a positive number)"
+                ))
             })?;
             out.insert(id, v.clone());
         }
         if out.is_empty() {
-            out.insert(self.node_id, self.raft_listen.clone());
+            out.insert(self.node_id, self.raft_advertise_addr().to_owned());
         }
         Ok(out)
     }
@@ -186,17 +199,22 @@ impl BrokerConfig {
             return bad("node_id must be 1 or more".into());
         }
         for (name, addr) in [("listen", &self.listen), ("raft_listen", &self.raft_listen)] {
-            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            if addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
                 return bad(format!("{name} = {addr:?} is not a host:port address"));
             }
         }
         let peers = self.peer_map()?;
         match peers.get(&self.node_id) {
             None => return bad(format!("peers has no entry for this node (node_id = {})", self.node_id)),
-            Some(a) if *a != self.raft_listen => {
+            Some(a) if a != self.raft_advertise_addr() => {
                 return bad(format!(
-                    "peers.{} = {a:?} differs from raft_listen = {:?}; they must name the same address",
-                    self.node_id, self.raft_listen
+                    "peers.{} = {a:?} differs from raft_listen = {:?}; they must name the same address (or set raft_advertise)",
+                    self.node_id,
+                    self.raft_advertise_addr()
                 ))
             }
             Some(_) => {}
@@ -205,7 +223,10 @@ impl BrokerConfig {
             return bad("namesrv must list at least one NameServer address".into());
         }
         if self.segment_bytes < 1 << 20 {
-            return bad(format!("segment_bytes = {} is below the 1 MiB minimum", self.segment_bytes));
+            return bad(format!(
+                "segment_bytes = {} is below the 1 MiB minimum",
+                self.segment_bytes
+            ));
         }
         if !(1..=99).contains(&self.disk_high_water_percent) {
             return bad("disk_high_water_percent must be between 1 and 99".into());
@@ -252,12 +273,21 @@ data_dir = "./data/n1"
 
     #[test]
     fn mistakes_are_named() {
-        let e = toml::from_str::<BrokerConfig>("nodeid = 1").unwrap_err().to_string();
+        let e = toml::from_str::<BrokerConfig>("nodeid = 1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nodeid"), "{e}");
-        let cfg: BrokerConfig = toml::from_str(&EXAMPLE.replace("node_id = 1", "node_id = 4")).unwrap();
+        let cfg: BrokerConfig =
+            toml::from_str(&EXAMPLE.replace("node_id = 1", "node_id = 4")).unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("no entry for this node"), "{e}");
-        let cfg: BrokerConfig = toml::from_str(&EXAMPLE.replace("1 = \"127.0.0.1:10912\"", "1 = \"127.0.0.1:1\"")).unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("differs from raft_listen"));
+        let cfg: BrokerConfig =
+            toml::from_str(&EXAMPLE.replace("1 = \"127.0.0.1:10912\"", "1 = \"127.0.0.1:1\""))
+                .unwrap();
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("differs from raft_listen"));
     }
 }

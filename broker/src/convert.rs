@@ -14,7 +14,10 @@ pub fn message_ext(group: &str, m: StoredMessage) -> MessageExt {
         queue_offset: Offset(m.queue_offset),
         tag: v.tag().to_owned(),
         keys: v.keys().map(str::to_owned).collect(),
-        properties: v.properties().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        properties: v
+            .properties()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
         body: v.body.clone(),
         flag: v.flags,
         born_ms: v.born_ms,

@@ -22,7 +22,10 @@ pub enum Error {
 /// Maps a replication error to the wire.
 pub fn raft_to_wire(e: raftmq_raft::Error) -> WireError {
     match e {
-        raftmq_raft::Error::NotLeader { leader, leader_addr } => WireError::NotLeader {
+        raftmq_raft::Error::NotLeader {
+            leader,
+            leader_addr,
+        } => WireError::NotLeader {
             leader: leader.map(NodeId),
             leader_addr: leader_addr.filter(|a| !a.is_empty()),
         },
@@ -39,7 +42,9 @@ pub fn raft_to_wire(e: raftmq_raft::Error) -> WireError {
 pub fn store_to_wire(e: raftmq_store::Error) -> WireError {
     match e {
         raftmq_store::Error::TopicNotFound(t) => WireError::TopicNotFound(t),
-        raftmq_store::Error::OffsetTooSmall { offset, min } => WireError::OffsetTooSmall { offset, min },
+        raftmq_store::Error::OffsetTooSmall { offset, min } => {
+            WireError::OffsetTooSmall { offset, min }
+        }
         raftmq_store::Error::Invalid(m) => WireError::Invalid(m),
         other => WireError::Internal(other.to_string()),
     }

@@ -42,8 +42,18 @@ fn replica_config(cfg: &BrokerConfig) -> Result<ReplicaConfig, Error> {
         .peer_map()?
         .into_iter()
         .map(|(id, raft_addr)| {
-            let client_addr = if id == cfg.node_id { cfg.advertise_addr().to_owned() } else { String::new() };
-            (id, RaftNode { raft_addr, client_addr })
+            let client_addr = if id == cfg.node_id {
+                cfg.advertise_addr().to_owned()
+            } else {
+                String::new()
+            };
+            (
+                id,
+                RaftNode {
+                    raft_addr,
+                    client_addr,
+                },
+            )
         })
         .collect();
     let mut rc = ReplicaConfig::new(&cfg.cluster, &cfg.group, cfg.node_id, peers);
@@ -74,8 +84,20 @@ pub async fn run(
             .await
             .map_err(std::io::Error::other)??,
     );
-    let connector: Arc<dyn Connector> = Arc::new(TcpConnector);
-    let replica = Replica::start(replica_config(&config)?, store.clone(), &data_dir, connector.clone()).await?;
+    let bind_ip = config
+        .raft_listen
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified());
+    let connector: Arc<dyn Connector> = Arc::new(TcpConnector { bind_ip });
+    let replica = Replica::start(
+        replica_config(&config)?,
+        store.clone(),
+        &data_dir,
+        connector.clone(),
+    )
+    .await?;
     tracing::info!(
         cluster = %config.cluster, group = %config.group, node_id = config.node_id,
         client = %config.listen, raft = %config.raft_listen, data_dir = %data_dir.display(),
@@ -85,7 +107,11 @@ pub async fn run(
     let raft_stop = CancellationToken::new();
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let raft_server = tasks.spawn(raftmq_proto::serve_tarpc!(raft_listener, replica.server().serve(), raft_stop.clone()));
+    let raft_server = tasks.spawn(raftmq_proto::serve_tarpc!(
+        raft_listener,
+        replica.server().serve(),
+        raft_stop.clone()
+    ));
 
     let proposer = Proposer::start(replica.clone(), stop.clone(), &tasks);
     let shared = Arc::new(Shared {
@@ -98,7 +124,10 @@ pub async fn run(
     });
     let client_server = tasks.spawn(raftmq_proto::serve_tarpc!(
         client_listener,
-        BrokerServer { shared: shared.clone() }.serve(),
+        BrokerServer {
+            shared: shared.clone()
+        }
+        .serve(),
         stop.clone()
     ));
     {
@@ -113,9 +142,17 @@ pub async fn run(
     tasks.spawn(publish_client_addr(shared.clone(), connector, stop.clone()));
     tasks.spawn(retention(shared.clone(), stop.clone()));
 
-    shutdown.await;
-    tracing::info!("shutting down: no new connections, finishing in-flight requests");
-    if replica.is_leader() {
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        why = replica.stopped() => Some(why),
+    };
+    match &fatal {
+        None => tracing::info!("shutting down: no new connections, finishing in-flight requests"),
+        Some(why) => {
+            tracing::error!(reason = %why, "the Raft core stopped; shutting the node down")
+        }
+    }
+    if fatal.is_none() && replica.is_leader() {
         hand_over_leadership(&replica).await;
     }
     stop.cancel();
@@ -126,7 +163,12 @@ pub async fn run(
     tasks.close();
     tasks.wait().await;
     let s = store.clone();
-    tokio::task::spawn_blocking(move || s.close()).await.map_err(std::io::Error::other)??;
+    tokio::task::spawn_blocking(move || s.close())
+        .await
+        .map_err(std::io::Error::other)??;
+    if let Some(why) = fatal {
+        return Err(Error::Raft(raftmq_raft::Error::Fatal(why)));
+    }
     tracing::info!("broker node stopped cleanly");
     Ok(())
 }
@@ -144,7 +186,9 @@ async fn hand_over_leadership(replica: &Replica) {
         .map(|n| n.node_id.0);
     if let Some(to) = best {
         match tokio::time::timeout(Duration::from_secs(3), replica.transfer_leader(to)).await {
-            Ok(Ok(())) => tracing::info!(to_node = to, "handed leadership over before shutting down"),
+            Ok(Ok(())) => {
+                tracing::info!(to_node = to, "handed leadership over before shutting down")
+            }
             Ok(Err(e)) => tracing::warn!(to_node = to, error = %e, "leadership hand-over failed"),
             Err(_) => tracing::warn!(to_node = to, "leadership hand-over timed out"),
         }
@@ -153,11 +197,19 @@ async fn hand_over_leadership(replica: &Replica) {
 
 /// Makes sure the Raft membership carries this node's client address (peers in the config
 /// only name Raft addresses).
-async fn publish_client_addr(shared: Arc<Shared>, connector: Arc<dyn Connector>, stop: CancellationToken) {
+async fn publish_client_addr(
+    shared: Arc<Shared>,
+    connector: Arc<dyn Connector>,
+    stop: CancellationToken,
+) {
     let addr = shared.config.advertise_addr().to_owned();
     let mut backoff = Duration::from_millis(200);
     loop {
-        match shared.replica.publish_client_addr(&addr, connector.as_ref()).await {
+        match shared
+            .replica
+            .publish_client_addr(&addr, connector.as_ref())
+            .await
+        {
             Ok(true) => backoff = Duration::from_secs(10),
             Ok(false) => backoff = Duration::from_millis(500),
             Err(e) => {
@@ -197,7 +249,11 @@ async fn retention(shared: Arc<Shared>, stop: CancellationToken) {
         .await;
         match res {
             Ok(Ok(r)) if r.segments_deleted > 0 => {
-                tracing::info!(segments = r.segments_deleted, bytes = r.bytes_freed, "retention freed space")
+                tracing::info!(
+                    segments = r.segments_deleted,
+                    bytes = r.bytes_freed,
+                    "retention freed space"
+                )
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),

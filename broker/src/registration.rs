@@ -56,12 +56,19 @@ async fn register_all(shared: &Shared, clients: &mut Clients) {
     let req = request(shared);
     for addr in &shared.config.namesrv {
         let res = match clients.get(addr).await {
-            Ok(c) => c.register_broker(ctx(), req.clone()).await.map_err(|e| e.to_string()),
+            Ok(c) => c
+                .register_broker(ctx(), req.clone())
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match res {
-            Ok(Ok(())) => tracing::debug!(namesrv = %addr, role = %req.role, term = req.term, "registered"),
-            Ok(Err(e)) => tracing::warn!(namesrv = %addr, error = %e, "NameServer refused the registration"),
+            Ok(Ok(())) => {
+                tracing::debug!(namesrv = %addr, role = %req.role, term = req.term, "registered")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(namesrv = %addr, error = %e, "NameServer refused the registration")
+            }
             Err(e) => {
                 clients.by_addr.remove(addr);
                 tracing::debug!(namesrv = %addr, error = %e, "NameServer unreachable; will retry");

@@ -63,7 +63,11 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the batcher; it stops when `stop` fires (pending sends get an error).
-    pub fn start(replica: Replica, stop: CancellationToken, tracker: &tokio_util::task::TaskTracker) -> Self {
+    pub fn start(
+        replica: Replica,
+        stop: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         tracker.spawn(run(replica, rx, stop));
         Self { tx }
@@ -81,15 +85,25 @@ impl Proposer {
         reconsume_times: u32,
     ) -> Result<Vec<SendResult>, WireError> {
         let (reply, rx) = oneshot::channel();
-        let job = SendJob { topic, queue_id, messages, reconsume_times, reply };
+        let job = SendJob {
+            topic,
+            queue_id,
+            messages,
+            reconsume_times,
+            reply,
+        };
         self.tx.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                WireError::Busy(format!("{QUEUE_DEPTH} sends already waiting to be replicated; back off and retry"))
-            }
-            mpsc::error::TrySendError::Closed(_) => WireError::NotLeader { leader: None, leader_addr: None },
+            mpsc::error::TrySendError::Full(_) => WireError::Busy(format!(
+                "{QUEUE_DEPTH} sends already waiting to be replicated; back off and retry"
+            )),
+            mpsc::error::TrySendError::Closed(_) => WireError::NotLeader {
+                leader: None,
+                leader_addr: None,
+            },
         })?;
-        rx.await
-            .map_err(|_| WireError::Timeout("the broker stopped while the send was in flight".into()))?
+        rx.await.map_err(|_| {
+            WireError::Timeout("the broker stopped while the send was in flight".into())
+        })?
     }
 }
 
@@ -103,7 +117,9 @@ async fn run(replica: Replica, mut rx: mpsc::Receiver<SendJob>, stop: Cancellati
         };
         // Wait for a replication slot first: while all are busy, more sends pile up and
         // the next entry carries all of them.
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         let mut bytes = first.bytes();
         let mut jobs = vec![first];
         while bytes < MAX_ENTRY_BYTES {
@@ -123,7 +139,10 @@ async fn run(replica: Replica, mut rx: mpsc::Receiver<SendJob>, stop: Cancellati
     }
     rx.close();
     while let Ok(j) = rx.try_recv() {
-        let _ = j.reply.send(Err(WireError::NotLeader { leader: None, leader_addr: None }));
+        let _ = j.reply.send(Err(WireError::NotLeader {
+            leader: None,
+            leader_addr: None,
+        }));
     }
     tasks.close();
     tasks.wait().await;
@@ -196,7 +215,9 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
         }
         Ok((_, other)) => {
             for j in jobs {
-                let _ = j.reply.send(Err(WireError::Internal(format!("unexpected apply result {other:?}"))));
+                let _ = j.reply.send(Err(WireError::Internal(format!(
+                    "unexpected apply result {other:?}"
+                ))));
             }
         }
         Err(e) => {

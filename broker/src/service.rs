@@ -61,8 +61,14 @@ impl BrokerServer {
     }
 
     async fn command(&self, c: Command) -> Result<(), WireError> {
-        let payload = EntryPayload::Command(c).encode().map_err(|e| WireError::Invalid(e.to_string()))?;
-        self.shared.replica.write(Bytes::from(payload)).await.map_err(raft_to_wire)?;
+        let payload = EntryPayload::Command(c)
+            .encode()
+            .map_err(|e| WireError::Invalid(e.to_string()))?;
+        self.shared
+            .replica
+            .write(Bytes::from(payload))
+            .await
+            .map_err(raft_to_wire)?;
         Ok(())
     }
 
@@ -97,7 +103,10 @@ impl BrokerServer {
                 leader: Some(NodeId(id)),
                 leader_addr: node.map(|n| n.client_addr).filter(|a| !a.is_empty()),
             },
-            _ => WireError::NotLeader { leader: None, leader_addr: None },
+            _ => WireError::NotLeader {
+                leader: None,
+                leader_addr: None,
+            },
         })
     }
 }
@@ -126,14 +135,22 @@ fn validate_send(req: &SendMessageRequest) -> Result<(), WireError> {
             )));
         }
         if m.delay_level > 0 || m.deliver_at_ms > 0 {
-            return Err(invalid("delayed delivery is not supported by this broker version yet"));
+            return Err(invalid(
+                "delayed delivery is not supported by this broker version yet",
+            ));
         }
         if m.keys.iter().any(|k| k.contains('\0')) || m.tag.contains('\0') {
             return Err(invalid("tags and keys must not contain NUL characters"));
         }
-        let props: usize = m.properties.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let props: usize = m
+            .properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum();
         if props > 32 * 1024 {
-            return Err(invalid(format!("properties take {props} bytes, more than the 32 KiB limit")));
+            return Err(invalid(format!(
+                "properties take {props} bytes, more than the 32 KiB limit"
+            )));
         }
         total += m.body.len() + props;
     }
@@ -161,30 +178,56 @@ impl BrokerService for BrokerServer {
         })
     }
 
-    async fn send(self, _: Context, req: SendMessageRequest) -> Result<SendMessageResponse, WireError> {
+    async fn send(
+        self,
+        _: Context,
+        req: SendMessageRequest,
+    ) -> Result<SendMessageResponse, WireError> {
         validate_send(&req)?;
         self.check_leader()?;
         let topic = self.topic_for_send(&req.topic).await?;
         if !topic.perm.writable() {
-            return Err(WireError::Unauthorized(format!("topic {} is not writable on group {}", req.topic, self.group())));
+            return Err(WireError::Unauthorized(format!(
+                "topic {} is not writable on group {}",
+                req.topic,
+                self.group()
+            )));
         }
         if req.queue_id.0 >= topic.write_queues {
             return Err(invalid(format!(
                 "queue {} does not exist: topic {} has {} write queues on group {}",
-                req.queue_id, req.topic, topic.write_queues, self.group()
+                req.queue_id,
+                req.topic,
+                topic.write_queues,
+                self.group()
             )));
         }
-        let results = self.shared.proposer.submit(req.topic, req.queue_id, req.messages, 0).await?;
+        let results = self
+            .shared
+            .proposer
+            .submit(req.topic, req.queue_id, req.messages, 0)
+            .await?;
         Ok(SendMessageResponse { results })
     }
 
-    async fn pull(self, _: Context, req: PullMessageRequest) -> Result<PullMessageResponse, WireError> {
+    async fn pull(
+        self,
+        _: Context,
+        req: PullMessageRequest,
+    ) -> Result<PullMessageResponse, WireError> {
         let topic = self.topic_config(&req.topic)?;
         if !topic.perm.readable() {
-            return Err(WireError::Unauthorized(format!("topic {} is not readable", req.topic)));
+            return Err(WireError::Unauthorized(format!(
+                "topic {} is not readable",
+                req.topic
+            )));
         }
-        let hashes: Option<Vec<u32>> = (!req.tags.is_empty())
-            .then(|| req.tags.iter().map(|t| raftmq_store::index::tag_hash(t)).collect());
+        let hashes: Option<Vec<u32>> = (!req.tags.is_empty()).then(|| {
+            req.tags
+                .iter()
+                .map(|t| raftmq_store::index::tag_hash(t))
+                .collect()
+        });
         let wait = Duration::from_millis(req.max_wait_ms.min(self.shared.config.max_pull_wait_ms));
         let deadline = tokio::time::Instant::now() + wait;
         let mut applied = self.shared.replica.applied();
@@ -193,16 +236,31 @@ impl BrokerService for BrokerServer {
         loop {
             applied.borrow_and_update();
             let store = self.shared.store.clone();
-            let (t, q, off, h) = (req.topic.clone(), req.queue_id.0, req.offset.0, hashes.clone());
-            let read = blocking(move || store.read_queue(t.as_str(), q, off, max_msgs, max_bytes, h.as_deref())).await?;
+            let (t, q, off, h) = (
+                req.topic.clone(),
+                req.queue_id.0,
+                req.offset.0,
+                hashes.clone(),
+            );
+            let read = blocking(move || {
+                store.read_queue(t.as_str(), q, off, max_msgs, max_bytes, h.as_deref())
+            })
+            .await?;
             if req.offset.0 > read.max_offset {
-                return Err(WireError::OffsetTooLarge { offset: req.offset.0, max: read.max_offset });
+                return Err(WireError::OffsetTooLarge {
+                    offset: req.offset.0,
+                    max: read.max_offset,
+                });
             }
             let progressed = !read.messages.is_empty() || read.next_offset > req.offset.0;
             if progressed || tokio::time::Instant::now() >= deadline {
                 let group = self.group().to_owned();
                 return Ok(PullMessageResponse {
-                    messages: read.messages.into_iter().map(|m| message_ext(&group, m)).collect(),
+                    messages: read
+                        .messages
+                        .into_iter()
+                        .map(|m| message_ext(&group, m))
+                        .collect(),
                     next_offset: Offset(read.next_offset),
                     min_offset: Offset(read.min_offset),
                     max_offset: Offset(read.max_offset),
@@ -217,26 +275,49 @@ impl BrokerService for BrokerServer {
         }
     }
 
-    async fn topic_status(self, _: Context, topic: TopicName) -> Result<Vec<QueueStatus>, WireError> {
+    async fn topic_status(
+        self,
+        _: Context,
+        topic: TopicName,
+    ) -> Result<Vec<QueueStatus>, WireError> {
         let config = self.topic_config(&topic)?;
         let store = self.shared.store.clone();
         blocking(move || {
             (0..config.read_queues.max(config.write_queues))
                 .map(|q| {
                     let (min, max) = store.queue_bounds(topic.as_str(), q)?;
-                    Ok(QueueStatus { queue_id: QueueId(q), min_offset: Offset(min), max_offset: Offset(max) })
+                    Ok(QueueStatus {
+                        queue_id: QueueId(q),
+                        min_offset: Offset(min),
+                        max_offset: Offset(max),
+                    })
                 })
                 .collect()
         })
         .await
     }
 
-    async fn query_offset(self, _: Context, group: GroupName, topic: TopicName, queue_id: QueueId) -> Result<Option<Offset>, WireError> {
+    async fn query_offset(
+        self,
+        _: Context,
+        group: GroupName,
+        topic: TopicName,
+        queue_id: QueueId,
+    ) -> Result<Option<Offset>, WireError> {
         let store = self.shared.store.clone();
-        blocking(move || Ok(store.consumer_offset(group.as_str(), topic.as_str(), queue_id.0)?.map(Offset))).await
+        blocking(move || {
+            Ok(store
+                .consumer_offset(group.as_str(), topic.as_str(), queue_id.0)?
+                .map(Offset))
+        })
+        .await
     }
 
-    async fn group_offsets(self, _: Context, group: GroupName) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError> {
+    async fn group_offsets(
+        self,
+        _: Context,
+        group: GroupName,
+    ) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError> {
         let store = self.shared.store.clone();
         blocking(move || {
             Ok(store
@@ -257,19 +338,36 @@ impl BrokerService for BrokerServer {
             names::validate_topic(t.as_str()).map_err(invalid)?;
         }
         self.check_leader()?;
-        self.command(Command::CommitOffsets { group: req.group, offsets: req.offsets }).await
+        self.command(Command::CommitOffsets {
+            group: req.group,
+            offsets: req.offsets,
+        })
+        .await
     }
 
-    async fn offset_for_time(self, _: Context, topic: TopicName, queue_id: QueueId, ms: u64) -> Result<Offset, WireError> {
+    async fn offset_for_time(
+        self,
+        _: Context,
+        topic: TopicName,
+        queue_id: QueueId,
+        ms: u64,
+    ) -> Result<Offset, WireError> {
         let store = self.shared.store.clone();
-        blocking(move || store.offset_for_time(topic.as_str(), queue_id.0, ms).map(Offset)).await
+        blocking(move || {
+            store
+                .offset_for_time(topic.as_str(), queue_id.0, ms)
+                .map(Offset)
+        })
+        .await
     }
 
     async fn heartbeat(self, _: Context, req: HeartbeatRequest) -> Result<(), WireError> {
         if req.client_id.is_empty() {
             return Err(invalid("heartbeat without a client id"));
         }
-        self.shared.clients.heartbeat(&req.client_id, req.consumer_groups);
+        self.shared
+            .clients
+            .heartbeat(&req.client_id, req.consumer_groups);
         Ok(())
     }
 
@@ -279,7 +377,10 @@ impl BrokerService for BrokerServer {
 
     async fn upsert_topic(self, _: Context, config: TopicConfig) -> Result<(), WireError> {
         names::validate_topic(config.name.as_str()).map_err(invalid)?;
-        for (what, n) in [("read_queues", config.read_queues), ("write_queues", config.write_queues)] {
+        for (what, n) in [
+            ("read_queues", config.read_queues),
+            ("write_queues", config.write_queues),
+        ] {
             if n == 0 || n > 1024 {
                 return Err(invalid(format!("{what} = {n}: must be between 1 and 1024")));
             }
@@ -317,7 +418,18 @@ impl BrokerService for BrokerServer {
     }
 
     async fn list_groups(self, _: Context) -> Result<Vec<GroupConfig>, WireError> {
-        Ok(self.shared.store.groups())
+        let store = self.shared.store.clone();
+        blocking(move || {
+            let mut groups = store.groups();
+            for g in store.offset_groups()? {
+                if !groups.iter().any(|c| c.name.as_str() == g) {
+                    groups.push(GroupConfig::new(g));
+                }
+            }
+            groups.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(groups)
+        })
+        .await
     }
 
     async fn group_status(self, _: Context) -> Result<GroupStatus, WireError> {
@@ -325,17 +437,27 @@ impl BrokerService for BrokerServer {
     }
 
     async fn get_message(self, _: Context, msg_id: String) -> Result<MessageExt, WireError> {
-        let id = MsgId::parse(&msg_id).ok_or_else(|| invalid(format!("{msg_id:?} is not a message id (32 hex digits)")))?;
+        let id = MsgId::parse(&msg_id)
+            .ok_or_else(|| invalid(format!("{msg_id:?} is not a message id (32 hex digits)")))?;
         let group = self.group().to_owned();
         if id.group_hash != raftmq_proto::message::group_hash(&group) {
-            return Err(invalid(format!("message {msg_id} was not stored by broker group {group}")));
+            return Err(invalid(format!(
+                "message {msg_id} was not stored by broker group {group}"
+            )));
         }
         let store = self.shared.store.clone();
         let m = blocking(move || store.message_at(id.log_index, id.slot)).await?;
-        m.map(|m| message_ext(&group, m)).ok_or(WireError::MessageNotFound(msg_id))
+        m.map(|m| message_ext(&group, m))
+            .ok_or(WireError::MessageNotFound(msg_id))
     }
 
-    async fn query_by_key(self, _: Context, topic: TopicName, key: String, max: u32) -> Result<Vec<MessageExt>, WireError> {
+    async fn query_by_key(
+        self,
+        _: Context,
+        topic: TopicName,
+        key: String,
+        max: u32,
+    ) -> Result<Vec<MessageExt>, WireError> {
         let store = self.shared.store.clone();
         let group = self.group().to_owned();
         let max = max.clamp(1, 1024) as usize;
@@ -351,19 +473,39 @@ impl BrokerService for BrokerServer {
         .await
     }
 
-    async fn add_node(self, _: Context, node_id: NodeId, raft_addr: String, client_addr: String) -> Result<(), WireError> {
+    async fn add_node(
+        self,
+        _: Context,
+        node_id: NodeId,
+        raft_addr: String,
+        client_addr: String,
+    ) -> Result<(), WireError> {
         self.shared
             .replica
-            .add_node(node_id.0, RaftNode { raft_addr, client_addr })
+            .add_node(
+                node_id.0,
+                RaftNode {
+                    raft_addr,
+                    client_addr,
+                },
+            )
             .await
             .map_err(raft_to_wire)
     }
 
     async fn remove_node(self, _: Context, node_id: NodeId) -> Result<(), WireError> {
-        self.shared.replica.remove_node(node_id.0).await.map_err(raft_to_wire)
+        self.shared
+            .replica
+            .remove_node(node_id.0)
+            .await
+            .map_err(raft_to_wire)
     }
 
     async fn transfer_leader(self, _: Context, to: NodeId) -> Result<(), WireError> {
-        self.shared.replica.transfer_leader(to.0).await.map_err(raft_to_wire)
+        self.shared
+            .replica
+            .transfer_leader(to.0)
+            .await
+            .map_err(raft_to_wire)
     }
 }

@@ -9,7 +9,14 @@ use clap::{Parser, Subcommand};
 #[command(name = "raftmq", version, about, long_about = None)]
 struct Cli {
     /// NameServer addresses, comma-separated.
-    #[arg(short = 'n', long, global = true, env = "RAFTMQ_NAMESRV", default_value = "127.0.0.1:9876", value_delimiter = ',')]
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "RAFTMQ_NAMESRV",
+        default_value = "127.0.0.1:9876",
+        value_delimiter = ','
+    )]
     namesrv: Vec<String>,
     /// Print one JSON object per line instead of text.
     #[arg(long, global = true)]
@@ -39,7 +46,9 @@ fn init_tracing(default: &str) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Namesrv(args) => {
             init_tracing("info,tarpc=warn");

@@ -33,7 +33,10 @@ pub struct BrokerArgs {
 /// Runs a NameServer until ctrl-c or SIGTERM.
 pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
     let listener = bind(&args.listen).await?;
-    let config = NamesrvConfig { expiry: Duration::from_secs(args.expiry_secs), ..NamesrvConfig::default() };
+    let config = NamesrvConfig {
+        expiry: Duration::from_secs(args.expiry_secs),
+        ..NamesrvConfig::default()
+    };
     raftmq_namesrv::run(config, listener, shutdown_signal()).await;
     Ok(())
 }
@@ -42,7 +45,10 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
 pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let config = BrokerConfig::load(&args.config)?;
     if args.print_config {
-        print!("{}", toml::to_string_pretty(&config).context("rendering the config")?);
+        print!(
+            "{}",
+            toml::to_string_pretty(&config).context("rendering the config")?
+        );
         return Ok(());
     }
     let client = bind(&config.listen).await?;

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use raftmq_proto::namesrv::{ClusterRoute, GroupRoute, NodeRoute, RegisterBrokerRequest, TopicRoute};
+use raftmq_proto::namesrv::{
+    ClusterRoute, GroupRoute, NodeRoute, RegisterBrokerRequest, TopicRoute,
+};
 use raftmq_proto::{NodeId, Perm, Role, TopicName};
 
 /// Key of a node: (cluster, group, node id).
@@ -25,7 +27,10 @@ pub struct RouteTable {
 impl RouteTable {
     /// A table that drops nodes silent for `expiry`.
     pub fn new(expiry: Duration) -> Self {
-        Self { expiry, nodes: BTreeMap::new() }
+        Self {
+            expiry,
+            nodes: BTreeMap::new(),
+        }
     }
 
     /// Records a registration at `now`.
@@ -39,7 +44,11 @@ impl RouteTable {
 
     /// Forgets a node.
     pub fn unregister(&mut self, cluster: &str, group: &str, node: NodeId) {
-        if self.nodes.remove(&(cluster.to_owned(), group.to_owned(), node.0)).is_some() {
+        if self
+            .nodes
+            .remove(&(cluster.to_owned(), group.to_owned(), node.0))
+            .is_some()
+        {
             tracing::info!(cluster, group, node_id = node.0, "broker node unregistered");
         }
     }
@@ -87,7 +96,12 @@ impl RouteTable {
             leader: Self::leader(nodes),
             nodes: nodes
                 .iter()
-                .map(|n| NodeRoute { node_id: n.node_id, addr: n.client_addr.clone(), role: n.role, term: n.term })
+                .map(|n| NodeRoute {
+                    node_id: n.node_id,
+                    addr: n.client_addr.clone(),
+                    role: n.role,
+                    term: n.term,
+                })
                 .collect(),
         }
     }
@@ -103,14 +117,19 @@ impl RouteTable {
                 .filter(|n| n.topics.iter().any(|t| &t.name == topic))
                 .max_by_key(|n| (Some(n.node_id) == leader, n.term));
             let Some(source) = source else { continue };
-            let Some(t) = source.topics.iter().find(|t| &t.name == topic) else { continue };
+            let Some(t) = source.topics.iter().find(|t| &t.name == topic) else {
+                continue;
+            };
             let mut route = Self::group_route(&cluster, &group, &nodes);
             route.read_queues = t.read_queues;
             route.write_queues = t.write_queues;
             route.perm = t.perm;
             groups.push(route);
         }
-        (!groups.is_empty()).then(|| TopicRoute { topic: topic.clone(), groups })
+        (!groups.is_empty()).then(|| TopicRoute {
+            topic: topic.clone(),
+            groups,
+        })
     }
 
     /// Every live group.
@@ -140,7 +159,13 @@ mod tests {
     use super::*;
     use raftmq_proto::TopicConfig;
 
-    fn reg(group: &str, node: u64, role: Role, term: u64, topics: &[&str]) -> RegisterBrokerRequest {
+    fn reg(
+        group: &str,
+        node: u64,
+        role: Role,
+        term: u64,
+        topics: &[&str],
+    ) -> RegisterBrokerRequest {
         RegisterBrokerRequest {
             cluster: "c".into(),
             group: group.into(),

@@ -23,7 +23,10 @@ pub struct NamesrvConfig {
 
 impl Default for NamesrvConfig {
     fn default() -> Self {
-        Self { expiry: Duration::from_secs(120), scan_every: Duration::from_secs(5) }
+        Self {
+            expiry: Duration::from_secs(120),
+            scan_every: Duration::from_secs(5),
+        }
     }
 }
 
@@ -34,28 +37,44 @@ struct Server {
 
 impl Server {
     fn with<T>(&self, f: impl FnOnce(&mut RouteTable) -> T) -> T {
-        let mut t = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut t = self
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut t)
     }
 }
 
 impl NamesrvService for Server {
-    async fn register_broker(self, _: Context, req: RegisterBrokerRequest) -> Result<(), WireError> {
+    async fn register_broker(
+        self,
+        _: Context,
+        req: RegisterBrokerRequest,
+    ) -> Result<(), WireError> {
         names::validate_group(&req.group).map_err(WireError::Invalid)?;
         if req.client_addr.is_empty() {
-            return Err(WireError::Invalid("registration without a client address".into()));
+            return Err(WireError::Invalid(
+                "registration without a client address".into(),
+            ));
         }
         self.with(|t| t.register(req, Instant::now()));
         Ok(())
     }
 
-    async fn unregister_broker(self, _: Context, cluster: String, group: String, node_id: NodeId) -> Result<(), WireError> {
+    async fn unregister_broker(
+        self,
+        _: Context,
+        cluster: String,
+        group: String,
+        node_id: NodeId,
+    ) -> Result<(), WireError> {
         self.with(|t| t.unregister(&cluster, &group, node_id));
         Ok(())
     }
 
     async fn get_route(self, _: Context, topic: TopicName) -> Result<TopicRoute, WireError> {
-        self.with(|t| t.route(&topic)).ok_or_else(|| WireError::TopicNotFound(topic.to_string()))
+        self.with(|t| t.route(&topic))
+            .ok_or_else(|| WireError::TopicNotFound(topic.to_string()))
     }
 
     async fn get_cluster(self, _: Context) -> Result<ClusterRoute, WireError> {
@@ -69,7 +88,9 @@ impl NamesrvService for Server {
 
 /// Serves a NameServer on `listener` until `shutdown` resolves.
 pub async fn run(config: NamesrvConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let server = Server { table: Arc::new(Mutex::new(RouteTable::new(config.expiry))) };
+    let server = Server {
+        table: Arc::new(Mutex::new(RouteTable::new(config.expiry))),
+    };
     let stop = CancellationToken::new();
     if let Ok(a) = listener.local_addr() {
         tracing::info!(addr = %a, expiry_s = config.expiry.as_secs(), "NameServer listening");
@@ -87,7 +108,11 @@ pub async fn run(config: NamesrvConfig, listener: TcpListener, shutdown: impl Fu
             }
         })
     };
-    let serving = tokio::spawn(raftmq_proto::serve_tarpc!(listener, server.serve(), stop.clone()));
+    let serving = tokio::spawn(raftmq_proto::serve_tarpc!(
+        listener,
+        server.serve(),
+        stop.clone()
+    ));
     shutdown.await;
     stop.cancel();
     let _ = serving.await;

@@ -211,11 +211,17 @@ pub trait BrokerService {
         queue_id: QueueId,
     ) -> Result<Option<Offset>, WireError>;
     /// Every committed offset of a group: `(topic, queue, offset)`.
-    async fn group_offsets(group: GroupName) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError>;
+    async fn group_offsets(
+        group: GroupName,
+    ) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError>;
     /// Commits offsets (replicated before the answer).
     async fn commit_offsets(req: CommitOffsetsRequest) -> Result<(), WireError>;
     /// The first offset stored at or after `ms` (ms since the Unix epoch).
-    async fn offset_for_time(topic: TopicName, queue_id: QueueId, ms: u64) -> Result<Offset, WireError>;
+    async fn offset_for_time(
+        topic: TopicName,
+        queue_id: QueueId,
+        ms: u64,
+    ) -> Result<Offset, WireError>;
     /// Registers a client instance's groups and subscriptions.
     async fn heartbeat(req: HeartbeatRequest) -> Result<(), WireError>;
     /// Client ids of a consumer group's live members, sorted.
@@ -237,9 +243,17 @@ pub trait BrokerService {
     /// A message by id.
     async fn get_message(msg_id: String) -> Result<MessageExt, WireError>;
     /// Messages with a key, oldest first.
-    async fn query_by_key(topic: TopicName, key: String, max: u32) -> Result<Vec<MessageExt>, WireError>;
+    async fn query_by_key(
+        topic: TopicName,
+        key: String,
+        max: u32,
+    ) -> Result<Vec<MessageExt>, WireError>;
     /// Adds a node: first as a learner, then as a voter.
-    async fn add_node(node_id: NodeId, raft_addr: String, client_addr: String) -> Result<(), WireError>;
+    async fn add_node(
+        node_id: NodeId,
+        raft_addr: String,
+        client_addr: String,
+    ) -> Result<(), WireError>;
     /// Removes a node from the group.
     async fn remove_node(node_id: NodeId) -> Result<(), WireError>;
     /// Hands leadership to another voter.

@@ -101,7 +101,10 @@ mod tests {
     fn outcomes_follow_the_contract() {
         assert_eq!(WireError::Timeout("x".into()).outcome(), Outcome::Unknown);
         assert_eq!(WireError::Internal("x".into()).outcome(), Outcome::Unknown);
-        let nl = WireError::NotLeader { leader: Some(NodeId(2)), leader_addr: Some("h:1".into()) };
+        let nl = WireError::NotLeader {
+            leader: Some(NodeId(2)),
+            leader_addr: Some("h:1".into()),
+        };
         assert_eq!(nl.outcome(), Outcome::NotApplied);
         assert!(nl.to_string().contains("node 2 at h:1"));
         assert_eq!(WireError::Busy("q".into()).outcome(), Outcome::NotApplied);

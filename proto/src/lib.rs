@@ -27,12 +27,12 @@ pub mod raft;
 pub mod transport;
 
 pub use broker::{BrokerService, BrokerServiceClient, Role, PROTOCOL_VERSION};
+pub use config::{GroupConfig, Perm, TopicConfig};
 pub use error::{Outcome, WireError};
+pub use ids::{GroupName, LogIndex, NodeId, Offset, QueueId, Term, TopicName};
 pub use message::{Message, MessageExt, MsgId, SendResult, SendStatus, MAX_MESSAGE_BYTES};
 pub use namesrv::{NamesrvService, NamesrvServiceClient, TopicRoute};
 pub use raft::{RaftService, RaftServiceClient};
-pub use config::{GroupConfig, Perm, TopicConfig};
-pub use ids::{GroupName, LogIndex, NodeId, Offset, QueueId, Term, TopicName};
 
 #[doc(hidden)]
 pub mod __private {

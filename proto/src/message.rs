@@ -190,15 +190,19 @@ impl MsgId {
 
 impl std::fmt::Display for MsgId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:08X}{:016X}{:08X}", self.group_hash, self.log_index, self.slot)
+        write!(
+            f,
+            "{:08X}{:016X}{:08X}",
+            self.group_hash, self.log_index, self.slot
+        )
     }
 }
 
 /// FNV-1a over the group name: the group part of a [`MsgId`].
 pub fn group_hash(group: &str) -> u32 {
-    group
-        .bytes()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    group.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[cfg(test)]

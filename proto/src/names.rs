@@ -22,22 +22,32 @@ pub fn dlq_topic(group: &str) -> String {
 }
 
 fn valid_chars(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'|' || b == b'%')
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'|' || b == b'%')
 }
 
 /// Checks a topic name: 1 to 127 characters of `[A-Za-z0-9_|%-]` (255 for `%RETRY%` and
 /// `%DLQ%` topics). Returns why it is invalid.
 pub fn validate_topic(name: &str) -> Result<(), String> {
     let system = name.starts_with(RETRY_PREFIX) || name.starts_with(DLQ_PREFIX);
-    let max = if system { MAX_SYSTEM_TOPIC_LEN } else { MAX_TOPIC_LEN };
+    let max = if system {
+        MAX_SYSTEM_TOPIC_LEN
+    } else {
+        MAX_TOPIC_LEN
+    };
     if name.is_empty() {
         return Err("topic name is empty".into());
     }
     if name.len() > max {
-        return Err(format!("topic name is {} characters, more than {max}", name.len()));
+        return Err(format!(
+            "topic name is {} characters, more than {max}",
+            name.len()
+        ));
     }
     if !valid_chars(name) {
-        return Err(format!("topic name {name:?} may contain only letters, digits, '_', '-', '|' and '%'"));
+        return Err(format!(
+            "topic name {name:?} may contain only letters, digits, '_', '-', '|' and '%'"
+        ));
     }
     Ok(())
 }
@@ -48,10 +58,15 @@ pub fn validate_group(name: &str) -> Result<(), String> {
         return Err("group name is empty".into());
     }
     if name.len() > MAX_GROUP_LEN {
-        return Err(format!("group name is {} characters, more than {MAX_GROUP_LEN}", name.len()));
+        return Err(format!(
+            "group name is {} characters, more than {MAX_GROUP_LEN}",
+            name.len()
+        ));
     }
     if !valid_chars(name) || name.contains('%') {
-        return Err(format!("group name {name:?} may contain only letters, digits, '_', '-' and '|'"));
+        return Err(format!(
+            "group name {name:?} may contain only letters, digits, '_', '-' and '|'"
+        ));
     }
     Ok(())
 }

@@ -93,7 +93,11 @@ pub trait NamesrvService {
     /// Registers (or refreshes) a broker node.
     async fn register_broker(req: RegisterBrokerRequest) -> Result<(), WireError>;
     /// Removes a broker node (on clean shutdown).
-    async fn unregister_broker(cluster: String, group: String, node_id: NodeId) -> Result<(), WireError>;
+    async fn unregister_broker(
+        cluster: String,
+        group: String,
+        node_id: NodeId,
+    ) -> Result<(), WireError>;
     /// The route of a topic.
     async fn get_route(topic: TopicName) -> Result<TopicRoute, WireError>;
     /// Every live group and node.

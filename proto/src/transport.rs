@@ -54,7 +54,12 @@ where
 {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))??;
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {addr} timed out"),
+            )
+        })??;
     Ok(framed(stream))
 }
 
@@ -95,7 +100,10 @@ where
     }
     drop(listener);
     requests.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, requests.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, requests.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within the shutdown grace period");
     }
     close.cancel();
@@ -111,8 +119,9 @@ macro_rules! serve_tarpc {
         let serve = $serve;
         $crate::transport::serve_with($listener, $shutdown, move |stream, requests| {
             use $crate::__private::{Channel as _, StreamExt as _};
-            let channel = $crate::__private::BaseChannel::with_defaults($crate::transport::framed(stream))
-                .max_concurrent_requests($crate::transport::MAX_REQUESTS_PER_CONNECTION);
+            let channel =
+                $crate::__private::BaseChannel::with_defaults($crate::transport::framed(stream))
+                    .max_concurrent_requests($crate::transport::MAX_REQUESTS_PER_CONNECTION);
             let serve = serve.clone();
             async move {
                 channel
@@ -138,28 +147,19 @@ pub async fn bind(addr: &str) -> io::Result<TcpListener> {
 }
 
 /// Resolves once the process gets ctrl-c or SIGTERM.
-pub fn shutdown_signal() -> impl Future<Output = ()> {
-    async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM; only ctrl-c stops the process");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        {
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only ctrl-c stops the process");
             let _ = ctrl_c.await;
+            return;
         }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -27,7 +27,11 @@ pub fn entry_to_payload(e: &Entry) -> std::io::Result<Bytes> {
         RaftPayload::Blank => Ok(Bytes::from(EntryPayload::Blank.encode().map_err(io_err)?)),
         RaftPayload::Membership(m) => {
             let body = encode_membership(m).map_err(io_err)?;
-            Ok(Bytes::from(EntryPayload::Membership(Bytes::from(body)).encode().map_err(io_err)?))
+            Ok(Bytes::from(
+                EntryPayload::Membership(Bytes::from(body))
+                    .encode()
+                    .map_err(io_err)?,
+            ))
         }
     }
 }
@@ -38,11 +42,17 @@ pub fn entry_to_payload(e: &Entry) -> std::io::Result<Bytes> {
 /// The payload does not decode.
 pub fn record_to_entry(r: Record) -> std::io::Result<Entry> {
     let id = log_id(r.term, r.index);
-    Ok(match EntryPayload::decode(r.payload.clone()).map_err(io_err)? {
-        EntryPayload::Blank => Entry::new_blank(id),
-        EntryPayload::Membership(body) => Entry::new_membership(id, decode_membership(body).map_err(io_err)?),
-        EntryPayload::Messages(_) | EntryPayload::Command(_) => Entry::new_normal(id, RaftRequest(r.payload)),
-    })
+    Ok(
+        match EntryPayload::decode(r.payload.clone()).map_err(io_err)? {
+            EntryPayload::Blank => Entry::new_blank(id),
+            EntryPayload::Membership(body) => {
+                Entry::new_membership(id, decode_membership(body).map_err(io_err)?)
+            }
+            EntryPayload::Messages(_) | EntryPayload::Command(_) => {
+                Entry::new_normal(id, RaftRequest(r.payload))
+            }
+        },
+    )
 }
 
 /// Encodes a membership: voter configs then nodes.
@@ -78,7 +88,10 @@ pub fn decode_membership(b: Bytes) -> raftmq_store::Result<Membership> {
     let mut r = Reader::new(b, "membership");
     let v = r.u8()?;
     if v != 1 {
-        return Err(raftmq_store::Error::codec("membership", format!("version {v}")));
+        return Err(raftmq_store::Error::codec(
+            "membership",
+            format!("version {v}"),
+        ));
     }
     let mut configs = Vec::new();
     for _ in 0..r.u32()?.min(16) {
@@ -93,10 +106,17 @@ pub fn decode_membership(b: Bytes) -> raftmq_store::Result<Membership> {
         let id = r.u64()?;
         let raft_addr = r.str16()?;
         let client_addr = r.str16()?;
-        nodes.insert(id, RaftNode { raft_addr, client_addr });
+        nodes.insert(
+            id,
+            RaftNode {
+                raft_addr,
+                client_addr,
+            },
+        );
     }
     r.finish()?;
-    Membership::new(configs, nodes).map_err(|e| raftmq_store::Error::codec("membership", e.to_string()))
+    Membership::new(configs, nodes)
+        .map_err(|e| raftmq_store::Error::codec("membership", e.to_string()))
 }
 
 /// Encodes a stored membership: the id of the entry that set it, then the membership.
@@ -151,7 +171,11 @@ pub fn decode_vote(b: Bytes) -> raftmq_store::Result<Vote> {
     let node = r.u64()?;
     let committed = r.u8()? != 0;
     r.finish()?;
-    Ok(if committed { Vote::new_committed(term, node) } else { Vote::new(term, node) })
+    Ok(if committed {
+        Vote::new_committed(term, node)
+    } else {
+        Vote::new(term, node)
+    })
 }
 
 /// Encodes a log id.
@@ -179,11 +203,20 @@ mod tests {
     #[test]
     fn membership_and_vote_round_trip() {
         let nodes: BTreeMap<u64, RaftNode> = (1..=3)
-            .map(|i| (i, RaftNode { raft_addr: format!("r{i}"), client_addr: format!("c{i}") }))
+            .map(|i| {
+                (
+                    i,
+                    RaftNode {
+                        raft_addr: format!("r{i}"),
+                        client_addr: format!("c{i}"),
+                    },
+                )
+            })
             .collect();
         let m = Membership::new(vec![[1, 2, 3].into_iter().collect()], nodes).unwrap();
         let sm = StoredMembership::new(Some(log_id(2, 9)), m);
-        let back = decode_stored_membership(Bytes::from(encode_stored_membership(&sm).unwrap())).unwrap();
+        let back =
+            decode_stored_membership(Bytes::from(encode_stored_membership(&sm).unwrap())).unwrap();
         assert_eq!(back, sm);
         let v = Vote::new_committed(7, 2);
         assert_eq!(decode_vote(Bytes::from(encode_vote(&v))).unwrap(), v);
@@ -193,14 +226,21 @@ mod tests {
     fn entries_round_trip_through_records() {
         let nodes: BTreeMap<u64, RaftNode> = [(1, RaftNode::default())].into_iter().collect();
         let m = Membership::new(vec![[1].into_iter().collect()], nodes).unwrap();
-        let cmd = EntryPayload::Command(raftmq_store::Command::DeleteTopic("T".into())).encode().unwrap();
+        let cmd = EntryPayload::Command(raftmq_store::Command::DeleteTopic("T".into()))
+            .encode()
+            .unwrap();
         for e in [
             Entry::new_blank(log_id(1, 1)),
             Entry::new_membership(log_id(1, 2), m),
             Entry::new_normal(log_id(3, 3), RaftRequest(Bytes::from(cmd))),
         ] {
             let payload = entry_to_payload(&e).unwrap();
-            let back = record_to_entry(Record { term: 3.min(e.log_id.leader_id.term), index: e.log_id.index, payload }).unwrap();
+            let back = record_to_entry(Record {
+                term: 3.min(e.log_id.leader_id.term),
+                index: e.log_id.index,
+                payload,
+            })
+            .unwrap();
             assert_eq!(back.log_id, e.log_id);
             assert_eq!(format!("{:?}", back.payload), format!("{:?}", e.payload));
         }

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`types`]: the openraft type configuration.
 //! - [`replica`]: [`Replica`], one node wired together; start, bootstrap, write, admin.
-//! - [`error`]: [`Error`].
+//! - [`error`]: the crate's [`Error`] type.
 //! - [`codec`]: entries as commit-log payloads; votes and memberships in `meta`.
 //! - [`log_store`]: openraft log storage over the commit log.
 //! - [`state_machine`]: the state machine over the store, and snapshots.

@@ -48,7 +48,9 @@ impl LogStore {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(io_err)?
 }
 
@@ -83,7 +85,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let store = self.store.clone();
         let records = blocking(move || {
             let first = store.log().first_index().unwrap_or(start);
-            store.log().read_range(start.max(first), end, usize::MAX).map_err(io_err)
+            store
+                .log()
+                .read_range(start.max(first), end, usize::MAX)
+                .map_err(io_err)
         })
         .await?;
         records.into_iter().map(codec::record_to_entry).collect()
@@ -123,7 +128,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         let store = self.store.clone();
         let bytes = codec::encode_vote(vote);
-        blocking(move || store.indexes().put_meta_synced(&VOTE_KEY, &bytes).map_err(io_err)).await
+        blocking(move || {
+            store
+                .indexes()
+                .put_meta_synced(&VOTE_KEY, &bytes)
+                .map_err(io_err)
+        })
+        .await
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -133,7 +144,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut encoded = Vec::new();
         for e in entries {
-            encoded.push((e.log_id.leader_id.term, e.log_id.index, codec::entry_to_payload(&e)?));
+            encoded.push((
+                e.log_id.leader_id.term,
+                e.log_id.index,
+                codec::entry_to_payload(&e)?,
+            ));
         }
         let Some(&(_, last, _)) = encoded.last() else {
             callback.io_completed(Ok(()));
@@ -141,7 +156,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let batch: Vec<AppendEntry<'_>> = encoded
             .iter()
-            .map(|(term, index, payload)| AppendEntry { term: *term, index: *index, payload })
+            .map(|(term, index, payload)| AppendEntry {
+                term: *term,
+                index: *index,
+                payload,
+            })
             .collect();
         self.store.log().append(&batch).map_err(io_err)?;
         self.store.log().on_durable(
@@ -153,7 +172,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map_or(0, |l| l.index + 1);
-        tracing::info!(from_index = from, "truncating the log after a conflict with the leader");
+        tracing::info!(
+            from_index = from,
+            "truncating the log after a conflict with the leader"
+        );
         let store = self.store.clone();
         blocking(move || store.log().truncate_from(from).map_err(io_err)).await
     }
@@ -161,6 +183,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let store = self.store.clone();
         let bytes = codec::encode_log_id(&log_id);
-        blocking(move || store.indexes().put_meta_synced(&PURGED_KEY, &bytes).map_err(io_err)).await
+        blocking(move || {
+            store
+                .indexes()
+                .put_meta_synced(&PURGED_KEY, &bytes)
+                .map_err(io_err)
+        })
+        .await
     }
 }

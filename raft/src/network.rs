@@ -47,17 +47,44 @@ pub trait Connector: Send + Sync + Debug + 'static {
     fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<TcpStream>>;
 }
 
-/// Plain TCP.
+/// Plain TCP, optionally from a fixed source IP (the node's Raft listen IP, so peers and
+/// fault proxies can tell nodes apart even on one host).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TcpConnector;
+pub struct TcpConnector {
+    /// Source IP of outgoing connections; `None` lets the kernel choose.
+    pub bind_ip: Option<std::net::IpAddr>,
+}
 
 impl Connector for TcpConnector {
     fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<TcpStream>> {
         let addr = addr.to_owned();
+        let bind_ip = self.bind_ip;
         Box::pin(async move {
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+            let connect = async {
+                let target = tokio::net::lookup_host(&addr)
+                    .await?
+                    .next()
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("{addr} does not resolve"))
+                    })?;
+                let socket = if target.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                if let Some(ip) = bind_ip.filter(|ip| ip.is_ipv4() == target.is_ipv4()) {
+                    socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                }
+                socket.connect(target).await
+            };
+            tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))?
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connecting to {addr} timed out"),
+                    )
+                })?
         })
     }
 }
@@ -74,7 +101,12 @@ pub struct NetworkFactory {
 impl NetworkFactory {
     /// The network of node `me` of `group`, reading snapshot entries from `store`.
     pub fn new(me: u64, group: String, store: Arc<Store>, connector: Arc<dyn Connector>) -> Self {
-        Self { me, group, store, connector }
+        Self {
+            me,
+            group,
+            store,
+            connector,
+        }
     }
 }
 
@@ -107,14 +139,19 @@ pub struct Network {
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Bytes, RPCError<TypeConfig>> {
-    bincode::serialize(v)
-        .map(Bytes::from)
-        .map_err(|e| RPCError::Network(NetworkError::from_string(format!("encoding a Raft RPC: {e}"))))
+    bincode::serialize(v).map(Bytes::from).map_err(|e| {
+        RPCError::Network(NetworkError::from_string(format!(
+            "encoding a Raft RPC: {e}"
+        )))
+    })
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, RPCError<TypeConfig>> {
-    bincode::deserialize(b)
-        .map_err(|e| RPCError::Network(NetworkError::from_string(format!("decoding a Raft RPC reply: {e}"))))
+    bincode::deserialize(b).map_err(|e| {
+        RPCError::Network(NetworkError::from_string(format!(
+            "decoding a Raft RPC reply: {e}"
+        )))
+    })
 }
 
 fn approx_bytes(req: &AppendEntriesRequest<TypeConfig>) -> usize {
@@ -132,11 +169,9 @@ impl Network {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let stream = self
-            .connector
-            .connect(&self.addr)
-            .await
-            .map_err(|e| Unreachable::from_string(format!("node {} at {}: {e}", self.target, self.addr)))?;
+        let stream = self.connector.connect(&self.addr).await.map_err(|e| {
+            Unreachable::from_string(format!("node {} at {}: {e}", self.target, self.addr))
+        })?;
         let transport = raftmq_proto::transport::framed(stream);
         let client = RaftServiceClient::new(tarpc::client::Config::default(), transport).spawn();
         self.client = Some(client.clone());
@@ -145,7 +180,12 @@ impl Network {
 
     /// One RPC with a deadline; any transport failure drops the connection so the next
     /// call re-dials (a connection that lived through a partition can stall for minutes).
-    async fn call<F, Fut>(&mut self, action: RPCTypes, timeout: Duration, f: F) -> Result<Bytes, RPCError<TypeConfig>>
+    async fn call<F, Fut>(
+        &mut self,
+        action: RPCTypes,
+        timeout: Duration,
+        f: F,
+    ) -> Result<Bytes, RPCError<TypeConfig>>
     where
         F: FnOnce(RaftServiceClient, tarpc::context::Context, String) -> Fut,
         Fut: Future<Output = Result<Result<Bytes, WireError>, tarpc::client::RpcError>>,
@@ -153,7 +193,11 @@ impl Network {
         let client = self.client().await?;
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + timeout;
-        let res = tokio::time::timeout(timeout + Duration::from_millis(100), f(client, ctx, self.group.clone())).await;
+        let res = tokio::time::timeout(
+            timeout + Duration::from_millis(100),
+            f(client, ctx, self.group.clone()),
+        )
+        .await;
         match res {
             Ok(Ok(Ok(bytes))) => Ok(bytes),
             Ok(Ok(Err(remote))) => Err(RPCError::Network(NetworkError::from_string(format!(
@@ -188,32 +232,55 @@ impl Network {
             option.soft_ttl()
         } else {
             // A generous floor plus time to move the bytes at a pessimistic 32 MB/s.
-            APPEND_TIMEOUT_FLOOR.max(option.hard_ttl()) + Duration::from_millis((approx_bytes(req) / 32_000) as u64)
+            APPEND_TIMEOUT_FLOOR.max(option.hard_ttl())
+                + Duration::from_millis((approx_bytes(req) / 32_000) as u64)
         };
         let body = encode(req)?;
         let reply = self
-            .call(RPCTypes::AppendEntries, timeout, |c, ctx, g| async move { c.append_entries(ctx, g, body).await })
+            .call(RPCTypes::AppendEntries, timeout, |c, ctx, g| async move {
+                c.append_entries(ctx, g, body).await
+            })
             .await?;
         decode(&reply)
     }
 
-    async fn snapshot_step(&mut self, step: &SnapshotStep) -> Result<SnapshotReply, StreamingError<TypeConfig>> {
+    async fn snapshot_step(
+        &mut self,
+        step: &SnapshotStep,
+    ) -> Result<SnapshotReply, StreamingError<TypeConfig>> {
         let body = encode(step)?;
         let reply = self
-            .call(RPCTypes::InstallSnapshot, SNAPSHOT_STEP_TIMEOUT, |c, ctx, g| async move {
-                c.snapshot(ctx, g, body).await
-            })
+            .call(
+                RPCTypes::InstallSnapshot,
+                SNAPSHOT_STEP_TIMEOUT,
+                |c, ctx, g| async move { c.snapshot(ctx, g, body).await },
+            )
             .await?;
         Ok(decode(&reply)?)
     }
 
     /// Streams the log entries the receiver lacks, then the state image.
-    async fn send_snapshot(&mut self, vote: Vote, snapshot: RaftSnapshot) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+    async fn send_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: RaftSnapshot,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let meta = snapshot.meta.clone();
         if let Some(last) = meta.last_log_id {
-            let reply = self.snapshot_step(&SnapshotStep::Offer { vote, last_log_id: last }).await?;
-            let SnapshotReply::Offer { last: have, term_at_last } = reply else {
-                return Err(StreamingError::Network(NetworkError::from_string("unexpected reply to a snapshot offer")));
+            let reply = self
+                .snapshot_step(&SnapshotStep::Offer {
+                    vote,
+                    last_log_id: last,
+                })
+                .await?;
+            let SnapshotReply::Offer {
+                last: have,
+                term_at_last,
+            } = reply
+            else {
+                return Err(StreamingError::Network(NetworkError::from_string(
+                    "unexpected reply to a snapshot offer",
+                )));
             };
             // Raft's log matching: equal terms at an index mean equal logs up to it.
             let plan = if term_at_last == Some(last.leader_id.term) {
@@ -236,15 +303,24 @@ impl Network {
                 })
             };
             if let Some((mut next, truncate)) = plan {
-                tracing::info!(target_node = self.target, from_index = next, to_index = last.index, "sending log entries with a snapshot");
+                tracing::info!(
+                    target_node = self.target,
+                    from_index = next,
+                    to_index = last.index,
+                    "sending log entries with a snapshot"
+                );
                 let mut first_chunk = true;
                 while next <= last.index {
                     let store = self.store.clone();
                     let start = next;
-                    let records = tokio::task::spawn_blocking(move || store.log().read_range(start, last.index + 1, SNAPSHOT_CHUNK_BYTES))
-                        .await
-                        .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
-                        .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+                    let records = tokio::task::spawn_blocking(move || {
+                        store
+                            .log()
+                            .read_range(start, last.index + 1, SNAPSHOT_CHUNK_BYTES)
+                    })
+                    .await
+                    .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
+                    .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
                     if records.is_empty() {
                         return Err(StreamingError::Network(NetworkError::from_string(format!(
                             "the leader's log lacks entry {next} that the snapshot needs"
@@ -254,7 +330,10 @@ impl Network {
                     let step = SnapshotStep::Records {
                         vote,
                         truncate_from: first_chunk.then_some(truncate),
-                        records: records.into_iter().map(|r| (r.term, r.index, r.payload)).collect(),
+                        records: records
+                            .into_iter()
+                            .map(|r| (r.term, r.index, r.payload))
+                            .collect(),
                     };
                     first_chunk = false;
                     self.snapshot_step(&step).await?;
@@ -262,11 +341,17 @@ impl Network {
             }
         }
         match self
-            .snapshot_step(&SnapshotStep::Install { vote, meta, image: snapshot.snapshot.0 })
+            .snapshot_step(&SnapshotStep::Install {
+                vote,
+                meta,
+                image: snapshot.snapshot.0,
+            })
             .await?
         {
             SnapshotReply::Installed(r) => Ok(r),
-            _ => Err(StreamingError::Network(NetworkError::from_string("unexpected reply to a snapshot install"))),
+            _ => Err(StreamingError::Network(NetworkError::from_string(
+                "unexpected reply to a snapshot install",
+            ))),
         }
     }
 }
@@ -283,7 +368,12 @@ impl RaftNetworkV2<TypeConfig> for Network {
             return self.append_once(&rpc, &option).await;
         }
         // Split below the frame limit; each part continues where the previous ended.
-        let AppendEntriesRequest { vote, prev_log_id, entries, leader_commit } = rpc;
+        let AppendEntriesRequest {
+            vote,
+            prev_log_id,
+            entries,
+            leader_commit,
+        } = rpc;
         let mut prev = prev_log_id;
         let mut part = Vec::new();
         let mut bytes = 0;
@@ -303,11 +393,18 @@ impl RaftNetworkV2<TypeConfig> for Network {
         parts.push(part);
         for (i, entries) in parts.into_iter().enumerate() {
             let last = entries.last().map(|e| e.log_id);
-            let req = AppendEntriesRequest { vote, prev_log_id: prev, entries, leader_commit };
+            let req = AppendEntriesRequest {
+                vote,
+                prev_log_id: prev,
+                entries,
+                leader_commit,
+            };
             match self.append_once(&req, &option).await {
                 Ok(AppendEntriesResponse::Success) => prev = last,
                 Ok(other) if i == 0 => return Ok(other),
-                Ok(AppendEntriesResponse::HigherVote(v)) => return Ok(AppendEntriesResponse::HigherVote(v)),
+                Ok(AppendEntriesResponse::HigherVote(v)) => {
+                    return Ok(AppendEntriesResponse::HigherVote(v))
+                }
                 Ok(_) | Err(_) if i > 0 => return Ok(AppendEntriesResponse::PartialSuccess(prev)),
                 other => return other,
             }
@@ -315,18 +412,30 @@ impl RaftNetworkV2<TypeConfig> for Network {
         Ok(AppendEntriesResponse::Success)
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = encode(&rpc)?;
         let reply = self
-            .call(RPCTypes::Vote, option.soft_ttl(), |c, ctx, g| async move { c.vote(ctx, g, body).await })
+            .call(RPCTypes::Vote, option.soft_ttl(), |c, ctx, g| async move {
+                c.vote(ctx, g, body).await
+            })
             .await?;
         decode(&reply)
     }
 
-    async fn pre_vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = encode(&rpc)?;
         let reply = self
-            .call(RPCTypes::Vote, option.soft_ttl(), |c, ctx, g| async move { c.pre_vote(ctx, g, body).await })
+            .call(RPCTypes::Vote, option.soft_ttl(), |c, ctx, g| async move {
+                c.pre_vote(ctx, g, body).await
+            })
             .await?;
         decode(&reply)
     }
@@ -338,9 +447,11 @@ impl RaftNetworkV2<TypeConfig> for Network {
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = encode(&req)?;
         let reply = self
-            .call(RPCTypes::TransferLeader, option.soft_ttl(), |c, ctx, g| async move {
-                c.transfer_leader(ctx, g, body).await
-            })
+            .call(
+                RPCTypes::TransferLeader,
+                option.soft_ttl(),
+                |c, ctx, g| async move { c.transfer_leader(ctx, g, body).await },
+            )
             .await?;
         decode(&reply)
     }

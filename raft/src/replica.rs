@@ -36,7 +36,9 @@ pub struct ReplicaConfig {
     pub peers: BTreeMap<u64, RaftNode>,
     /// Leader heartbeat interval, ms. Default 100.
     pub heartbeat_ms: u64,
-    /// Election timeout range, ms. Default 500..1000.
+    /// Election timeout range, ms. Default 250..350. openraft's leader lease equals the
+    /// upper bound and followers campaign after lease + timeout of silence (600 to 700 ms
+    /// by default), which sets the failover time.
     pub election_timeout_ms: (u64, u64),
     /// Entries between snapshots (which also bound how far the logical purge point trails
     /// the log). Default 20 000.
@@ -52,7 +54,7 @@ impl ReplicaConfig {
             node_id,
             peers,
             heartbeat_ms: 100,
-            election_timeout_ms: (500, 1000),
+            election_timeout_ms: (250, 350),
             snapshot_every_entries: 20_000,
         }
     }
@@ -69,6 +71,9 @@ impl ReplicaConfig {
             max_in_snapshot_log_to_keep: self.snapshot_every_entries,
             install_snapshot_timeout: 120_000,
             purge_batch_size: 256,
+            // A follower whose disk was wiped rejoins with an empty log; without this the
+            // leader's replication panics on the "reverted" follower.
+            allow_log_reversion: Some(true),
             ..Config::default()
         }
         .validate()
@@ -101,12 +106,32 @@ impl Replica {
         let initial = store.applied().map_or(0, |(_, i)| i);
         let (tx, rx) = watch::channel(initial);
         let sm = StateMachine::new(store.clone(), data_dir.join("snapshot"), tx)?;
-        let network = NetworkFactory::new(config.node_id, config.group.clone(), store.clone(), connector);
-        let raft = Raft::new(config.node_id, raft_config, network, LogStore::new(store.clone()), sm)
-            .await
-            .map_err(|e| Error::Fatal(e.to_string()))?;
-        let snapshots = Arc::new(SnapshotReceiver::new(store.clone(), data_dir.join("snapshot").join("staging")));
-        Ok(Self { raft, store, config: Arc::new(config), applied: rx, snapshots })
+        let network = NetworkFactory::new(
+            config.node_id,
+            config.group.clone(),
+            store.clone(),
+            connector,
+        );
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            network,
+            LogStore::new(store.clone()),
+            sm,
+        )
+        .await
+        .map_err(|e| Error::Fatal(e.to_string()))?;
+        let snapshots = Arc::new(SnapshotReceiver::new(
+            store.clone(),
+            data_dir.join("snapshot").join("staging"),
+        ));
+        Ok(Self {
+            raft,
+            store,
+            config: Arc::new(config),
+            applied: rx,
+            snapshots,
+        })
     }
 
     /// The openraft handle.
@@ -136,7 +161,11 @@ impl Replica {
 
     /// The server for this node's Raft port.
     pub fn server(&self) -> RaftServer {
-        RaftServer::new(&self.config.group, self.raft.clone(), self.snapshots.clone())
+        RaftServer::new(
+            &self.config.group,
+            self.raft.clone(),
+            self.snapshots.clone(),
+        )
     }
 
     /// Watches the applied index (long polls wait on it).
@@ -152,21 +181,38 @@ impl Replica {
     /// The node stopped.
     pub async fn bootstrap(&self) -> Result<(), Error> {
         let me = self.config.node_id;
-        if self.raft.is_initialized().await.map_err(|e| Error::Fatal(e.to_string()))? {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))?
+        {
             return Ok(());
         }
         if self.config.peers.keys().next() != Some(&me) {
-            tracing::info!(node_id = me, "waiting for the lowest-numbered peer to initialize the group");
+            tracing::info!(
+                node_id = me,
+                "waiting for the lowest-numbered peer to initialize the group"
+            );
             return Ok(());
         }
         let wait = Duration::from_millis(self.config.election_timeout_ms.1 * 3);
         let contacted = self
             .raft
             .wait(Some(wait))
-            .metrics(|m| m.current_leader.is_some(), "a leader contacts this node")
+            .metrics(
+                |m| m.current_leader.is_some(),
+                "a leader contacts this node",
+            )
             .await
             .is_ok();
-        if contacted || self.raft.is_initialized().await.map_err(|e| Error::Fatal(e.to_string()))? {
+        if contacted
+            || self
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| Error::Fatal(e.to_string()))?
+        {
             return Ok(());
         }
         tracing::info!(node_id = me, members = ?self.config.peers.keys().collect::<Vec<_>>(), "initializing a new Raft group");
@@ -185,17 +231,26 @@ impl Replica {
     ///
     /// # Errors
     /// No leader is known yet, or the leader refused.
-    pub async fn publish_client_addr(&self, client_addr: &str, connector: &dyn Connector) -> Result<bool, Error> {
+    pub async fn publish_client_addr(
+        &self,
+        client_addr: &str,
+        connector: &dyn Connector,
+    ) -> Result<bool, Error> {
         let me = self.config.node_id;
         let m = self.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         let Some(mine) = membership.get_node(&me).cloned() else {
-            return Err(Error::Refused("this node is not in the membership yet".into()));
+            return Err(Error::Refused(
+                "this node is not in the membership yet".into(),
+            ));
         };
         if mine.client_addr == client_addr {
             return Ok(true);
         }
-        let leader = m.current_leader.ok_or(Error::NotLeader { leader: None, leader_addr: None })?;
+        let leader = m.current_leader.ok_or(Error::NotLeader {
+            leader: None,
+            leader_addr: None,
+        })?;
         let leader_node = membership
             .get_node(&leader)
             .cloned()
@@ -209,11 +264,21 @@ impl Replica {
         let mut ctx = tarpc::context::current();
         ctx.deadline = std::time::Instant::now() + Duration::from_secs(10);
         client
-            .set_client_addr(ctx, self.config.group.clone(), me, mine.raft_addr, client_addr.to_owned())
+            .set_client_addr(
+                ctx,
+                self.config.group.clone(),
+                me,
+                mine.raft_addr,
+                client_addr.to_owned(),
+            )
             .await
             .map_err(|e| Error::Refused(e.to_string()))?
             .map_err(|e| Error::Refused(e.to_string()))?;
-        tracing::info!(node_id = me, client_addr, "published this node's client address in the membership");
+        tracing::info!(
+            node_id = me,
+            client_addr,
+            "published this node's client address in the membership"
+        );
         Ok(false)
     }
 
@@ -236,7 +301,10 @@ impl Replica {
                 leader: Some(id),
                 leader_addr: node.map(|n| n.client_addr),
             },
-            _ => Error::NotLeader { leader: None, leader_addr: None },
+            _ => Error::NotLeader {
+                leader: None,
+                leader_addr: None,
+            },
         }
     }
 
@@ -274,7 +342,10 @@ impl Replica {
             return Err(self.not_leader());
         }
         tracing::info!(node_id = id, %node, "adding a learner");
-        self.raft.add_learner(id, node, true).await.map_err(|e| self.map_write_error(e))?;
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(|e| self.map_write_error(e))?;
         tracing::info!(node_id = id, "promoting the learner to voter");
         let add: BTreeSet<u64> = [id].into_iter().collect();
         self.raft
@@ -299,7 +370,10 @@ impl Replica {
             .await
             .map_err(|e| self.map_write_error(e))?;
         // A learner left behind is removed from the node list too.
-        let _ = self.raft.change_membership(ChangeMembers::RemoveNodes(ids), false).await;
+        let _ = self
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await;
         Ok(())
     }
 
@@ -313,9 +387,15 @@ impl Replica {
         }
         let voters: BTreeSet<u64> = self.raft.voter_ids().collect();
         if !voters.contains(&to) {
-            return Err(Error::Refused(format!("node {to} is not a voter of this group (voters: {voters:?})")));
+            return Err(Error::Refused(format!(
+                "node {to} is not a voter of this group (voters: {voters:?})"
+            )));
         }
-        self.raft.trigger().transfer_leader(to).await.map_err(|e| Error::Fatal(e.to_string()))?;
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))?;
         self.raft
             .wait(Some(Duration::from_secs(10)))
             .metrics(|m| m.current_leader == Some(to), "leadership transferred")
@@ -342,7 +422,11 @@ impl Replica {
         let mut nodes = Vec::new();
         for (id, node) in membership.nodes() {
             let mine = *id == me;
-            let matched = m.replication.as_ref().and_then(|r| r.get(id)).map(|l| l.map_or(0, |l| l.index));
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id))
+                .map(|l| l.map_or(0, |l| l.index));
             nodes.push(NodeStatus {
                 node_id: NodeId(*id),
                 role: if mine {
@@ -357,7 +441,11 @@ impl Replica {
                 term: m.current_term,
                 last_log_index: if mine { last } else { matched.unwrap_or(0) },
                 commit_index: if mine { commit } else { 0 },
-                applied_index: if mine { m.last_applied.map_or(0, |l| l.index) } else { 0 },
+                applied_index: if mine {
+                    m.last_applied.map_or(0, |l| l.index)
+                } else {
+                    0
+                },
                 lag: if mine && m.state == ServerState::Leader {
                     Some(0)
                 } else {
@@ -394,7 +482,23 @@ impl Replica {
     /// # Errors
     /// Storage errors.
     pub fn purge_limit(&self) -> Result<u64, Error> {
-        Ok(LogStore::new(self.store.clone()).last_purged()?.map_or(0, |l| l.index))
+        Ok(LogStore::new(self.store.clone())
+            .last_purged()?
+            .map_or(0, |l| l.index))
+    }
+
+    /// Resolves when the Raft core stops on its own (a storage failure or a panic), with the
+    /// reason.
+    pub async fn stopped(&self) -> String {
+        let mut m = self.raft.metrics();
+        loop {
+            if let Err(e) = &m.borrow_watched().running_state {
+                return e.to_string();
+            }
+            if m.changed().await.is_err() {
+                return "the Raft core exited".into();
+            }
+        }
     }
 
     /// Stops the Raft node.

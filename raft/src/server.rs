@@ -22,7 +22,11 @@ pub struct RaftServer {
 impl RaftServer {
     /// A server for `raft`, a node of `group`.
     pub fn new(group: &str, raft: Raft, snapshots: Arc<SnapshotReceiver>) -> Self {
-        Self { group: group.into(), raft, snapshots }
+        Self {
+            group: group.into(),
+            raft,
+            snapshots,
+        }
     }
 
     fn check_group(&self, group: &str) -> Result<(), WireError> {
@@ -52,9 +56,18 @@ fn internal(e: impl std::fmt::Display) -> WireError {
 }
 
 impl RaftService for RaftServer {
-    async fn append_entries(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
+    async fn append_entries(
+        self,
+        _: Context,
+        group: String,
+        req: Bytes,
+    ) -> Result<Bytes, WireError> {
         self.check_group(&group)?;
-        let resp = self.raft.append_entries(decode(&req)?).await.map_err(internal)?;
+        let resp = self
+            .raft
+            .append_entries(decode(&req)?)
+            .await
+            .map_err(internal)?;
         encode(&resp)
     }
 
@@ -70,9 +83,18 @@ impl RaftService for RaftServer {
         encode(&resp)
     }
 
-    async fn transfer_leader(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
+    async fn transfer_leader(
+        self,
+        _: Context,
+        group: String,
+        req: Bytes,
+    ) -> Result<Bytes, WireError> {
         self.check_group(&group)?;
-        let resp = self.raft.handle_transfer_leader(decode(&req)?).await.map_err(internal)?;
+        let resp = self
+            .raft
+            .handle_transfer_leader(decode(&req)?)
+            .await
+            .map_err(internal)?;
         encode(&resp)
     }
 
@@ -88,11 +110,16 @@ impl RaftService for RaftServer {
         self.check_group(&group)?;
         let m = self.raft.metrics().borrow_watched().clone();
         if m.current_leader != Some(*self.raft.node_id()) {
-            return Err(WireError::NotLeader { leader: m.current_leader.map(raftmq_proto::NodeId), leader_addr: None });
+            return Err(WireError::NotLeader {
+                leader: m.current_leader.map(raftmq_proto::NodeId),
+                leader_addr: None,
+            });
         }
         let membership = m.membership_config.membership();
         let Some(node) = membership.get_node(&node_id) else {
-            return Err(WireError::Invalid(format!("node {node_id} is not a member of group {group}")));
+            return Err(WireError::Invalid(format!(
+                "node {node_id} is not a member of group {group}"
+            )));
         };
         if node.raft_addr != raft_addr {
             return Err(WireError::Invalid(format!(
@@ -103,7 +130,15 @@ impl RaftService for RaftServer {
         if node.client_addr == client_addr {
             return Ok(());
         }
-        let nodes = [(node_id, crate::types::RaftNode { raft_addr, client_addr })].into_iter().collect();
+        let nodes = [(
+            node_id,
+            crate::types::RaftNode {
+                raft_addr,
+                client_addr,
+            },
+        )]
+        .into_iter()
+        .collect();
         self.raft
             .change_membership(openraft::ChangeMembers::SetNodes(nodes), true)
             .await
@@ -114,7 +149,11 @@ impl RaftService for RaftServer {
     async fn snapshot(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
         self.check_group(&group)?;
         let step: SnapshotStep = decode(&req)?;
-        let reply = self.snapshots.handle(&self.raft, step).await.map_err(internal)?;
+        let reply = self
+            .snapshots
+            .handle(&self.raft, step)
+            .await
+            .map_err(internal)?;
         encode(&reply)
     }
 }

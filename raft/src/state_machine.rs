@@ -46,9 +46,17 @@ impl StateMachine {
     ///
     /// # Errors
     /// The snapshot directory cannot be created.
-    pub fn new(store: Arc<Store>, snapshot_dir: PathBuf, applied: watch::Sender<u64>) -> io::Result<Self> {
+    pub fn new(
+        store: Arc<Store>,
+        snapshot_dir: PathBuf,
+        applied: watch::Sender<u64>,
+    ) -> io::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
-        Ok(Self { store, snapshot_dir, applied })
+        Ok(Self {
+            store,
+            snapshot_dir,
+            applied,
+        })
     }
 
     fn membership(&self) -> io::Result<StoredMembership> {
@@ -63,7 +71,9 @@ fn read_membership(store: &Store) -> io::Result<StoredMembership> {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(io_err)?
 }
 
@@ -112,7 +122,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(());
         };
         let extra = match &membership {
-            Some(m) => vec![(MEMBERSHIP_KEY, codec::encode_stored_membership(m).map_err(io_err)?)],
+            Some(m) => vec![(
+                MEMBERSHIP_KEY,
+                codec::encode_stored_membership(m).map_err(io_err)?,
+            )],
             None => Vec::new(),
         };
         let store = self.store.clone();
@@ -130,7 +143,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotImage) -> io::Result<()> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotImage,
+    ) -> io::Result<()> {
         let store = self.store.clone();
         let dir = self.snapshot_dir.clone();
         let meta = meta.clone();
@@ -138,12 +155,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         blocking(move || {
             store.import_state(&snapshot.0).map_err(io_err)?;
             let m = codec::encode_stored_membership(&meta.last_membership).map_err(io_err)?;
-            store.indexes().put_meta_synced(&MEMBERSHIP_KEY, &m).map_err(io_err)?;
+            store
+                .indexes()
+                .put_meta_synced(&MEMBERSHIP_KEY, &m)
+                .map_err(io_err)?;
             write_snapshot(&dir, &meta, &snapshot.0)
         })
         .await?;
         self.applied.send_replace(applied);
-        tracing::info!(applied_index = applied, "installed a snapshot from the leader");
+        tracing::info!(
+            applied_index = applied,
+            "installed a snapshot from the leader"
+        );
         Ok(())
     }
 
@@ -160,8 +183,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let store = self.store.clone();
         let dir = self.snapshot_dir.clone();
         blocking(move || {
-            let (image, extra) = store.export_state(&[MEMBERSHIP_KEY]).map_err(io_err)?;
-            let mut r = Reader::new(Bytes::copy_from_slice(&image[..18.min(image.len())]), "state image");
+            let raftmq_store::image::StateExport { image, extra } =
+                store.export_state(&[MEMBERSHIP_KEY]).map_err(io_err)?;
+            let mut r = Reader::new(
+                Bytes::copy_from_slice(&image[..18.min(image.len())]),
+                "state image",
+            );
             r.u8().map_err(io_err)?;
             let present = r.u8().map_err(io_err)? != 0;
             let (t, i) = (r.u64().map_err(io_err)?, r.u64().map_err(io_err)?);
@@ -175,7 +202,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             };
             write_snapshot(&dir, &meta, &image)?;
             tracing::info!(last_index = i, bytes = image.len(), "built a snapshot");
-            Ok(Snapshot { meta, snapshot: SnapshotImage(Bytes::from(image)) })
+            Ok(Snapshot {
+                meta,
+                snapshot: SnapshotImage(Bytes::from(image)),
+            })
         })
         .await
     }
@@ -213,7 +243,9 @@ fn read_snapshot(dir: &Path) -> io::Result<Option<RaftSnapshot>> {
     let mut r = Reader::new(Bytes::from(bytes), "snapshot file");
     let v = r.u8().map_err(io_err)?;
     if v != 1 {
-        return Err(io_err(format!("snapshot file version {v} is not supported")));
+        return Err(io_err(format!(
+            "snapshot file version {v} is not supported"
+        )));
     }
     let present = r.u8().map_err(io_err)? != 0;
     let (t, i) = (r.u64().map_err(io_err)?, r.u64().map_err(io_err)?);
@@ -222,5 +254,8 @@ fn read_snapshot(dir: &Path) -> io::Result<Option<RaftSnapshot>> {
         last_log_id: present.then(|| log_id(t, i)),
         last_membership: m,
     };
-    Ok(Some(Snapshot { meta, snapshot: SnapshotImage(r.rest()) }))
+    Ok(Some(Snapshot {
+        meta,
+        snapshot: SnapshotImage(r.rest()),
+    }))
 }

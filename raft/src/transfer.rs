@@ -83,14 +83,20 @@ pub struct SnapshotReceiver {
 
 impl std::fmt::Debug for SnapshotReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotReceiver").field("dir", &self.dir).finish()
+        f.debug_struct("SnapshotReceiver")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
 impl SnapshotReceiver {
     /// A receiver staging into `dir`.
     pub fn new(store: Arc<Store>, dir: PathBuf) -> Self {
-        Self { store, dir, staging: Mutex::new(None) }
+        Self {
+            store,
+            dir,
+            staging: Mutex::new(None),
+        }
     }
 
     /// Handles one step.
@@ -106,14 +112,22 @@ impl SnapshotReceiver {
                 let store = self.store.clone();
                 let (last, term_at_last) = tokio::task::spawn_blocking(move || {
                     let last = store.log().last_entry_id();
-                    let at = store.log().read(last_log_id.index).map_err(io_err)?.map(|r| r.term);
+                    let at = store
+                        .log()
+                        .read(last_log_id.index)
+                        .map_err(io_err)?
+                        .map(|r| r.term);
                     Ok::<_, std::io::Error>((last, at))
                 })
                 .await
                 .map_err(io_err)??;
                 Ok(SnapshotReply::Offer { last, term_at_last })
             }
-            SnapshotStep::Records { vote, truncate_from, records } => {
+            SnapshotStep::Records {
+                vote,
+                truncate_from,
+                records,
+            } => {
                 check_vote(raft, &vote)?;
                 if let Some(t) = truncate_from {
                     let dir = self.dir.clone();
@@ -125,14 +139,21 @@ impl SnapshotReceiver {
                     })
                     .await
                     .map_err(io_err)??;
-                    *staging = Some(Staging { log, truncate_from: t });
+                    *staging = Some(Staging {
+                        log,
+                        truncate_from: t,
+                    });
                 }
                 let Some(st) = staging.as_ref() else {
                     return Err(io_err("snapshot records arrived without a start"));
                 };
                 let batch: Vec<AppendEntry<'_>> = records
                     .iter()
-                    .map(|(term, index, payload)| AppendEntry { term: *term, index: *index, payload })
+                    .map(|(term, index, payload)| AppendEntry {
+                        term: *term,
+                        index: *index,
+                        payload,
+                    })
                     .collect();
                 st.log.append(&batch).map_err(io_err)?;
                 Ok(SnapshotReply::Records)
@@ -146,8 +167,14 @@ impl SnapshotReceiver {
                         .await
                         .map_err(io_err)??;
                 }
-                let snapshot = Snapshot { meta, snapshot: SnapshotImage(image) };
-                let resp = raft.install_full_snapshot(vote, snapshot).await.map_err(io_err)?;
+                let snapshot = Snapshot {
+                    meta,
+                    snapshot: SnapshotImage(image),
+                };
+                let resp = raft
+                    .install_full_snapshot(vote, snapshot)
+                    .await
+                    .map_err(io_err)?;
                 Ok(SnapshotReply::Installed(resp))
             }
         }
@@ -158,7 +185,9 @@ fn check_vote(raft: &Raft, vote: &Vote) -> std::io::Result<()> {
     use openraft::async_runtime::WatchReceiver;
     let mine = raft.metrics().borrow_watched().vote;
     if vote.partial_cmp(&mine).is_some_and(|o| o.is_lt()) {
-        return Err(io_err(format!("stale snapshot sender: its vote {vote} is below ours {mine}")));
+        return Err(io_err(format!(
+            "stale snapshot sender: its vote {vote} is below ours {mine}"
+        )));
     }
     Ok(())
 }
@@ -178,13 +207,20 @@ fn move_staged(store: &Store, st: Staging, dir: &std::path::Path) -> std::io::Re
         next = recs.last().map_or(next, |r| r.index + 1);
         let batch: Vec<AppendEntry<'_>> = recs
             .iter()
-            .map(|r| AppendEntry { term: r.term, index: r.index, payload: &r.payload })
+            .map(|r| AppendEntry {
+                term: r.term,
+                index: r.index,
+                payload: &r.payload,
+            })
             .collect();
         log.append(&batch).map_err(io_err)?;
     }
     log.sync().map_err(io_err)?;
     drop(st);
     std::fs::remove_dir_all(dir)?;
-    tracing::info!(last_index = last, "moved snapshot log entries into the commit log");
+    tracing::info!(
+        last_index = last,
+        "moved snapshot log entries into the commit log"
+    );
     Ok(())
 }

@@ -68,7 +68,10 @@ pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>
 
 /// Builds a log id from a term and an index.
 pub fn log_id(term: u64, index: u64) -> LogId {
-    openraft::LogId::new(openraft::vote::leader_id_std::CommittedLeaderId::new(term), index)
+    openraft::LogId::new(
+        openraft::vote::leader_id_std::CommittedLeaderId::new(term),
+        index,
+    )
 }
 
 /// The term of a log id.

@@ -1,5 +1,8 @@
 //! A 3-node group in one process over real TCP: election, replication, failover.
 
+// Test helpers may unwrap.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,23 +26,41 @@ async fn start_group(n: u64) -> anyhow::Result<Vec<Node>> {
     for id in 1..=n {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = l.local_addr()?.to_string();
-        peers.insert(id, RaftNode { raft_addr: addr.clone(), client_addr: format!("client-{id}") });
+        peers.insert(
+            id,
+            RaftNode {
+                raft_addr: addr.clone(),
+                client_addr: format!("client-{id}"),
+            },
+        );
         listeners.push(l);
     }
     let mut nodes = Vec::new();
     for (id, listener) in (1..=n).zip(listeners) {
         let dir = tempfile::tempdir()?;
-        let store = Arc::new(Store::open(dir.path().join("store"), StoreConfig::default())?);
+        let store = Arc::new(Store::open(
+            dir.path().join("store"),
+            StoreConfig::default(),
+        )?);
         let mut cfg = ReplicaConfig::new("c", "g", id, peers.clone());
         cfg.election_timeout_ms = (300, 600);
         cfg.heartbeat_ms = 50;
-        let replica = Replica::start(cfg, store, dir.path(), Arc::new(TcpConnector)).await?;
+        let replica =
+            Replica::start(cfg, store, dir.path(), Arc::new(TcpConnector::default())).await?;
         let stop = CancellationToken::new();
-        let serve = raftmq_proto::serve_tarpc!(listener, raftmq_proto::RaftService::serve(replica.server()), stop.clone());
+        let serve = raftmq_proto::serve_tarpc!(
+            listener,
+            raftmq_proto::RaftService::serve(replica.server()),
+            stop.clone()
+        );
         tokio::spawn(serve);
         let r = replica.clone();
         tokio::spawn(async move { r.bootstrap().await });
-        nodes.push(Node { replica, stop, _dir: dir });
+        nodes.push(Node {
+            replica,
+            stop,
+            _dir: dir,
+        });
     }
     Ok(nodes)
 }
@@ -75,7 +96,11 @@ fn batch(topic: &str, queue: u32, n: usize) -> Bytes {
         })
         .unwrap();
     }
-    Bytes::from(EntryPayload::Messages(Bytes::from(w.finish())).encode().unwrap())
+    Bytes::from(
+        EntryPayload::Messages(Bytes::from(w.finish()))
+            .encode()
+            .unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +108,11 @@ async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
     let nodes = start_group(3).await?;
     let leader = wait_leader(&nodes, None).await?;
     let topic = Bytes::from(
-        EntryPayload::Command(Command::UpsertTopic(TopicConfig::new(TopicName::from("T"), 2))).encode()?,
+        EntryPayload::Command(Command::UpsertTopic(TopicConfig::new(
+            TopicName::from("T"),
+            2,
+        )))
+        .encode()?,
     );
     nodes[leader].replica.write(topic).await?;
     let mut expected = 0u64;
@@ -103,7 +132,10 @@ async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
     let follower = (leader + 1) % 3;
     match nodes[follower].replica.write(batch("T", 0, 1)).await {
         Err(raftmq_raft::Error::NotLeader { leader_addr, .. }) => {
-            assert_eq!(leader_addr.as_deref(), Some(format!("client-{}", leader + 1).as_str()));
+            assert_eq!(
+                leader_addr.as_deref(),
+                Some(format!("client-{}", leader + 1).as_str())
+            );
         }
         other => anyhow::bail!("a follower accepted a write: {other:?}"),
     }
@@ -132,7 +164,10 @@ async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
             }
             Ok(other) => anyhow::bail!("unexpected {other:?}"),
             Err(e) => {
-                anyhow::ensure!(Instant::now() < deadline, "new leader never accepted a write: {e}");
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "new leader never accepted a write: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

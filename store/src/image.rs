@@ -25,13 +25,22 @@ fn count(n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::Invalid(format!("{n} items in a state image")))
 }
 
+/// A state image and the extra meta values read with it.
+#[derive(Debug, Clone)]
+pub struct StateExport {
+    /// The encoded image.
+    pub image: Vec<u8>,
+    /// Values of the requested extra meta keys, in order.
+    pub extra: Vec<Option<Vec<u8>>>,
+}
+
 impl Store {
     /// A consistent image of the state machine at its applied index, plus the values of
     /// `extra` meta keys read at the same moment (the raft crate's membership).
     ///
     /// # Errors
     /// RocksDB errors.
-    pub fn export_state(&self, extra: &[MetaKey<'_>]) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
+    pub fn export_state(&self, extra: &[MetaKey<'_>]) -> Result<StateExport> {
         let sm = self.lock();
         let extra = extra
             .iter()
@@ -65,7 +74,7 @@ impl Store {
             w.u64(index::decode_u64(&v).unwrap_or(0));
         }
         drop(sm);
-        Ok((w.finish(), extra))
+        Ok(StateExport { image: w.finish(), extra })
     }
 
     /// Replaces the state machine with an image (a snapshot install), then rebuilds the
@@ -87,7 +96,13 @@ impl Store {
         for _ in 0..r.u32()? {
             let created_index = r.u64()?;
             let config = decode_topic(&mut r)?;
-            fresh.topics.insert(config.name.as_str().to_owned(), TopicMeta { created_index, config });
+            fresh.topics.insert(
+                config.name.as_str().to_owned(),
+                TopicMeta {
+                    created_index,
+                    config,
+                },
+            );
         }
         for _ in 0..r.u32()? {
             let g = decode_group(&mut r)?;
@@ -112,13 +127,25 @@ impl Store {
         }
         b.delete_range_cf(offsets_cf, [0u8].as_slice(), [0xffu8; 16].as_slice());
         for t in fresh.topics.values() {
-            b.put_cf(meta, MetaKey::Topic(t.config.name.as_str()).encode(), index::encode_topic_meta(t.created_index, &t.config)?);
+            b.put_cf(
+                meta,
+                MetaKey::Topic(t.config.name.as_str()).encode(),
+                index::encode_topic_meta(t.created_index, &t.config)?,
+            );
         }
         for g in fresh.groups.values() {
-            b.put_cf(meta, MetaKey::Group(g.name.as_str()).encode(), index::encode_group_meta(g)?);
+            b.put_cf(
+                meta,
+                MetaKey::Group(g.name.as_str()).encode(),
+                index::encode_group_meta(g)?,
+            );
         }
         for ((topic, q), next) in &fresh.queue_next {
-            b.put_cf(meta, MetaKey::QueueNext(topic, *q).encode(), next.to_le_bytes());
+            b.put_cf(
+                meta,
+                MetaKey::QueueNext(topic, *q).encode(),
+                next.to_le_bytes(),
+            );
         }
         for (k, o) in &offsets {
             b.put_cf(offsets_cf, k, o.to_le_bytes());

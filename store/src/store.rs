@@ -349,7 +349,10 @@ impl Store {
     }
 
     /// Every group that has a committed offset.
-    fn offset_groups(&self) -> Result<Vec<String>> {
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn offset_groups(&self) -> Result<Vec<String>> {
         let mut groups: Vec<String> = Vec::new();
         for (k, _) in self.idx.scan_prefix(CF_OFFSETS, b"")? {
             if let Some(end) = k.iter().position(|&b| b == 0) {

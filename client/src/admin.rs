@@ -1,0 +1,517 @@
+//! [`Admin`]: topics, groups, offsets, cluster status and message lookup — everything
+//! the `raftmq` admin commands do.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftmq_proto::broker::{CommitOffsetsRequest, GroupStatus, NodeStatus, QueueStatus};
+use raftmq_proto::message::group_hash;
+use raftmq_proto::namesrv::{GroupRoute, TopicRoute};
+use raftmq_proto::{
+    names, GroupConfig, GroupName, MessageExt, MsgId, NodeId, Offset, QueueId, TopicConfig,
+    TopicName, WireError,
+};
+
+use crate::core::{ClientConfig, Core};
+use crate::error::{Error, Result};
+
+/// Time an admin operation may take, leader changes included.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One node as `cluster list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeInfo {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker group.
+    pub group: String,
+    /// Node id.
+    pub node_id: u64,
+    /// `leader`, `follower`, `learner`, `candidate`, `shutdown` or `unreachable`.
+    pub role: String,
+    /// Raft term.
+    pub term: u64,
+    /// Last log index.
+    pub last_log_index: u64,
+    /// Commit index.
+    pub commit_index: u64,
+    /// Applied index.
+    pub applied_index: u64,
+    /// Entries behind the leader, when the leader reports it.
+    pub lag: Option<u64>,
+    /// Client address.
+    pub addr: String,
+}
+
+/// Progress of a consumer group on one queue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueProgress {
+    /// Topic.
+    pub topic: String,
+    /// Broker group.
+    pub broker_group: String,
+    /// Queue.
+    pub queue_id: u32,
+    /// One past the last offset on the broker.
+    pub broker_offset: u64,
+    /// The group's committed offset (next to consume).
+    pub consumer_offset: u64,
+    /// Messages not yet consumed.
+    pub lag: u64,
+}
+
+/// The admin client.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    core: Arc<Core>,
+}
+
+impl Admin {
+    /// An admin client for these NameServers.
+    ///
+    /// # Errors
+    /// No address given.
+    pub fn new<I, S>(namesrv: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let config = ClientConfig {
+            namesrv: namesrv.into_iter().map(Into::into).collect(),
+            ..ClientConfig::default()
+        };
+        Ok(Self {
+            core: Arc::new(Core::new(config)?),
+        })
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupRoute>> {
+        Ok(self.core.cluster().await?.groups)
+    }
+
+    async fn group(&self, name: &str) -> Result<GroupRoute> {
+        self.groups()
+            .await?
+            .into_iter()
+            .find(|g| g.group == name)
+            .ok_or_else(|| Error::NoRoute {
+                topic: String::new(),
+                reason: format!(
+                    "no live broker group named {name} is registered with the NameServers"
+                ),
+            })
+    }
+
+    /// Creates (or updates) a topic with `queues` read and write queues, on one broker
+    /// group or on every live group. Returns the groups it was created on.
+    ///
+    /// # Errors
+    /// Invalid name or count, no live group, or a group refused.
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        queues: u32,
+        group: Option<&str>,
+    ) -> Result<Vec<String>> {
+        names::validate_topic(topic).map_err(Error::Invalid)?;
+        if queues == 0 || queues > 1024 {
+            return Err(Error::Invalid(format!(
+                "queues = {queues}: must be between 1 and 1024"
+            )));
+        }
+        let targets = match group {
+            Some(g) => vec![self.group(g).await?],
+            None => self.groups().await?,
+        };
+        if targets.is_empty() {
+            return Err(Error::NoRoute {
+                topic: topic.into(),
+                reason: "no broker group is registered with the NameServers".into(),
+            });
+        }
+        let config = TopicConfig::new(topic, queues);
+        let mut done = Vec::new();
+        for g in targets {
+            let c = config.clone();
+            self.core
+                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                    let c = c.clone();
+                    async move { b.upsert_topic(cx, c).await }
+                })
+                .await?;
+            done.push(g.group);
+        }
+        Ok(done)
+    }
+
+    /// Deletes a topic from every group serving it. Returns those groups.
+    ///
+    /// # Errors
+    /// Unknown topic, or a group refused.
+    pub async fn delete_topic(&self, topic: &str) -> Result<Vec<String>> {
+        let route = self.topic_route(topic).await?;
+        let mut done = Vec::new();
+        for g in route.groups {
+            let t = TopicName::from(topic);
+            self.core
+                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                    let t = t.clone();
+                    async move { b.delete_topic(cx, t).await }
+                })
+                .await?;
+            done.push(g.group);
+        }
+        Ok(done)
+    }
+
+    /// Every topic the NameServers know, sorted.
+    ///
+    /// # Errors
+    /// No NameServer answered.
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let topics = self
+            .core
+            .namesrv_call(|c, cx| async move { c.get_topics(cx).await })
+            .await?;
+        Ok(topics.into_iter().map(|t| t.0).collect())
+    }
+
+    /// The route of a topic.
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`] for an unknown topic.
+    pub async fn topic_route(&self, topic: &str) -> Result<TopicRoute> {
+        self.core.route(&TopicName::from(topic), true).await
+    }
+
+    /// Min and max offsets of every queue of a topic, per broker group.
+    ///
+    /// # Errors
+    /// Unknown topic, or a group unreachable.
+    pub async fn topic_status(&self, topic: &str) -> Result<Vec<(String, QueueStatus)>> {
+        let route = self.topic_route(topic).await?;
+        let mut out = Vec::new();
+        for g in route.groups {
+            let t = TopicName::from(topic);
+            let qs = self
+                .core
+                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                    let t = t.clone();
+                    async move { b.topic_status(cx, t).await }
+                })
+                .await?;
+            out.extend(qs.into_iter().map(|q| (g.group.clone(), q)));
+        }
+        Ok(out)
+    }
+
+    /// Every node of every live group, with its own view of role, term and indexes and
+    /// the leader's view of its lag.
+    ///
+    /// # Errors
+    /// No NameServer answered.
+    pub async fn cluster_nodes(&self) -> Result<Vec<NodeInfo>> {
+        let mut out = Vec::new();
+        for g in self.groups().await? {
+            let mut leader_view: Option<GroupStatus> = None;
+            let mut own: BTreeMap<u64, NodeStatus> = BTreeMap::new();
+            for n in &g.nodes {
+                let status = self
+                    .core
+                    .call(&n.addr, self.core.config.rpc_timeout, |b, cx| async move {
+                        b.group_status(cx).await
+                    })
+                    .await;
+                if let Ok(s) = status {
+                    if let Some(me) = s.nodes.iter().find(|x| x.node_id == s.node_id) {
+                        own.insert(s.node_id.0, me.clone());
+                    }
+                    if s.leader == Some(s.node_id) {
+                        leader_view = Some(s);
+                    }
+                }
+            }
+            for n in &g.nodes {
+                let lag = leader_view
+                    .as_ref()
+                    .and_then(|l| l.nodes.iter().find(|x| x.node_id == n.node_id))
+                    .and_then(|x| x.lag);
+                let info = match own.get(&n.node_id.0) {
+                    Some(s) => NodeInfo {
+                        cluster: g.cluster.clone(),
+                        group: g.group.clone(),
+                        node_id: n.node_id.0,
+                        role: s.role.to_string(),
+                        term: s.term,
+                        last_log_index: s.last_log_index,
+                        commit_index: s.commit_index,
+                        applied_index: s.applied_index,
+                        lag,
+                        addr: n.addr.clone(),
+                    },
+                    None => NodeInfo {
+                        cluster: g.cluster.clone(),
+                        group: g.group.clone(),
+                        node_id: n.node_id.0,
+                        role: "unreachable".into(),
+                        term: n.term,
+                        last_log_index: 0,
+                        commit_index: 0,
+                        applied_index: 0,
+                        lag,
+                        addr: n.addr.clone(),
+                    },
+                };
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Raft status of one group as its leader sees it.
+    ///
+    /// # Errors
+    /// Unknown group or no leader.
+    pub async fn group_status(&self, group: &str) -> Result<GroupStatus> {
+        let g = self.group(group).await?;
+        self.core
+            .call_leader(&g, ADMIN_TIMEOUT, |b, cx| async move {
+                b.group_status(cx).await
+            })
+            .await
+    }
+
+    /// Moves a group's leadership to node `to`.
+    ///
+    /// # Errors
+    /// Unknown group or node, or the transfer did not complete.
+    pub async fn transfer_leader(&self, group: &str, to: u64) -> Result<()> {
+        let g = self.group(group).await?;
+        self.core
+            .call_leader(&g, Duration::from_secs(15), move |b, cx| async move {
+                b.transfer_leader(cx, NodeId(to)).await
+            })
+            .await
+    }
+
+    /// Adds a node to a group (learner, then voter).
+    ///
+    /// # Errors
+    /// Unknown group, or the change was refused.
+    pub async fn add_node(
+        &self,
+        group: &str,
+        node_id: u64,
+        raft_addr: &str,
+        client_addr: &str,
+    ) -> Result<()> {
+        let g = self.group(group).await?;
+        let (r, c) = (raft_addr.to_owned(), client_addr.to_owned());
+        self.core
+            .call_leader(&g, Duration::from_secs(120), move |b, mut cx| {
+                let (r, c) = (r.clone(), c.clone());
+                cx.deadline = std::time::Instant::now() + Duration::from_secs(110);
+                async move { b.add_node(cx, NodeId(node_id), r, c).await }
+            })
+            .await
+    }
+
+    /// Removes a node from a group.
+    ///
+    /// # Errors
+    /// Unknown group, or the change was refused.
+    pub async fn remove_node(&self, group: &str, node_id: u64) -> Result<()> {
+        let g = self.group(group).await?;
+        self.core
+            .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| async move {
+                b.remove_node(cx, NodeId(node_id)).await
+            })
+            .await
+    }
+
+    /// Consumer groups known to any broker group (configured or with committed offsets).
+    ///
+    /// # Errors
+    /// A group unreachable.
+    pub async fn list_groups(&self) -> Result<Vec<GroupConfig>> {
+        let mut all = BTreeMap::new();
+        for g in self.groups().await? {
+            for c in self
+                .core
+                .call_leader(
+                    &g,
+                    ADMIN_TIMEOUT,
+                    |b, cx| async move { b.list_groups(cx).await },
+                )
+                .await?
+            {
+                all.insert(c.name.0.clone(), c);
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    /// Per queue: broker offset, the group's committed offset, and the lag.
+    ///
+    /// # Errors
+    /// A group unreachable.
+    pub async fn group_progress(&self, group: &str) -> Result<Vec<QueueProgress>> {
+        names::validate_group(group).map_err(Error::Invalid)?;
+        let mut out = Vec::new();
+        for g in self.groups().await? {
+            let name = GroupName::from(group);
+            let offsets = self
+                .core
+                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                    let n = name.clone();
+                    async move { b.group_offsets(cx, n).await }
+                })
+                .await?;
+            let mut by_topic: BTreeMap<TopicName, BTreeMap<u32, u64>> = BTreeMap::new();
+            for (t, q, o) in offsets {
+                by_topic.entry(t).or_default().insert(q.0, o.0);
+            }
+            for (topic, committed) in by_topic {
+                let t = topic.clone();
+                let status = match self
+                    .core
+                    .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                        let t = t.clone();
+                        async move { b.topic_status(cx, t).await }
+                    })
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(Error::Wire(WireError::TopicNotFound(_))) => continue,
+                    Err(e) => return Err(e),
+                };
+                for q in status {
+                    let consumer = committed
+                        .get(&q.queue_id.0)
+                        .copied()
+                        .unwrap_or(q.min_offset.0);
+                    out.push(QueueProgress {
+                        topic: topic.to_string(),
+                        broker_group: g.group.clone(),
+                        queue_id: q.queue_id.0,
+                        broker_offset: q.max_offset.0,
+                        consumer_offset: consumer,
+                        lag: q.max_offset.0.saturating_sub(consumer),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets a group's offsets on every queue of `topic` to the first message stored at or
+    /// after `ms` (ms since the Unix epoch). Running consumers of the group should be
+    /// stopped first, or they may commit their own positions over it.
+    ///
+    /// # Errors
+    /// Unknown topic, or a group refused.
+    pub async fn reset_offset_by_time(
+        &self,
+        group: &str,
+        topic: &str,
+        ms: u64,
+    ) -> Result<Vec<(String, u32, u64)>> {
+        names::validate_group(group).map_err(Error::Invalid)?;
+        let route = self.topic_route(topic).await?;
+        let mut out = Vec::new();
+        for g in route.groups {
+            let mut offsets = Vec::new();
+            for q in 0..g.read_queues.max(g.write_queues) {
+                let t = TopicName::from(topic);
+                let o = self
+                    .core
+                    .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                        let t = t.clone();
+                        async move { b.offset_for_time(cx, t, QueueId(q), ms).await }
+                    })
+                    .await?;
+                offsets.push((TopicName::from(topic), QueueId(q), o));
+                out.push((g.group.clone(), q, o.0));
+            }
+            let req = CommitOffsetsRequest {
+                group: GroupName::from(group),
+                offsets,
+            };
+            self.core
+                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                    let r = req.clone();
+                    async move { b.commit_offsets(cx, r).await }
+                })
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// A message by id.
+    ///
+    /// # Errors
+    /// Malformed id, no group matches it, or the message is gone.
+    pub async fn get_message(&self, msg_id: &str) -> Result<MessageExt> {
+        let id = MsgId::parse(msg_id).ok_or_else(|| {
+            Error::Invalid(format!("{msg_id:?} is not a message id (32 hex digits)"))
+        })?;
+        let groups = self.groups().await?;
+        let g = groups
+            .into_iter()
+            .find(|g| group_hash(&g.group) == id.group_hash)
+            .ok_or_else(|| Error::NoRoute {
+                topic: String::new(),
+                reason: format!("no live broker group stored message {msg_id}"),
+            })?;
+        let m = msg_id.to_owned();
+        self.core
+            .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                let m = m.clone();
+                async move { b.get_message(cx, m).await }
+            })
+            .await
+    }
+
+    /// Messages of `topic` with `key`, from every group serving it.
+    ///
+    /// # Errors
+    /// Unknown topic, or a group unreachable.
+    pub async fn query_by_key(&self, topic: &str, key: &str, max: u32) -> Result<Vec<MessageExt>> {
+        let route = self.topic_route(topic).await?;
+        let mut out = Vec::new();
+        for g in route.groups {
+            let (t, k) = (TopicName::from(topic), key.to_owned());
+            out.extend(
+                self.core
+                    .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                        let (t, k) = (t.clone(), k.clone());
+                        async move { b.query_by_key(cx, t, k, max).await }
+                    })
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Committed offset of a group on one queue.
+    ///
+    /// # Errors
+    /// Unknown group route.
+    pub async fn consumer_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        broker_group: &str,
+        queue: u32,
+    ) -> Result<Option<Offset>> {
+        let g = self.group(broker_group).await?;
+        let (gn, t) = (GroupName::from(group), TopicName::from(topic));
+        self.core
+            .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                let (gn, t) = (gn.clone(), t.clone());
+                async move { b.query_offset(cx, gn, t, QueueId(queue)).await }
+            })
+            .await
+    }
+}

@@ -1,0 +1,584 @@
+//! [`Producer`]: sync, async (pipelined), one-way, batch and ordered sends, with retries
+//! that follow leader changes within a group and move unordered sends to another group.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use raftmq_proto::broker::SendMessageRequest;
+use raftmq_proto::namesrv::{GroupRoute, TopicRoute};
+use raftmq_proto::{names, Message, QueueId, SendResult, TopicName, MAX_MESSAGE_BYTES};
+use tokio::sync::Semaphore;
+
+use crate::core::{ClientConfig, Core};
+use crate::error::{Error, Result};
+
+/// One queue of a topic on one broker group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageQueue {
+    /// The topic.
+    pub topic: TopicName,
+    /// The broker group holding the queue.
+    pub broker_group: String,
+    /// The queue within the topic on that group.
+    pub queue_id: QueueId,
+}
+
+impl std::fmt::Display for MessageQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}", self.topic, self.broker_group, self.queue_id)
+    }
+}
+
+/// The writable queues of a route, sorted by group then queue.
+pub fn write_queues(route: &TopicRoute) -> Vec<MessageQueue> {
+    route
+        .groups
+        .iter()
+        .filter(|g| g.perm.writable())
+        .flat_map(|g| {
+            (0..g.write_queues).map(move |q| MessageQueue {
+                topic: route.topic.clone(),
+                broker_group: g.group.clone(),
+                queue_id: QueueId(q),
+            })
+        })
+        .collect()
+}
+
+/// A stable 64-bit hash (FNV-1a), so a sharding key maps to the same queue in every
+/// process and version.
+pub fn stable_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Builds a [`Producer`].
+#[derive(Debug, Clone)]
+pub struct ProducerBuilder {
+    client: ClientConfig,
+    group: String,
+    send_timeout: Duration,
+    retries: u32,
+    max_in_flight: usize,
+    fault_avoidance: bool,
+}
+
+impl Default for ProducerBuilder {
+    fn default() -> Self {
+        Self {
+            client: ClientConfig::default(),
+            group: "DEFAULT_PRODUCER".into(),
+            send_timeout: Duration::from_secs(3),
+            retries: 2,
+            max_in_flight: 1024,
+            fault_avoidance: true,
+        }
+    }
+}
+
+impl ProducerBuilder {
+    /// NameServer addresses (default `127.0.0.1:9876`).
+    pub fn namesrv<I, S>(mut self, addrs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.client.namesrv = addrs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Producer group name (for logs and metrics).
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Total time a send may take, retries included (default 3 s).
+    pub fn send_timeout(mut self, t: Duration) -> Self {
+        self.send_timeout = t;
+        self
+    }
+
+    /// How many times an unordered send may move to another broker group (default 2).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Most `send_async` calls in flight at once (default 1024).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Avoid groups that answered slowly or failed recently (default on; ordered sends
+    /// never avoid their queue).
+    pub fn fault_avoidance(mut self, on: bool) -> Self {
+        self.fault_avoidance = on;
+        self
+    }
+
+    /// Deadline of a single RPC (default 3 s).
+    pub fn rpc_timeout(mut self, t: Duration) -> Self {
+        self.client.rpc_timeout = t;
+        self
+    }
+
+    /// Creates the producer (no connection is made until the first send).
+    ///
+    /// # Errors
+    /// No NameServer address, or an invalid group name.
+    pub fn build(self) -> Result<Producer> {
+        names::validate_group(&self.group).map_err(Error::Invalid)?;
+        let core = Arc::new(Core::new(self.client)?);
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                core,
+                group: self.group,
+                send_timeout: self.send_timeout,
+                retries: self.retries,
+                fault_avoidance: self.fault_avoidance,
+                max_in_flight: self.max_in_flight,
+                window: Arc::new(Semaphore::new(self.max_in_flight)),
+                next: AtomicUsize::new(rand::random::<u32>() as usize),
+                avoid: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    core: Arc<Core>,
+    group: String,
+    send_timeout: Duration,
+    retries: u32,
+    fault_avoidance: bool,
+    max_in_flight: usize,
+    window: Arc<Semaphore>,
+    next: AtomicUsize,
+    /// group -> avoid until.
+    avoid: Mutex<HashMap<String, Instant>>,
+}
+
+/// Sends messages. Cheap to clone; clones share connections and the in-flight window.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+/// How the destination queue is chosen.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Round-robin over writable queues, avoiding failed groups; may move groups.
+    Any,
+    /// Exactly this queue; never moved.
+    Queue(MessageQueue),
+    /// The queue a sharding key maps to; never moved.
+    Key(String),
+}
+
+/// Latency -> how long to avoid a group (RocketMQ's `MQFaultStrategy` table).
+fn avoid_for(latency: Duration) -> Duration {
+    const TABLE: [(u64, u64); 6] = [
+        (15_000, 30_000),
+        (5_000, 10_000),
+        (3_000, 6_000),
+        (1_800, 5_000),
+        (550, 2_000),
+        (0, 0),
+    ];
+    let ms = latency.as_millis() as u64;
+    let (_, avoid) = TABLE
+        .iter()
+        .find(|(l, _)| ms >= *l)
+        .copied()
+        .unwrap_or((0, 0));
+    Duration::from_millis(avoid)
+}
+
+fn check_message(m: &Message) -> Result<()> {
+    names::validate_topic(m.topic.as_str()).map_err(Error::Invalid)?;
+    if m.body.is_empty() {
+        return Err(Error::Invalid("message body is empty".into()));
+    }
+    if m.body.len() > MAX_MESSAGE_BYTES {
+        return Err(Error::Invalid(format!(
+            "message body of {} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit",
+            m.body.len()
+        )));
+    }
+    if m.delay_level > 18 {
+        return Err(Error::Invalid(format!(
+            "delay level {} is out of range 0..=18",
+            m.delay_level
+        )));
+    }
+    Ok(())
+}
+
+impl Producer {
+    /// A builder with RocketMQ's defaults.
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder::default()
+    }
+
+    /// Sends one message and waits for the quorum acknowledgement.
+    ///
+    /// # Errors
+    /// Invalid message (checked before sending), no route, or every attempt failed within
+    /// the send timeout (the last error; see [`Error::outcome`]).
+    pub async fn send(&self, msg: Message) -> Result<SendResult> {
+        check_message(&msg)?;
+        let topic = msg.topic.clone();
+        let mut r = self.inner.send(topic, vec![msg], Target::Any).await?;
+        r.pop()
+            .ok_or_else(|| Error::Invalid("the broker returned no result".into()))
+    }
+
+    /// Sends messages of one topic as one batch, stored atomically in one queue
+    /// (at most 4 MiB in all).
+    ///
+    /// # Errors
+    /// As [`Producer::send`]; also mixed topics or an oversized batch.
+    pub async fn send_batch(&self, msgs: Vec<Message>) -> Result<Vec<SendResult>> {
+        let Some(first) = msgs.first() else {
+            return Err(Error::Invalid("empty batch".into()));
+        };
+        let topic = first.topic.clone();
+        let mut total = 0;
+        for m in &msgs {
+            check_message(m)?;
+            if m.topic != topic {
+                return Err(Error::Invalid(format!(
+                    "a batch must have one topic; found {topic} and {}",
+                    m.topic
+                )));
+            }
+            if m.delay_level > 0 || m.deliver_at_ms > 0 {
+                return Err(Error::Invalid(
+                    "a batch cannot carry delayed messages".into(),
+                ));
+            }
+            total += m.body.len();
+        }
+        if total > MAX_MESSAGE_BYTES {
+            return Err(Error::Invalid(format!(
+                "batch of {total} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit"
+            )));
+        }
+        self.inner.send(topic, msgs, Target::Any).await
+    }
+
+    /// Sends to the queue `sharding_key` maps to: every message with the same key goes to
+    /// the same queue, in order, and is never moved to another queue.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub async fn send_orderly(&self, msg: Message, sharding_key: &str) -> Result<SendResult> {
+        check_message(&msg)?;
+        let topic = msg.topic.clone();
+        let mut r = self
+            .inner
+            .send(topic, vec![msg], Target::Key(sharding_key.to_owned()))
+            .await?;
+        r.pop()
+            .ok_or_else(|| Error::Invalid("the broker returned no result".into()))
+    }
+
+    /// Sends to the queue `select` picks from the topic's writable queues (sorted by group
+    /// and queue id); the choice is never changed by retries.
+    ///
+    /// # Errors
+    /// As [`Producer::send`]; also an index out of range.
+    pub async fn send_with_selector<F>(&self, msg: Message, select: F) -> Result<SendResult>
+    where
+        F: FnOnce(&[MessageQueue], &Message) -> usize,
+    {
+        check_message(&msg)?;
+        let route = self.inner.core.route(&msg.topic, false).await?;
+        let queues = write_queues(&route);
+        let i = select(&queues, &msg);
+        let q = queues.get(i).cloned().ok_or_else(|| {
+            Error::Invalid(format!("selector chose queue {i} of {}", queues.len()))
+        })?;
+        self.send_to_queue(msg, q).await
+    }
+
+    /// Sends to exactly this queue.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub async fn send_to_queue(&self, msg: Message, queue: MessageQueue) -> Result<SendResult> {
+        check_message(&msg)?;
+        let topic = msg.topic.clone();
+        let mut r = self
+            .inner
+            .send(topic, vec![msg], Target::Queue(queue))
+            .await?;
+        r.pop()
+            .ok_or_else(|| Error::Invalid("the broker returned no result".into()))
+    }
+
+    /// Starts a send without waiting for it: waits only for a slot in the in-flight window
+    /// (`max_in_flight`), then returns a handle that resolves to the result.
+    ///
+    /// # Errors
+    /// Invalid message or closed producer (before sending).
+    pub async fn send_async(&self, msg: Message) -> Result<SendHandle> {
+        check_message(&msg)?;
+        let permit = self
+            .inner
+            .window
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Closed)?;
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let topic = msg.topic.clone();
+            let r = inner.send(topic, vec![msg], Target::Any).await;
+            drop(permit);
+            r.and_then(|mut v| {
+                v.pop()
+                    .ok_or_else(|| Error::Invalid("the broker returned no result".into()))
+            })
+        });
+        Ok(SendHandle { task })
+    }
+
+    /// Sends without waiting for or reporting the result (failures are logged at debug).
+    ///
+    /// # Errors
+    /// Invalid message or closed producer.
+    pub async fn send_oneway(&self, msg: Message) -> Result<()> {
+        let handle = self.send_async(msg).await?;
+        tokio::spawn(async move {
+            if let Err(e) = handle.await {
+                tracing::debug!(error = %e, "one-way send failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits for in-flight sends, then closes the producer.
+    pub async fn shutdown(&self) {
+        if let Ok(all) = self
+            .inner
+            .window
+            .acquire_many(self.inner.max_in_flight as u32)
+            .await
+        {
+            all.forget();
+        }
+        self.inner.window.close();
+        self.inner.core.close();
+    }
+
+    /// The producer group.
+    pub fn group(&self) -> &str {
+        &self.inner.group
+    }
+}
+
+/// The result of [`Producer::send_async`], as a future.
+#[derive(Debug)]
+pub struct SendHandle {
+    task: tokio::task::JoinHandle<Result<SendResult>>,
+}
+
+impl Future for SendHandle {
+    type Output = Result<SendResult>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.task)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|e| Err(Error::Invalid(format!("send task failed: {e}")))))
+    }
+}
+
+impl Inner {
+    fn avoided(&self, group: &str) -> bool {
+        let avoid = self
+            .avoid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        avoid.get(group).is_some_and(|t| *t > Instant::now())
+    }
+
+    fn note(&self, group: &str, latency: Duration, failed: bool) {
+        if !self.fault_avoidance {
+            return;
+        }
+        let d = if failed {
+            Duration::from_secs(10).max(avoid_for(latency))
+        } else {
+            avoid_for(latency)
+        };
+        let mut avoid = self
+            .avoid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if d.is_zero() {
+            avoid.remove(group);
+        } else {
+            avoid.insert(group.to_owned(), Instant::now() + d);
+        }
+    }
+
+    /// Picks `(group, queue)` for a send.
+    fn pick(
+        &self,
+        route: &TopicRoute,
+        target: &Target,
+        excluded: &HashSet<String>,
+    ) -> Result<(GroupRoute, QueueId)> {
+        let queues = write_queues(route);
+        if queues.is_empty() {
+            return Err(Error::NoRoute {
+                topic: route.topic.to_string(),
+                reason: "no writable queue".into(),
+            });
+        }
+        let chosen = match target {
+            Target::Queue(q) => q.clone(),
+            Target::Key(k) => queues[(stable_hash(k) % queues.len() as u64) as usize].clone(),
+            Target::Any => {
+                let n = queues.len();
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                let usable = |q: &MessageQueue| {
+                    !excluded.contains(&q.broker_group) && !self.avoided(&q.broker_group)
+                };
+                (0..n)
+                    .map(|i| &queues[(start + i) % n])
+                    .find(|q| usable(q))
+                    .or_else(|| {
+                        (0..n)
+                            .map(|i| &queues[(start + i) % n])
+                            .find(|q| !excluded.contains(&q.broker_group))
+                    })
+                    .unwrap_or(&queues[start % n])
+                    .clone()
+            }
+        };
+        let group = route
+            .groups
+            .iter()
+            .find(|g| g.group == chosen.broker_group)
+            .cloned()
+            .ok_or_else(|| Error::NoRoute {
+                topic: route.topic.to_string(),
+                reason: format!("broker group {} no longer serves it", chosen.broker_group),
+            })?;
+        Ok((group, chosen.queue_id))
+    }
+
+    async fn send(
+        &self,
+        topic: TopicName,
+        messages: Vec<Message>,
+        target: Target,
+    ) -> Result<Vec<SendResult>> {
+        let deadline = Instant::now() + self.send_timeout;
+        let mut route = self.core.route(&topic, false).await?;
+        let mut excluded = HashSet::new();
+        let mut switches = 0;
+        let mut backoff = Duration::from_millis(20);
+        let mut hops = 0;
+        let (mut group, mut queue) = self.pick(&route, &target, &excluded)?;
+        let req = SendMessageRequest {
+            producer_group: self.group.clone(),
+            topic: topic.clone(),
+            queue_id: queue,
+            messages,
+        };
+        loop {
+            let now = Instant::now();
+            let remaining = deadline.saturating_duration_since(now);
+            let addr = self
+                .core
+                .leader_addr(&group)
+                .ok_or_else(|| Error::NoRoute {
+                    topic: topic.to_string(),
+                    reason: format!("group {} has no live node", group.group),
+                })?;
+            let mut r = req.clone();
+            r.queue_id = queue;
+            let timeout = remaining
+                .min(self.core.config.rpc_timeout)
+                .max(Duration::from_millis(50));
+            let res = self
+                .core
+                .call(&addr, timeout, |c, cx| async move { c.send(cx, r).await })
+                .await;
+            let err = match res {
+                Ok(resp) => {
+                    self.note(&group.group, now.elapsed(), false);
+                    return Ok(resp.results);
+                }
+                Err(e) => e,
+            };
+            if !err.is_retryable() || Instant::now() >= deadline {
+                return Err(err);
+            }
+            if hops < 3 && self.core.learn_leader(&group.group, &err, Some(&group)) {
+                hops += 1;
+                tracing::debug!(group = %group.group, error = %err, "following the leader hint");
+                continue;
+            }
+            hops = 0;
+            tracing::debug!(group = %group.group, addr = %addr, error = %err, "send attempt failed; retrying");
+            self.note(&group.group, now.elapsed(), true);
+            self.core.forget_leader(&group.group);
+            let wait = backoff.min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(Duration::from_millis(100));
+            route = self.core.route(&topic, true).await.unwrap_or(route);
+            if matches!(target, Target::Any)
+                && switches < self.retries
+                && route.groups.len() > excluded.len() + 1
+            {
+                excluded.insert(group.group.clone());
+                switches += 1;
+            }
+            (group, queue) = match self.pick(&route, &target, &excluded) {
+                Ok(p) => p,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "no target yet; waiting");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avoidance_follows_latency() {
+        assert_eq!(avoid_for(Duration::from_millis(10)), Duration::ZERO);
+        assert_eq!(
+            avoid_for(Duration::from_millis(600)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(avoid_for(Duration::from_secs(20)), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn sharding_keys_map_stably() {
+        assert_eq!(stable_hash("order-1"), stable_hash("order-1"));
+        assert_ne!(stable_hash("order-1"), stable_hash("order-2"));
+        assert!(check_message(&Message::new("T", "")).is_err());
+        assert!(check_message(&Message::new("", "x")).is_err());
+        assert!(check_message(&Message::new("T", vec![0u8; MAX_MESSAGE_BYTES + 1])).is_err());
+    }
+}

@@ -1,0 +1,483 @@
+//! The multi-process test cluster: a NameServer and broker groups as real `raftmq`
+//! processes, each broker on its own loopback IP with a fault proxy on its Raft port.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use raftmq_client::core::{ClientConfig, Core};
+use raftmq_client::Admin;
+use raftmq_proto::broker::PullMessageRequest;
+use raftmq_proto::{GroupName, Offset, QueueId, TopicName};
+
+use crate::proxy::{self, Faults};
+
+static TRACING: Once = Once::new();
+
+/// Logs to the test output (`RUST_LOG` to change).
+pub fn init_tracing() {
+    TRACING.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tarpc=warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// The `raftmq` binary next to this test binary (built by `cargo build --workspace`).
+pub fn raftmq_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target dir")?;
+    let bin = dir.join("raftmq");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// A free port on `ip`.
+pub fn free_port(ip: &str) -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
+/// Polls `f` every `poll` until it succeeds or `timeout` passes (NATS `checkFor`).
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => {
+                bail!("timed out after {timeout:?} waiting for {what}: {e:#}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// One broker node process.
+#[derive(Debug)]
+pub struct Node {
+    /// Broker group.
+    pub group: String,
+    /// Node id.
+    pub id: u64,
+    /// Its loopback IP.
+    pub ip: IpAddr,
+    /// Client address.
+    pub client_addr: String,
+    /// Raft address peers dial (the proxy).
+    pub raft_addr: String,
+    /// The real Raft listen address behind the proxy.
+    pub raft_listen: String,
+    /// Config file.
+    pub config: PathBuf,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Extra broker settings for a test.
+#[derive(Debug, Clone, Default)]
+pub struct Tuning {
+    /// Raft entries between snapshots.
+    pub snapshot_every: Option<u64>,
+    /// Create topics on first send.
+    pub auto_create: bool,
+}
+
+/// A running cluster; every process is killed when it is dropped.
+pub struct Cluster {
+    /// Holds every config, data dir and log.
+    pub dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// The NameServer address.
+    pub namesrv: String,
+    namesrv_child: Child,
+    /// Broker nodes.
+    pub nodes: Vec<Node>,
+    /// Link faults.
+    pub faults: Arc<Faults>,
+    proxies: Vec<tokio::task::JoinHandle<()>>,
+    tuning: Tuning,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let _ = self.namesrv_child.kill();
+        let _ = self.namesrv_child.wait();
+        for p in &self.proxies {
+            p.abort();
+        }
+        if std::thread::panicking() || std::env::var_os("RAFTMQ_KEEP_LOGS").is_some() {
+            // Keep the logs of a failed test for inspection.
+            let kept = self.dir.path().to_owned();
+            eprintln!("cluster logs kept in {}", kept.display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("tempdir"),
+            ));
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts a NameServer and `groups` (name, node count).
+    pub async fn start(groups: &[(&str, u64)], tuning: Tuning) -> anyhow::Result<Self> {
+        init_tracing();
+        let bin = raftmq_bin()?;
+        let dir = tempfile::tempdir()?;
+        let namesrv = format!("127.0.0.1:{}", free_port("127.0.0.1")?);
+        let namesrv_child = Command::new(&bin)
+            .args(["namesrv", "--listen", &namesrv])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("namesrv.log"))?)
+            .spawn()?;
+        let faults = Arc::new(Faults::default());
+        let mut cluster = Self {
+            dir,
+            bin,
+            namesrv,
+            namesrv_child,
+            nodes: Vec::new(),
+            faults,
+            proxies: Vec::new(),
+            tuning,
+        };
+        for (gi, (group, n)) in groups.iter().enumerate() {
+            let mut members = Vec::new();
+            for id in 1..=*n {
+                let ip_s = format!("127.0.{}.{}", gi + 10, id + 10);
+                let ip: IpAddr = ip_s.parse()?;
+                let client_addr = format!("{ip_s}:{}", free_port(&ip_s)?);
+                let raft_addr = format!("{ip_s}:{}", free_port(&ip_s)?);
+                let raft_listen = format!("{ip_s}:{}", free_port(&ip_s)?);
+                let base = cluster.dir.path().join(format!("{group}-n{id}"));
+                members.push(Node {
+                    group: (*group).to_owned(),
+                    id,
+                    ip,
+                    client_addr,
+                    raft_addr,
+                    raft_listen,
+                    config: base.with_extension("toml"),
+                    data_dir: base.join("data"),
+                    log: base.with_extension("log"),
+                    child: None,
+                });
+            }
+            let peers: BTreeMap<u64, String> = members
+                .iter()
+                .map(|m| (m.id, m.raft_addr.clone()))
+                .collect();
+            for m in &members {
+                cluster.write_config(m, &peers)?;
+                let listener = tokio::net::TcpListener::bind(&m.raft_addr).await?;
+                cluster.proxies.push(tokio::spawn(proxy::run(
+                    listener,
+                    m.raft_listen.clone(),
+                    m.ip,
+                    cluster.faults.clone(),
+                )));
+            }
+            cluster.nodes.extend(members);
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn write_config(&self, m: &Node, peers: &BTreeMap<u64, String>) -> anyhow::Result<()> {
+        let mut toml = format!(
+            "cluster = \"TestCluster\"\ngroup = \"{}\"\nnode_id = {}\nlisten = \"{}\"\nraft_listen = \"{}\"\nraft_advertise = \"{}\"\n\
+             namesrv = [\"{}\"]\ndata_dir = \"{}\"\nregister_interval_ms = 2000\nauto_create_topics = {}\n",
+            m.group,
+            m.id,
+            m.client_addr,
+            m.raft_listen,
+            m.raft_addr,
+            self.namesrv,
+            m.data_dir.display(),
+            self.tuning.auto_create,
+        );
+        if let Some(s) = self.tuning.snapshot_every {
+            toml.push_str(&format!("raft_snapshot_every_entries = {s}\n"));
+        }
+        toml.push_str("[peers]\n");
+        for (id, a) in peers {
+            toml.push_str(&format!("{id} = \"{a}\"\n"));
+        }
+        std::fs::write(&m.config, toml)?;
+        Ok(())
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)?;
+        let child = Command::new(&self.bin)
+            .args(["broker", "--config"])
+            .arg(&n.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("RAFTMQ_TEST_BROKER_LOG")
+                    .unwrap_or_else(|_| "info,tarpc=warn,openraft=warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    /// Index of a node in `nodes`.
+    pub fn index(&self, group: &str, id: u64) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.group == group && n.id == id)
+            .expect("no such node")
+    }
+
+    /// The node `(group, id)`.
+    pub fn node(&self, group: &str, id: u64) -> &Node {
+        &self.nodes[self.index(group, id)]
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self, group: &str, id: u64) {
+        let i = self.index(group, id);
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        tracing::info!(group, node_id = id, "--- killed -9");
+    }
+
+    /// Restarts a node on the same data dir.
+    pub fn restart(&mut self, group: &str, id: u64) -> anyhow::Result<()> {
+        let i = self.index(group, id);
+        anyhow::ensure!(
+            self.nodes[i].child.is_none(),
+            "node {group}/{id} is still running"
+        );
+        tracing::info!(group, node_id = id, "--- restarting");
+        self.spawn(i)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self, group: &str, id: u64) -> anyhow::Result<std::process::ExitStatus> {
+        let i = self.index(group, id);
+        let mut c = self.nodes[i].child.take().context("not running")?;
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                bail!("node {group}/{id} did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Cuts a node's Raft links to every other node of its group.
+    pub fn isolate(&self, group: &str, id: u64) {
+        let me = self.node(group, id).ip;
+        for n in self.nodes.iter().filter(|n| n.group == group && n.id != id) {
+            self.faults.cut(me, n.ip);
+        }
+        tracing::info!(group, node_id = id, "--- isolated from its peers");
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.faults.heal();
+        tracing::info!("--- healed");
+    }
+
+    /// A broker-level client (direct calls to a node).
+    pub fn core(&self) -> anyhow::Result<Core> {
+        Ok(Core::new(ClientConfig {
+            namesrv: vec![self.namesrv.clone()],
+            ..ClientConfig::default()
+        })?)
+    }
+
+    /// The admin client.
+    pub fn admin(&self) -> anyhow::Result<Admin> {
+        Ok(Admin::new([self.namesrv.clone()])?)
+    }
+
+    /// Waits until the group has a leader that the node itself and the NameServer agree
+    /// on; returns its id.
+    pub async fn wait_leader(&self, group: &str, timeout: Duration) -> anyhow::Result<u64> {
+        let core = self.core()?;
+        let nodes: Vec<(u64, String)> = self
+            .nodes
+            .iter()
+            .filter(|n| n.group == group && n.child.is_some())
+            .map(|n| (n.id, n.client_addr.clone()))
+            .collect();
+        wait_until(&format!("a leader in {group}"), timeout, || {
+            let (core, nodes) = (&core, &nodes);
+            async move {
+                for (id, addr) in nodes {
+                    let s = core
+                        .call(addr, Duration::from_secs(1), |c, cx| async move {
+                            c.group_status(cx).await
+                        })
+                        .await;
+                    if let Ok(s) = s {
+                        if s.leader == Some(s.node_id) {
+                            return Ok(*id);
+                        }
+                    }
+                }
+                bail!("no node claims leadership")
+            }
+        })
+        .await
+    }
+
+    /// Every message of a queue as one node serves it: `(offset, body)`.
+    pub async fn read_queue(
+        &self,
+        addr: &str,
+        topic: &str,
+        queue: u32,
+    ) -> anyhow::Result<Vec<(u64, Bytes)>> {
+        let core = self.core()?;
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let req = PullMessageRequest {
+                consumer_group: GroupName::from("test-reader"),
+                topic: TopicName::from(topic),
+                queue_id: QueueId(queue),
+                offset: Offset(offset),
+                max_msgs: 512,
+                max_bytes: 8 << 20,
+                max_wait_ms: 0,
+                tags: vec![],
+            };
+            let r = core
+                .call(addr, Duration::from_secs(5), |c, cx| async move {
+                    c.pull(cx, req).await
+                })
+                .await?;
+            if r.messages.is_empty() {
+                return Ok(out);
+            }
+            for m in r.messages {
+                anyhow::ensure!(
+                    m.queue_offset.0 == offset,
+                    "gap: expected offset {offset}, got {}",
+                    m.queue_offset
+                );
+                out.push((m.queue_offset.0, m.body));
+                offset += 1;
+            }
+        }
+    }
+
+    /// The log of a node (for failure messages).
+    pub fn log_tail(&self, group: &str, id: u64) -> String {
+        let s = std::fs::read_to_string(&self.node(group, id).log).unwrap_or_default();
+        s.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Cluster {
+    /// Starts a new node process for `group` that is not yet a member (its peers list the
+    /// current members plus itself); returns its index. Add it with `Admin::add_node`.
+    pub async fn spawn_joiner(&mut self, group: &str, id: u64) -> anyhow::Result<usize> {
+        let gi = self
+            .nodes
+            .iter()
+            .find(|n| n.group == group)
+            .map(|n| match n.ip {
+                IpAddr::V4(v4) => v4.octets()[2],
+                IpAddr::V6(_) => 10,
+            })
+            .context("unknown group")?;
+        let ip_s = format!("127.0.{gi}.{}", id + 10);
+        let ip: IpAddr = ip_s.parse()?;
+        let base = self.dir.path().join(format!("{group}-n{id}"));
+        let node = Node {
+            group: group.to_owned(),
+            id,
+            ip,
+            client_addr: format!("{ip_s}:{}", free_port(&ip_s)?),
+            raft_addr: format!("{ip_s}:{}", free_port(&ip_s)?),
+            raft_listen: format!("{ip_s}:{}", free_port(&ip_s)?),
+            config: base.with_extension("toml"),
+            data_dir: base.join("data"),
+            log: base.with_extension("log"),
+            child: None,
+        };
+        let mut peers: BTreeMap<u64, String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.group == group)
+            .map(|n| (n.id, n.raft_addr.clone()))
+            .collect();
+        peers.insert(id, node.raft_addr.clone());
+        self.write_config(&node, &peers)?;
+        let listener = tokio::net::TcpListener::bind(&node.raft_addr).await?;
+        self.proxies.push(tokio::spawn(proxy::run(
+            listener,
+            node.raft_listen.clone(),
+            node.ip,
+            self.faults.clone(),
+        )));
+        self.nodes.push(node);
+        let i = self.nodes.len() - 1;
+        self.spawn(i)?;
+        Ok(i)
+    }
+
+    /// Deletes a stopped node's data directory.
+    pub fn wipe(&self, group: &str, id: u64) -> anyhow::Result<()> {
+        let n = self.node(group, id);
+        anyhow::ensure!(n.child.is_none(), "stop the node before wiping it");
+        std::fs::remove_dir_all(&n.data_dir)?;
+        tracing::info!(group, node_id = id, "--- wiped data dir");
+        Ok(())
+    }
+}

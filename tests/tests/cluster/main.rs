@@ -1,0 +1,13 @@
+//! Multi-process integration tests: real `raftmq` processes, kill -9, partitions through
+//! a userspace fault proxy, and generous polling timeouts.
+//!
+//! Scenario files follow openraft's numbering: `t10_` basic, `t50_` failures.
+
+// Test helpers may unwrap: a poisoned lock or a missing node is a test bug.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+mod proxy;
+mod t10_basic;
+mod t50_failover;
+mod t50_membership;
