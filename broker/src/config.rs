@@ -97,6 +97,14 @@ pub struct BrokerConfig {
     pub client_expiry_ms: u64,
     /// Longest a pull may be held waiting for messages, ms. Default: 30000.
     pub max_pull_wait_ms: u64,
+    /// Lease of an orderly consumer's queue lock, ms (clients renew at a third of it).
+    /// Default: 60000.
+    pub queue_lock_lease_ms: u64,
+    /// The delays of levels 1, 2, ... (RocketMQ's `messageDelayLevel`): durations with a
+    /// unit `ms`, `s`, `m`, `h` or `d`, separated by spaces. Retries back off through
+    /// level `3 + reconsume_times`. Default: `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
+    /// 20m 30m 1h 2h`.
+    pub message_delay_levels: String,
 }
 
 impl Default for BrokerConfig {
@@ -125,6 +133,9 @@ impl Default for BrokerConfig {
             register_interval_ms: 30_000,
             client_expiry_ms: 120_000,
             max_pull_wait_ms: 30_000,
+            queue_lock_lease_ms: 60_000,
+            message_delay_levels: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .into(),
         }
     }
 }
@@ -183,6 +194,43 @@ impl BrokerConfig {
         Ok(out)
     }
 
+    /// The delay of each level, ms.
+    ///
+    /// # Errors
+    /// A malformed duration.
+    pub fn delay_levels_ms(&self) -> Result<Vec<u64>, ConfigError> {
+        let levels: Vec<u64> = self
+            .message_delay_levels
+            .split_whitespace()
+            .map(|d| {
+                let split = d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len());
+                let (n, unit) = d.split_at(split);
+                let n: u64 = n.parse().map_err(|_| {
+                    ConfigError::Invalid(format!("delay level {d:?} has no number"))
+                })?;
+                let ms = match unit {
+                    "ms" => 1,
+                    "s" => 1000,
+                    "m" => 60_000,
+                    "h" => 3_600_000,
+                    "d" => 86_400_000,
+                    _ => {
+                        return Err(ConfigError::Invalid(format!(
+                            "delay level {d:?}: unit must be ms, s, m, h or d"
+                        )))
+                    }
+                };
+                Ok(n * ms)
+            })
+            .collect::<Result<_, _>>()?;
+        if levels.is_empty() || levels.len() > 255 {
+            return Err(ConfigError::Invalid(
+                "message_delay_levels must list 1 to 255 durations".into(),
+            ));
+        }
+        Ok(levels)
+    }
+
     /// Checks ranges and consistency.
     ///
     /// # Errors
@@ -237,6 +285,7 @@ impl BrokerConfig {
         if self.raft_heartbeat_ms == 0 || self.raft_election_min_ms <= self.raft_heartbeat_ms * 2 {
             return bad("raft_election_min_ms must be more than twice raft_heartbeat_ms".into());
         }
+        self.delay_levels_ms()?;
         if self.raft_election_max_ms <= self.raft_election_min_ms {
             return bad("raft_election_max_ms must be above raft_election_min_ms".into());
         }
@@ -269,6 +318,11 @@ data_dir = "./data/n1"
         assert_eq!(cfg.peer_map().unwrap().len(), 3);
         assert_eq!(cfg.advertise_addr(), "127.0.0.1:10911");
         assert_eq!(cfg.flush, Flush::Sync);
+        assert_eq!(cfg.delay_levels_ms().unwrap().len(), 18);
+        assert_eq!(cfg.delay_levels_ms().unwrap()[17], 7_200_000);
+        let mut c = cfg.clone();
+        c.message_delay_levels = "100ms 2s 1x".into();
+        assert!(c.validate().is_err());
     }
 
     #[test]

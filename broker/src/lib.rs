@@ -13,6 +13,7 @@
 //! - [`service`]: the client-facing RPCs.
 //! - [`send`]: group commit of concurrent sends into one Raft entry.
 //! - [`registration`]: registering with NameServers.
+//! - [`scheduler`]: delivering delayed messages and retries when due.
 //! - [`clients`]: consumer-group membership from heartbeats.
 //! - [`convert`]: stored messages as consumers see them.
 //! - [`error`]: [`Error`] and the mapping to `WireError`.
@@ -23,6 +24,7 @@ pub mod convert;
 pub mod error;
 pub mod node;
 pub mod registration;
+pub mod scheduler;
 pub mod send;
 pub mod service;
 

@@ -114,7 +114,9 @@ pub async fn run(
     ));
 
     let proposer = Proposer::start(replica.clone(), stop.clone(), &tasks);
+    let delay_levels = config.delay_levels_ms()?;
     let shared = Arc::new(Shared {
+        delay_levels,
         clients: ClientRegistry::new(Duration::from_millis(config.client_expiry_ms)),
         config,
         replica: replica.clone(),
@@ -141,6 +143,7 @@ pub async fn run(
     tasks.spawn(crate::registration::run(shared.clone(), stop.clone()));
     tasks.spawn(publish_client_addr(shared.clone(), connector, stop.clone()));
     tasks.spawn(retention(shared.clone(), stop.clone()));
+    tasks.spawn(crate::scheduler::run(shared.clone(), stop.clone()));
 
     let fatal = tokio::select! {
         _ = shutdown => None,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use raftmq_proto::{Message, MsgId, Offset, QueueId, SendResult, SendStatus, TopicName, WireError};
-use raftmq_raft::{RaftResponse, Replica};
+use raftmq_raft::{Placement, RaftResponse, Replica};
 use raftmq_store::{BatchWriter, EntryPayload, MessageRef};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -193,17 +193,25 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
                 let mut results = Vec::with_capacity(n);
                 let mut missing = false;
                 for i in slot..slot + n {
-                    match outcomes.get(i).copied().flatten() {
-                        Some((q, off)) => results.push(SendResult {
-                            status: SendStatus::SendOk,
-                            msg_id: MsgId::new(&group, log_index, i as u32).to_string(),
-                            topic: job.topic.clone(),
-                            broker_group: group.clone(),
-                            queue_id: QueueId(q),
-                            queue_offset: Offset(off),
-                        }),
-                        None => missing = true,
-                    }
+                    let (q, off, due) = match outcomes.get(i) {
+                        Some(Placement::Stored { queue_id, offset }) => (*queue_id, *offset, 0),
+                        Some(Placement::Scheduled { queue_id, due_ms }) => {
+                            (*queue_id, u64::MAX, *due_ms)
+                        }
+                        _ => {
+                            missing = true;
+                            continue;
+                        }
+                    };
+                    results.push(SendResult {
+                        status: SendStatus::SendOk,
+                        msg_id: MsgId::new(&group, log_index, i as u32).to_string(),
+                        topic: job.topic.clone(),
+                        broker_group: group.clone(),
+                        queue_id: QueueId(q),
+                        queue_offset: Offset(off),
+                        deliver_at_ms: due,
+                    });
                 }
                 slot += n;
                 let _ = job.reply.send(if missing {

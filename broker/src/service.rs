@@ -6,12 +6,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use raftmq_proto::broker::{
     CommitOffsetsRequest, GroupStatus, HeartbeatRequest, HelloRequest, HelloResponse,
-    PullMessageRequest, PullMessageResponse, QueueStatus, SendMessageRequest, SendMessageResponse,
+    LockQueuesRequest, LockQueuesResponse, PullMessageRequest, PullMessageResponse, QueueStatus,
+    SendBackRequest, SendMessageRequest, SendMessageResponse,
 };
+use raftmq_proto::message::{
+    DELAY_LEVELS_MS, MAX_DELAY_MS, PROP_DELIVER_AT, PROP_ORIGIN_MSG_ID, PROP_RETRY_TOPIC,
+};
+use raftmq_proto::Message;
 use raftmq_proto::{
     names, BrokerService, GroupConfig, GroupName, MessageExt, MsgId, NodeId, Offset, QueueId,
     TopicConfig, TopicName, WireError, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
+use raftmq_raft::RaftResponse;
 use raftmq_raft::{RaftNode, Replica};
 use raftmq_store::{Command, EntryPayload, Store};
 use tarpc::context::Context;
@@ -19,7 +25,7 @@ use tokio::sync::Notify;
 
 use crate::clients::ClientRegistry;
 use crate::config::BrokerConfig;
-use crate::convert::message_ext;
+use crate::convert::{message_ext, now_ms};
 use crate::error::{raft_to_wire, store_to_wire};
 use crate::send::Proposer;
 
@@ -38,6 +44,8 @@ pub struct Shared {
     pub(crate) clients: ClientRegistry,
     /// Poked when topics change, so NameServers hear about it at once.
     pub(crate) topics_changed: Notify,
+    /// Delay of each level, ms.
+    pub(crate) delay_levels: Vec<u64>,
 }
 
 /// Serves [`BrokerService`]. Cheap to clone.
@@ -94,6 +102,18 @@ impl BrokerServer {
         self.topic_config(topic)
     }
 
+    /// Creates a one-queue `%RETRY%`/`%DLQ%` topic on first use.
+    async fn ensure_system_topic(&self, topic: &TopicName) -> Result<(), WireError> {
+        if self.shared.store.topic(topic.as_str()).is_some() {
+            return Ok(());
+        }
+        tracing::info!(topic = %topic, "creating system topic");
+        self.command(Command::UpsertTopic(TopicConfig::new(topic.clone(), 1)))
+            .await?;
+        self.shared.topics_changed.notify_one();
+        Ok(())
+    }
+
     fn check_leader(&self) -> Result<(), WireError> {
         if self.shared.replica.is_leader() {
             return Ok(());
@@ -115,6 +135,38 @@ fn invalid(m: impl Into<String>) -> WireError {
     WireError::Invalid(m.into())
 }
 
+/// The delay of `level` (1-based; beyond the last level means the last).
+fn level_delay(levels: &[u64], level: u8) -> u64 {
+    let i = usize::from(level.max(1)) - 1;
+    levels
+        .get(i)
+        .or(levels.last())
+        .copied()
+        .unwrap_or(DELAY_LEVELS_MS[17])
+}
+
+/// When a delayed message is due, or `None` to deliver it now.
+fn due_ms(m: &Message, now: u64, levels: &[u64]) -> Result<Option<u64>, WireError> {
+    let due = if m.deliver_at_ms > 0 {
+        m.deliver_at_ms
+    } else if m.delay_level > 0 {
+        now + level_delay(levels, m.delay_level)
+    } else {
+        return Ok(None);
+    };
+    if due <= now {
+        return Ok(None);
+    }
+    if due - now > MAX_DELAY_MS {
+        return Err(invalid(format!(
+            "deliver-at time is {} s away; the longest delay is {} s (3 days)",
+            (due - now) / 1000,
+            MAX_DELAY_MS / 1000
+        )));
+    }
+    Ok(Some(due))
+}
+
 fn validate_send(req: &SendMessageRequest) -> Result<(), WireError> {
     names::validate_topic(req.topic.as_str()).map_err(invalid)?;
     if req.messages.is_empty() {
@@ -134,9 +186,9 @@ fn validate_send(req: &SendMessageRequest) -> Result<(), WireError> {
                 m.body.len()
             )));
         }
-        if m.delay_level > 0 || m.deliver_at_ms > 0 {
+        if m.properties.iter().any(|(k, _)| k.starts_with("__")) {
             return Err(invalid(
-                "delayed delivery is not supported by this broker version yet",
+                "property names starting with \"__\" are reserved for the broker",
             ));
         }
         if m.keys.iter().any(|k| k.contains('\0')) || m.tag.contains('\0') {
@@ -202,10 +254,18 @@ impl BrokerService for BrokerServer {
                 self.group()
             )));
         }
+        let now = now_ms();
+        let mut messages = req.messages;
+        for m in &mut messages {
+            if let Some(due) = due_ms(m, now, &self.shared.delay_levels)? {
+                m.properties
+                    .push((PROP_DELIVER_AT.to_owned(), due.to_string()));
+            }
+        }
         let results = self
             .shared
             .proposer
-            .submit(req.topic, req.queue_id, req.messages, 0)
+            .submit(req.topic, req.queue_id, messages, 0)
             .await?;
         Ok(SendMessageResponse { results })
     }
@@ -365,6 +425,16 @@ impl BrokerService for BrokerServer {
         if req.client_id.is_empty() {
             return Err(invalid("heartbeat without a client id"));
         }
+        // A clustering group gets its retry topic as soon as it shows up (as RocketMQ's
+        // broker does), so its consumers can subscribe to it before the first failure.
+        if self.shared.replica.is_leader() {
+            for g in req.consumer_groups.iter().filter(|g| !g.broadcast) {
+                let retry = TopicName::from(names::retry_topic(g.group.as_str()));
+                if let Err(e) = self.ensure_system_topic(&retry).await {
+                    tracing::debug!(topic = %retry, error = %e, "could not create the retry topic yet");
+                }
+            }
+        }
         self.shared
             .clients
             .heartbeat(&req.client_id, req.consumer_groups);
@@ -507,5 +577,122 @@ impl BrokerService for BrokerServer {
             .transfer_leader(to.0)
             .await
             .map_err(raft_to_wire)
+    }
+
+    async fn send_back(self, _: Context, req: SendBackRequest) -> Result<(), WireError> {
+        names::validate_group(req.group.as_str()).map_err(invalid)?;
+        self.check_leader()?;
+        let id = MsgId::parse(&req.msg_id)
+            .ok_or_else(|| invalid(format!("{:?} is not a message id", req.msg_id)))?;
+        let group = self.group().to_owned();
+        if id.group_hash != raftmq_proto::message::group_hash(&group) {
+            return Err(invalid(format!(
+                "message {} was not stored by broker group {group}; send it back there",
+                req.msg_id
+            )));
+        }
+        let store = self.shared.store.clone();
+        let stored = blocking(move || store.message_at(id.log_index, id.slot))
+            .await?
+            .ok_or_else(|| WireError::MessageNotFound(req.msg_id.clone()))?;
+        let v = &stored.view;
+        let tries = v.reconsume_times + 1;
+        let dead = tries > req.max_reconsume_times;
+        let target = if dead {
+            names::dlq_topic(req.group.as_str())
+        } else {
+            names::retry_topic(req.group.as_str())
+        };
+        let target = TopicName::from(target);
+        let mut properties: Vec<(String, String)> = v
+            .properties()
+            .filter(|(k, _)| *k != PROP_DELIVER_AT)
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        if v.property(PROP_RETRY_TOPIC).is_none() {
+            properties.push((PROP_RETRY_TOPIC.to_owned(), v.topic().to_owned()));
+        }
+        if v.property(PROP_ORIGIN_MSG_ID).is_none() {
+            properties.push((PROP_ORIGIN_MSG_ID.to_owned(), req.msg_id.clone()));
+        }
+        if !dead {
+            let level = if req.delay_level > 0 {
+                req.delay_level
+            } else {
+                (3 + v.reconsume_times).min(255) as u8
+            };
+            let due = now_ms() + level_delay(&self.shared.delay_levels, level);
+            properties.push((PROP_DELIVER_AT.to_owned(), due.to_string()));
+        }
+        let msg = Message {
+            topic: target.clone(),
+            body: v.body.clone(),
+            tag: v.tag().to_owned(),
+            keys: v.keys().map(str::to_owned).collect(),
+            properties,
+            flag: v.flags,
+            delay_level: 0,
+            deliver_at_ms: 0,
+        };
+        self.ensure_system_topic(&target).await?;
+        if dead {
+            tracing::info!(group = %req.group, msg_id = %req.msg_id, tries, "message moved to the dead-letter topic");
+        }
+        self.shared
+            .proposer
+            .submit(target, QueueId(0), vec![msg], tries)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_queues(
+        self,
+        _: Context,
+        req: LockQueuesRequest,
+    ) -> Result<LockQueuesResponse, WireError> {
+        names::validate_group(req.group.as_str()).map_err(invalid)?;
+        self.check_leader()?;
+        let lease_ms = self.shared.config.queue_lock_lease_ms;
+        let cmd = Command::LockQueues {
+            group: req.group,
+            client: req.client_id,
+            queues: req.queues.clone(),
+            now_ms: now_ms(),
+            lease_ms,
+        };
+        let payload = EntryPayload::Command(cmd)
+            .encode()
+            .map_err(|e| invalid(e.to_string()))?;
+        match self
+            .shared
+            .replica
+            .write(Bytes::from(payload))
+            .await
+            .map_err(raft_to_wire)?
+        {
+            (_, RaftResponse::Locked(granted)) => Ok(LockQueuesResponse {
+                locked: req
+                    .queues
+                    .into_iter()
+                    .zip(granted)
+                    .filter(|(_, g)| *g)
+                    .map(|(q, _)| q)
+                    .collect(),
+                lease_ms,
+            }),
+            (_, other) => Err(WireError::Internal(format!(
+                "unexpected lock result {other:?}"
+            ))),
+        }
+    }
+
+    async fn unlock_queues(self, _: Context, req: LockQueuesRequest) -> Result<(), WireError> {
+        self.check_leader()?;
+        self.command(Command::UnlockQueues {
+            group: req.group,
+            client: req.client_id,
+            queues: req.queues,
+        })
+        .await
     }
 }

@@ -127,6 +127,40 @@ pub struct ConsumerGroupInfo {
     pub broadcast: bool,
 }
 
+/// Return a message whose consumption failed: it is redelivered through the group's
+/// retry topic after a back-off, or moved to its dead-letter topic after too many tries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendBackRequest {
+    /// The consumer group that failed.
+    pub group: GroupName,
+    /// Id of the message as the consumer received it.
+    pub msg_id: String,
+    /// Delay level of the next try (0 = `3 + reconsume_times`, RocketMQ's back-off).
+    pub delay_level: u8,
+    /// Tries before the message goes to `%DLQ%<group>`.
+    pub max_reconsume_times: u32,
+}
+
+/// Lock queues for orderly consumption (clustering mode).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockQueuesRequest {
+    /// Consumer group.
+    pub group: GroupName,
+    /// The client instance asking.
+    pub client_id: String,
+    /// Queues wanted (on this broker group).
+    pub queues: Vec<(TopicName, QueueId)>,
+}
+
+/// Which queues were locked, and for how long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockQueuesResponse {
+    /// Queues now held by the caller.
+    pub locked: Vec<(TopicName, QueueId)>,
+    /// The lease, ms from when it was granted; renew well before.
+    pub lease_ms: u64,
+}
+
 /// Raft role of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
@@ -258,4 +292,10 @@ pub trait BrokerService {
     async fn remove_node(node_id: NodeId) -> Result<(), WireError>;
     /// Hands leadership to another voter.
     async fn transfer_leader(to: NodeId) -> Result<(), WireError>;
+    /// Returns a failed message for retry (or dead-lettering).
+    async fn send_back(req: SendBackRequest) -> Result<(), WireError>;
+    /// Locks queues for an orderly consumer (replicated: survives failover).
+    async fn lock_queues(req: LockQueuesRequest) -> Result<LockQueuesResponse, WireError>;
+    /// Releases queue locks.
+    async fn unlock_queues(req: LockQueuesRequest) -> Result<(), WireError>;
 }

@@ -5,6 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{Offset, QueueId, TopicName};
 
+/// System property: when a delayed message is due, ms since the Unix epoch (set by the
+/// broker; the message waits in the timer index until then).
+pub const PROP_DELIVER_AT: &str = "__DELIVER_AT";
+/// System property of a retried message: the topic it was first consumed from.
+pub const PROP_RETRY_TOPIC: &str = "RETRY_TOPIC";
+/// System property of a retried or dead-lettered message: the id of the original.
+pub const PROP_ORIGIN_MSG_ID: &str = "ORIGIN_MSG_ID";
+/// Longest delay a message may ask for: 3 days (RocketMQ's `timerMaxDelaySec`).
+pub const MAX_DELAY_MS: u64 = 3 * 24 * 3600 * 1000;
+
 /// Largest message body, checked by the client before sending and again by the broker.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
@@ -60,6 +70,19 @@ impl Message {
     /// Adds a key.
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
         self.keys.push(key.into());
+        self
+    }
+
+    /// Delivers after delay level `level` (1 to 18: `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m
+    /// 9m 10m 20m 30m 1h 2h` with the brokers' default levels).
+    pub fn with_delay_level(mut self, level: u8) -> Self {
+        self.delay_level = level;
+        self
+    }
+
+    /// Delivers at this time, ms since the Unix epoch (at most 3 days ahead).
+    pub fn with_deliver_at(mut self, ms: u64) -> Self {
+        self.deliver_at_ms = ms;
         self
     }
 
@@ -134,7 +157,8 @@ impl std::fmt::Display for SendStatus {
     }
 }
 
-/// Where one sent message was stored.
+/// Where one sent message was stored. A delayed message reports its queue and, as its
+/// offset, `u64::MAX`: it gets a real offset when it is delivered at `deliver_at_ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendResult {
     /// Outcome.
@@ -147,8 +171,10 @@ pub struct SendResult {
     pub broker_group: String,
     /// Queue.
     pub queue_id: QueueId,
-    /// Offset within the queue.
+    /// Offset within the queue (`u64::MAX` for a delayed message until it is delivered).
     pub queue_offset: Offset,
+    /// When a delayed message will be delivered, ms since the Unix epoch (0 = now).
+    pub deliver_at_ms: u64,
 }
 
 /// A message id: which group, which log entry, which slot in it.

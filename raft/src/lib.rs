@@ -26,4 +26,4 @@ pub type Raft = openraft::Raft<types::TypeConfig, state_machine::StateMachine>;
 pub use error::Error;
 pub use network::{Connector, TcpConnector};
 pub use replica::{Replica, ReplicaConfig};
-pub use types::{RaftNode, RaftResponse};
+pub use types::{Placement, RaftNode, RaftResponse};

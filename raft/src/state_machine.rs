@@ -20,7 +20,9 @@ use raftmq_store::{ApplyEntry, ApplyOutcome, MessageOutcome, Store};
 use tokio::sync::watch;
 
 use crate::codec::{self, io_err};
-use crate::types::{log_id, LogId, RaftResponse, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::types::{
+    log_id, LogId, Placement, RaftResponse, SnapshotMeta, StoredMembership, TypeConfig,
+};
 
 const MEMBERSHIP_KEY: MetaKey<'static> = MetaKey::Raft("membership");
 const SNAPSHOT_FILE: &str = "current.snap";
@@ -82,11 +84,17 @@ fn to_response(o: ApplyOutcome) -> RaftResponse {
         ApplyOutcome::Messages(ms) => RaftResponse::Messages(
             ms.into_iter()
                 .map(|m| match m {
-                    MessageOutcome::Stored { queue_id, offset } => Some((queue_id, offset)),
-                    MessageOutcome::TopicNotFound => None,
+                    MessageOutcome::Stored { queue_id, offset } => {
+                        Placement::Stored { queue_id, offset }
+                    }
+                    MessageOutcome::Scheduled { queue_id, due_ms } => {
+                        Placement::Scheduled { queue_id, due_ms }
+                    }
+                    MessageOutcome::TopicNotFound => Placement::TopicNotFound,
                 })
                 .collect(),
         ),
+        ApplyOutcome::Locked(granted) => RaftResponse::Locked(granted),
         ApplyOutcome::Nothing | ApplyOutcome::Command => RaftResponse::Done,
     }
 }

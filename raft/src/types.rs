@@ -31,15 +31,37 @@ impl fmt::Display for RaftRequest {
     }
 }
 
+/// Where one message of a batch went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    /// Stored at this queue offset.
+    Stored {
+        /// The queue.
+        queue_id: u32,
+        /// Its offset.
+        offset: u64,
+    },
+    /// A delayed message, waiting until `due_ms`.
+    Scheduled {
+        /// The queue it will be delivered to.
+        queue_id: u32,
+        /// When, ms since the Unix epoch.
+        due_ms: u64,
+    },
+    /// The topic no longer existed at apply time.
+    TopicNotFound,
+}
+
 /// What applying an entry produced, returned to the proposer by `client_write`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RaftResponse {
     /// Blank, membership and command entries.
     #[default]
     Done,
-    /// One outcome per message of a batch: `Some((queue, offset))` when stored, `None`
-    /// when the topic no longer existed at apply time.
-    Messages(Vec<Option<(u32, u64)>>),
+    /// One outcome per message of a batch.
+    Messages(Vec<Placement>),
+    /// Which queues a lock request granted.
+    Locked(Vec<bool>),
 }
 
 openraft::declare_raft_types!(

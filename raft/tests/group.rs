@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raftmq_proto::{TopicConfig, TopicName};
-use raftmq_raft::{RaftNode, RaftResponse, Replica, ReplicaConfig, TcpConnector};
+use raftmq_raft::{Placement, RaftNode, RaftResponse, Replica, ReplicaConfig, TcpConnector};
 use raftmq_store::{BatchWriter, Command, EntryPayload, MessageRef, Store, StoreConfig};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +121,13 @@ async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
             RaftResponse::Messages(m) => {
                 assert_eq!(m.len(), 5);
                 for (i, o) in m.iter().enumerate() {
-                    assert_eq!(*o, Some((0, expected + i as u64)));
+                    assert_eq!(
+                        *o,
+                        Placement::Stored {
+                            queue_id: 0,
+                            offset: expected + i as u64
+                        }
+                    );
                 }
                 expected += 5;
             }
@@ -159,7 +165,13 @@ async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
     loop {
         match nodes[new_leader].replica.write(batch("T", 0, 1)).await {
             Ok((_, RaftResponse::Messages(m))) => {
-                assert_eq!(m, vec![Some((0, expected))]);
+                assert_eq!(
+                    m,
+                    vec![Placement::Stored {
+                        queue_id: 0,
+                        offset: expected
+                    }]
+                );
                 break;
             }
             Ok(other) => anyhow::bail!("unexpected {other:?}"),

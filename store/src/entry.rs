@@ -13,6 +13,29 @@ use raftmq_proto::{GroupConfig, GroupName, Offset, Perm, QueueId, TopicConfig, T
 
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
+use crate::index::TimerKey;
+
+fn count32(n: usize, what: &str) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::Invalid(format!("{n} {what} in one command")))
+}
+
+fn encode_queues(w: &mut Writer, queues: &[(TopicName, QueueId)]) -> Result<()> {
+    w.u32(count32(queues.len(), "queues")?);
+    for (t, q) in queues {
+        w.bytes16(t.as_str().as_bytes())?;
+        w.u32(q.0);
+    }
+    Ok(())
+}
+
+fn decode_queues(r: &mut Reader) -> Result<Vec<(TopicName, QueueId)>> {
+    let n = r.u32()?;
+    let mut out = Vec::with_capacity(n.min(1024) as usize);
+    for _ in 0..n {
+        out.push((TopicName(r.str16()?), QueueId(r.u32()?)));
+    }
+    Ok(out)
+}
 
 /// Format version of the entry envelope.
 pub const ENTRY_VERSION: u8 = 1;
@@ -53,6 +76,40 @@ pub enum Command {
         /// New offsets: the next offset to consume in each queue.
         offsets: Vec<(TopicName, QueueId, Offset)>,
     },
+    /// Deliver due delayed messages: `batch` holds them as ordinary messages of their real
+    /// topics; `fired` are the timers they came from, removed in the same entry. `seq` must
+    /// equal the state machine's fire sequence or the whole entry is a no-op: a scheduler
+    /// that raced with another (around a failover) cannot deliver twice.
+    FireTimers {
+        /// The fire sequence this entry was built against.
+        seq: u64,
+        /// The timers delivered (or dropped, when their message is gone).
+        fired: Vec<TimerKey>,
+        /// The messages to store, as a message batch.
+        batch: Bytes,
+    },
+    /// Lock queues for one orderly consumer (granted when free, expired, or already its).
+    LockQueues {
+        /// Consumer group.
+        group: GroupName,
+        /// Client instance.
+        client: String,
+        /// Queues wanted.
+        queues: Vec<(TopicName, QueueId)>,
+        /// The leader's clock when proposing, ms since the Unix epoch.
+        now_ms: u64,
+        /// Lease length, ms.
+        lease_ms: u64,
+    },
+    /// Release queues a client holds.
+    UnlockQueues {
+        /// Consumer group.
+        group: GroupName,
+        /// Client instance.
+        client: String,
+        /// Queues to release.
+        queues: Vec<(TopicName, QueueId)>,
+    },
 }
 
 const CMD_UPSERT_TOPIC: u8 = 1;
@@ -60,6 +117,9 @@ const CMD_DELETE_TOPIC: u8 = 2;
 const CMD_UPSERT_GROUP: u8 = 3;
 const CMD_DELETE_GROUP: u8 = 4;
 const CMD_COMMIT_OFFSETS: u8 = 5;
+const CMD_FIRE_TIMERS: u8 = 6;
+const CMD_LOCK_QUEUES: u8 = 7;
+const CMD_UNLOCK_QUEUES: u8 = 8;
 
 impl EntryPayload {
     /// Encodes the payload.
@@ -184,6 +244,38 @@ impl Command {
                     w.u32(q.0).u64(o.0);
                 }
             }
+            Command::FireTimers { seq, fired, batch } => {
+                w.u8(CMD_FIRE_TIMERS);
+                w.u64(*seq);
+                w.u32(count32(fired.len(), "timers")?);
+                for t in fired {
+                    w.raw(&t.encode());
+                }
+                w.bytes32(batch)?;
+            }
+            Command::LockQueues {
+                group,
+                client,
+                queues,
+                now_ms,
+                lease_ms,
+            } => {
+                w.u8(CMD_LOCK_QUEUES);
+                w.bytes16(group.as_str().as_bytes())?;
+                w.bytes16(client.as_bytes())?;
+                encode_queues(w, queues)?;
+                w.u64(*now_ms).u64(*lease_ms);
+            }
+            Command::UnlockQueues {
+                group,
+                client,
+                queues,
+            } => {
+                w.u8(CMD_UNLOCK_QUEUES);
+                w.bytes16(group.as_str().as_bytes())?;
+                w.bytes16(client.as_bytes())?;
+                encode_queues(w, queues)?;
+            }
         }
         Ok(())
     }
@@ -203,6 +295,35 @@ impl Command {
                 }
                 Command::CommitOffsets { group, offsets }
             }
+            CMD_FIRE_TIMERS => {
+                let seq = r.u64()?;
+                let n = r.u32()?;
+                let mut fired = Vec::with_capacity(n.min(4096) as usize);
+                for _ in 0..n {
+                    let raw = r.raw(20)?;
+                    fired.push(
+                        TimerKey::decode(&raw)
+                            .ok_or_else(|| Error::codec("command", "bad timer key"))?,
+                    );
+                }
+                Command::FireTimers {
+                    seq,
+                    fired,
+                    batch: r.bytes32()?,
+                }
+            }
+            CMD_LOCK_QUEUES => Command::LockQueues {
+                group: GroupName(r.str16()?),
+                client: r.str16()?,
+                queues: decode_queues(r)?,
+                now_ms: r.u64()?,
+                lease_ms: r.u64()?,
+            },
+            CMD_UNLOCK_QUEUES => Command::UnlockQueues {
+                group: GroupName(r.str16()?),
+                client: r.str16()?,
+                queues: decode_queues(r)?,
+            },
             c => return Err(Error::codec("command", format!("unknown command {c}"))),
         })
     }
@@ -236,6 +357,27 @@ mod tests {
         round_trip(EntryPayload::Command(Command::CommitOffsets {
             group: "g".into(),
             offsets: vec![("T".into(), QueueId(3), Offset(99))],
+        }));
+        round_trip(EntryPayload::Command(Command::FireTimers {
+            seq: 3,
+            fired: vec![TimerKey {
+                due_ms: 5,
+                log_index: 6,
+                slot: 7,
+            }],
+            batch: Bytes::from_static(b"batch"),
+        }));
+        round_trip(EntryPayload::Command(Command::LockQueues {
+            group: "g".into(),
+            client: "c1".into(),
+            queues: vec![("T".into(), QueueId(1))],
+            now_ms: 10,
+            lease_ms: 60_000,
+        }));
+        round_trip(EntryPayload::Command(Command::UnlockQueues {
+            group: "g".into(),
+            client: "c1".into(),
+            queues: vec![("T".into(), QueueId(1))],
         }));
     }
 

@@ -5,7 +5,9 @@
 //!          | topics: u32 n, (created_index u64, topic config)*
 //!          | groups: u32 n, group config*
 //!          | queue next offsets: u32 n, (topic u16+UTF-8, queue u32, next u64)*
-//!          | consumer offsets: u32 n, (group, topic: u16+UTF-8, queue u32, offset u64)*
+//!          | consumer offsets: u32 n, (key: u16 len + bytes, offset u64)*
+//!          | queue locks: u32 n, (key: u16 len + bytes, client u16+UTF-8, expiry u64)*
+//!          | fire sequence u64 | refused fire entries: u32 n, log index u64*
 //! ```
 //! The log itself travels separately (the segments the receiver lacks); the derived indexes
 //! are rebuilt from it after an import.
@@ -73,8 +75,22 @@ impl Store {
             w.bytes16(&k)?;
             w.u64(index::decode_u64(&v).unwrap_or(0));
         }
+        w.u32(count(sm.locks.len())?);
+        for (key, (client, expire)) in &sm.locks {
+            w.bytes16(&crate::store::lock_key(key))?;
+            w.bytes16(client.as_bytes())?;
+            w.u64(*expire);
+        }
+        w.u64(sm.fire_seq);
+        w.u32(count(sm.rejected_fires.len())?);
+        for i in &sm.rejected_fires {
+            w.u64(*i);
+        }
         drop(sm);
-        Ok(StateExport { image: w.finish(), extra })
+        Ok(StateExport {
+            image: w.finish(),
+            extra,
+        })
     }
 
     /// Replaces the state machine with an image (a snapshot install), then rebuilds the
@@ -117,12 +133,23 @@ impl Store {
         for _ in 0..r.u32()? {
             offsets.push((r.bytes16()?, r.u64()?));
         }
+        let mut locks = Vec::new();
+        for _ in 0..r.u32()? {
+            let key = r.bytes16()?;
+            let client = r.str16()?;
+            let expire = r.u64()?;
+            locks.push((key, client, expire));
+        }
+        fresh.fire_seq = r.u64()?;
+        for _ in 0..r.u32()? {
+            fresh.rejected_fires.insert(r.u64()?);
+        }
         r.finish()?;
 
         let meta = self.idx.cf(CF_META)?;
         let offsets_cf = self.idx.cf(CF_OFFSETS)?;
         let mut b = WriteBatch::default();
-        for prefix in [&b"topic/"[..], b"group/", b"qn/"] {
+        for prefix in [&b"topic/"[..], b"group/", b"qn/", b"lock/", b"rejected/"] {
             b.delete_range_cf(meta, prefix, prefix_end(prefix).as_slice());
         }
         b.delete_range_cf(offsets_cf, [0u8].as_slice(), [0xffu8; 16].as_slice());
@@ -150,6 +177,13 @@ impl Store {
         for (k, o) in &offsets {
             b.put_cf(offsets_cf, k, o.to_le_bytes());
         }
+        for (key, client, expire) in &locks {
+            b.put_cf(meta, key, crate::store::lock_value(client, *expire)?);
+        }
+        b.put_cf(meta, b"fireseq", fresh.fire_seq.to_le_bytes());
+        for i in &fresh.rejected_fires {
+            b.put_cf(meta, crate::store::rejected_key(*i), []);
+        }
         match fresh.applied {
             Some((t, i)) => {
                 let mut w = Writer::new();
@@ -165,6 +199,11 @@ impl Store {
             self.idx.clear_derived()?;
             fresh.checkpoint = None;
             *sm = fresh;
+            for (k, v) in self.idx.scan_prefix(CF_META, b"lock/")? {
+                if let Some((key, val)) = crate::store::parse_lock(&k, &v) {
+                    sm.locks.insert(key, val);
+                }
+            }
         }
         crate::rebuild::rebuild_derived(self)?;
         tracing::info!(applied = ?self.applied(), "state image installed");

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `cq` | topic `\0` queue u32 BE, offset u64 BE | [`CqUnit`] |
 //! | `keys` | topic `\0` key `\0` log index u64 BE, slot u32 BE | empty |
+//! | `timers` | due ms u64 BE, log index u64 BE, slot u32 BE | empty |
 //! | `offsets` | group `\0` topic `\0` queue u32 BE | offset u64 LE |
 //! | `meta` | a [`MetaKey`] | depends on the key |
 //!
@@ -26,8 +27,12 @@ use crate::error::{Error, Result};
 pub const CF_CQ: &str = "cq";
 /// Query-by-key index.
 pub const CF_KEYS: &str = "keys";
+/// Pending delayed messages, by due time.
+pub const CF_TIMERS: &str = "timers";
 /// Consumer offsets.
 pub const CF_OFFSETS: &str = "offsets";
+/// The column families derived from the log (written without WAL, rebuilt on open).
+pub const DERIVED_CFS: [&str; 3] = [CF_CQ, CF_KEYS, CF_TIMERS];
 /// Metadata.
 pub const CF_META: &str = "meta";
 
@@ -155,6 +160,40 @@ pub fn key_index_prefix(topic: &str, key: &str) -> Vec<u8> {
     [topic.as_bytes(), b"\0", key.as_bytes(), b"\0"].concat()
 }
 
+/// A pending delayed message: when it is due and where it is in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimerKey {
+    /// Due time, ms since the Unix epoch.
+    pub due_ms: u64,
+    /// Log index of the entry holding the message.
+    pub log_index: u64,
+    /// Position in the entry.
+    pub slot: u32,
+}
+
+impl TimerKey {
+    /// The `timers` key.
+    pub fn encode(&self) -> [u8; 20] {
+        let mut k = [0u8; 20];
+        k[..8].copy_from_slice(&self.due_ms.to_be_bytes());
+        k[8..16].copy_from_slice(&self.log_index.to_be_bytes());
+        k[16..].copy_from_slice(&self.slot.to_be_bytes());
+        k
+    }
+
+    /// Decodes a `timers` key.
+    pub fn decode(k: &[u8]) -> Option<Self> {
+        if k.len() != 20 {
+            return None;
+        }
+        Some(Self {
+            due_ms: u64::from_be_bytes(k[..8].try_into().ok()?),
+            log_index: u64::from_be_bytes(k[8..16].try_into().ok()?),
+            slot: u32::from_be_bytes(k[16..].try_into().ok()?),
+        })
+    }
+}
+
 /// Encodes a consumer-offset key.
 pub fn offset_key(group: &str, topic: &str, queue: u32) -> Vec<u8> {
     [
@@ -199,7 +238,7 @@ impl Indexes {
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
         opts.set_max_total_wal_size(256 << 20);
-        let cfs = [CF_CQ, CF_KEYS, CF_OFFSETS, CF_META]
+        let cfs = [CF_CQ, CF_KEYS, CF_TIMERS, CF_OFFSETS, CF_META]
             .into_iter()
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
@@ -252,6 +291,14 @@ impl Indexes {
     /// RocksDB errors.
     pub fn get_meta(&self, key: &MetaKey<'_>) -> Result<Option<Vec<u8>>> {
         self.get(CF_META, &key.encode())
+    }
+
+    /// Reads a `meta` value by raw key.
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn get_meta_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(CF_META, key)
     }
 
     /// Writes one `meta` value through the WAL, synced.
@@ -364,11 +411,51 @@ impl Indexes {
     /// RocksDB errors.
     pub fn write_checkpoint(&self, index: u64) -> Result<()> {
         let mut b = WriteBatch::default();
-        for cf in [CF_CQ, CF_KEYS] {
+        for cf in DERIVED_CFS {
             self.db.flush_cf(self.cf(cf)?)?;
             b.put_cf(self.cf(cf)?, CHECKPOINT_KEY, index.to_le_bytes());
         }
         self.write_durable(b, true)
+    }
+
+    /// Pending timers due at or before `now_ms`, earliest first, at most `max`.
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn timers_due(&self, now_ms: u64, max: usize) -> Result<Vec<TimerKey>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_TIMERS)?, IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            let Some(t) = TimerKey::decode(&k) else {
+                continue;
+            };
+            if t.due_ms > now_ms || out.len() >= max {
+                break;
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Every pending timer (for retention, which must keep their entries).
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn all_timers(&self) -> Result<Vec<TimerKey>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_TIMERS)?, IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            if let Some(t) = TimerKey::decode(&k) {
+                out.push(t);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes everything in the derived column families (for a rebuild from scratch).
@@ -377,7 +464,7 @@ impl Indexes {
     /// RocksDB errors.
     pub fn clear_derived(&self) -> Result<()> {
         let mut b = WriteBatch::default();
-        for cf in [CF_CQ, CF_KEYS] {
+        for cf in DERIVED_CFS {
             b.delete_range_cf(self.cf(cf)?, [0u8].as_slice(), [0xffu8; 16].as_slice());
         }
         self.write_durable(b, true)

@@ -44,6 +44,7 @@ pub use batch::{BatchReader, BatchWriter, MessageRef, MessageView};
 pub use config::{FlushMode, LogConfig};
 pub use entry::{Command, EntryPayload};
 pub use error::{Error, Result};
+pub use index::TimerKey;
 pub use log::{AppendEntry, CommitLog, DurableCallback, SegmentInfo};
 pub use record::Record;
 pub use retention::{disk_usage, DiskUsage, RetentionPolicy, RetentionReport};

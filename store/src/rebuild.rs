@@ -8,9 +8,12 @@
 
 use std::collections::HashMap;
 
+use raftmq_proto::message::PROP_DELIVER_AT;
+
 use crate::batch::BatchReader;
-use crate::entry::EntryPayload;
+use crate::entry::{Command, EntryPayload};
 use crate::error::Result;
+use crate::index::{TimerKey, CF_TIMERS};
 use crate::store::{dispatch_batch, Store};
 
 /// Entries are read in chunks of about this many bytes.
@@ -50,14 +53,16 @@ pub(crate) fn rebuild_derived(store: &Store) -> Result<()> {
 
     // Pass 1: how many messages each queue gained since `start`.
     let mut counts: HashMap<(String, u32), u64> = HashMap::new();
-    for_each_batch(store, start, last, |index, batch| {
+    let rejected = sm.rejected_fires.clone();
+    for_each_batch(store, &rejected, start, last, |index, batch, _| {
         for m in BatchReader::new(batch)? {
             let m = m?;
-            if sm
+            let delayed = m.property(PROP_DELIVER_AT).is_some();
+            let exists = sm
                 .topics
                 .get(m.topic())
-                .is_some_and(|t| t.created_index < index)
-            {
+                .is_some_and(|t| t.created_index < index);
+            if exists && !delayed {
                 *counts
                     .entry((m.topic().to_owned(), m.queue_id))
                     .or_default() += 1;
@@ -76,8 +81,12 @@ pub(crate) fn rebuild_derived(store: &Store) -> Result<()> {
     // Pass 2: index them again at the offsets they were assigned.
     sm.queue_next = replay;
     let mut replayed = 0u64;
-    let res = for_each_batch(store, start, last, |index, batch| {
+    let timers = store.idx.cf(CF_TIMERS)?;
+    let res = for_each_batch(store, &rejected, start, last, |index, batch, fired| {
         let mut derived = rocksdb::WriteBatch::default();
+        for t in fired {
+            derived.delete_cf(timers, t.encode());
+        }
         dispatch_batch(&store.idx, &mut sm, index, batch, &mut derived, |_, _| {})?;
         replayed += 1;
         store.idx.write_derived(derived)
@@ -95,12 +104,14 @@ pub(crate) fn rebuild_derived(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Calls `f(index, batch)` for every message-batch entry in `start..=last`.
+/// Calls `f(index, batch, fired timers)` for every entry in `start..=last` that stores
+/// messages: message batches and delivered timers.
 fn for_each_batch(
     store: &Store,
+    rejected: &std::collections::BTreeSet<u64>,
     start: u64,
     last: u64,
-    mut f: impl FnMut(u64, bytes::Bytes) -> Result<()>,
+    mut f: impl FnMut(u64, bytes::Bytes, &[TimerKey]) -> Result<()>,
 ) -> Result<()> {
     let mut next = start;
     while next <= last {
@@ -110,8 +121,14 @@ fn for_each_batch(
         }
         for rec in recs {
             next = rec.index + 1;
-            if let EntryPayload::Messages(batch) = EntryPayload::decode(rec.payload)? {
-                f(rec.index, batch)?;
+            match EntryPayload::decode(rec.payload)? {
+                EntryPayload::Messages(batch) => f(rec.index, batch, &[])?,
+                EntryPayload::Command(Command::FireTimers { fired, batch, .. })
+                    if !rejected.contains(&rec.index) =>
+                {
+                    f(rec.index, batch, &fired)?
+                }
+                _ => {}
             }
         }
     }

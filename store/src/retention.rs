@@ -101,7 +101,11 @@ impl Store {
         purge_limit: u64,
     ) -> Result<RetentionReport> {
         self.checkpoint()?;
-        let limit = purge_limit.min(self.checkpointed_index().unwrap_or(0));
+        // Pending delayed messages keep their entries.
+        let oldest_timer = self.idx.all_timers()?.iter().map(|t| t.log_index).min();
+        let limit = purge_limit
+            .min(self.checkpointed_index().unwrap_or(0))
+            .min(oldest_timer.map_or(u64::MAX, |i| i.saturating_sub(1)));
         let segments = self.log.segments()?;
         let mut cut = None;
         let mut freed = 0u64;

@@ -24,9 +24,10 @@ use crate::entry::{Command, EntryPayload};
 use crate::error::{Error, Result};
 use crate::index::{
     self, cq_topic_prefix, key_index_key, key_index_prefix, offset_key, prefix_end, CqUnit,
-    Indexes, MetaKey, CF_CQ, CF_KEYS, CF_META, CF_OFFSETS,
+    Indexes, MetaKey, TimerKey, CF_CQ, CF_KEYS, CF_META, CF_OFFSETS, CF_TIMERS,
 };
 use crate::log::CommitLog;
+use raftmq_proto::message::PROP_DELIVER_AT;
 
 /// Settings of a [`Store`].
 #[derive(Debug, Clone)]
@@ -70,6 +71,8 @@ pub enum ApplyOutcome {
     Messages(Vec<MessageOutcome>),
     /// A command was applied.
     Command,
+    /// Which queues a `LockQueues` command granted, in order.
+    Locked(Vec<bool>),
 }
 
 /// What happened to one message.
@@ -81,6 +84,13 @@ pub enum MessageOutcome {
         queue_id: u32,
         /// Its offset in the queue.
         offset: u64,
+    },
+    /// A delayed message, waiting in the timer index until `due_ms`.
+    Scheduled {
+        /// The queue it will be delivered to.
+        queue_id: u32,
+        /// When it is due, ms since the Unix epoch.
+        due_ms: u64,
     },
     /// The topic did not exist when the entry was applied (deleted meanwhile).
     TopicNotFound,
@@ -120,6 +130,9 @@ pub(crate) struct TopicMeta {
     pub(crate) config: TopicConfig,
 }
 
+/// A queue lock's key: (consumer group, topic, queue).
+pub(crate) type LockKey = (String, String, u32);
+
 #[derive(Debug, Default)]
 pub(crate) struct SmState {
     pub(crate) applied: Option<(u64, u64)>,
@@ -127,6 +140,12 @@ pub(crate) struct SmState {
     pub(crate) groups: BTreeMap<String, GroupConfig>,
     pub(crate) queue_next: HashMap<(String, u32), u64>,
     pub(crate) checkpoint: Option<u64>,
+    /// Orderly-consumption queue locks: (group, topic, queue) -> (client, expiry ms).
+    pub(crate) locks: BTreeMap<LockKey, (String, u64)>,
+    /// Timer deliveries applied so far; a `FireTimers` must carry this number.
+    pub(crate) fire_seq: u64,
+    /// Log indexes of `FireTimers` entries refused for a stale sequence (rebuild skips them).
+    pub(crate) rejected_fires: std::collections::BTreeSet<u64>,
     pub(crate) since_checkpoint: u64,
     pub(crate) last_checkpoint: Option<Instant>,
 }
@@ -216,27 +235,45 @@ impl Store {
                 EntryPayload::Blank | EntryPayload::Membership(_) => ApplyOutcome::Nothing,
                 EntryPayload::Messages(batch) => {
                     let mut res = Vec::new();
-                    dispatch_batch(
-                        &self.idx,
-                        &mut sm,
-                        e.index,
-                        batch,
-                        &mut derived,
-                        |m, stored| {
-                            res.push(match stored {
-                                Some((queue_id, offset)) => {
-                                    touched.push((m.topic().to_owned(), queue_id));
-                                    MessageOutcome::Stored { queue_id, offset }
-                                }
-                                None => MessageOutcome::TopicNotFound,
-                            });
-                        },
-                    )?;
+                    dispatch_batch(&self.idx, &mut sm, e.index, batch, &mut derived, |m, o| {
+                        if let MessageOutcome::Stored { queue_id, .. } = o {
+                            touched.push((m.topic().to_owned(), queue_id));
+                        }
+                        res.push(o);
+                    })?;
+                    ApplyOutcome::Messages(res)
+                }
+                EntryPayload::Command(Command::FireTimers { seq, fired, batch }) => {
+                    if seq != sm.fire_seq {
+                        tracing::info!(
+                            log_index = e.index,
+                            seq,
+                            expected = sm.fire_seq,
+                            "refused a stale timer delivery"
+                        );
+                        sm.rejected_fires.insert(e.index);
+                        durable.put_cf(meta, rejected_key(e.index), []);
+                        out.push(ApplyOutcome::Messages(Vec::new()));
+                        sm.applied = Some((e.term, e.index));
+                        continue;
+                    }
+                    sm.fire_seq += 1;
+                    durable.put_cf(meta, b"fireseq", sm.fire_seq.to_le_bytes());
+                    let timers = self.idx.cf(CF_TIMERS)?;
+                    for t in &fired {
+                        derived.delete_cf(timers, t.encode());
+                    }
+                    let mut res = Vec::new();
+                    dispatch_batch(&self.idx, &mut sm, e.index, batch, &mut derived, |m, o| {
+                        if let MessageOutcome::Stored { queue_id, .. } = o {
+                            touched.push((m.topic().to_owned(), queue_id));
+                        }
+                        res.push(o);
+                    })?;
                     ApplyOutcome::Messages(res)
                 }
                 EntryPayload::Command(c) => {
-                    self.apply_command(&mut sm, e.index, c, &mut derived, &mut durable)?;
-                    ApplyOutcome::Command
+                    self.apply_command(&mut sm, e.index, c, &mut derived, &mut durable)?
                 }
             };
             sm.applied = Some((e.term, e.index));
@@ -284,7 +321,7 @@ impl Store {
         c: Command,
         derived: &mut WriteBatch,
         durable: &mut WriteBatch,
-    ) -> Result<()> {
+    ) -> Result<ApplyOutcome> {
         let meta = self.idx.cf(CF_META)?;
         match c {
             Command::UpsertTopic(t) => {
@@ -344,8 +381,83 @@ impl Store {
                     );
                 }
             }
+            Command::FireTimers { .. } => {
+                return Err(Error::Invalid(
+                    "timers are fired by apply, not as a plain command".into(),
+                ));
+            }
+            Command::LockQueues {
+                group,
+                client,
+                queues,
+                now_ms,
+                lease_ms,
+            } => {
+                let mut granted = Vec::with_capacity(queues.len());
+                for (t, q) in queues {
+                    let key = (group.as_str().to_owned(), t.as_str().to_owned(), q.0);
+                    let free = match sm.locks.get(&key) {
+                        None => true,
+                        Some((holder, expire)) => *holder == client || *expire <= now_ms,
+                    };
+                    if free {
+                        let expire = now_ms.saturating_add(lease_ms);
+                        durable.put_cf(meta, lock_key(&key), lock_value(&client, expire)?);
+                        sm.locks.insert(key, (client.clone(), expire));
+                    }
+                    granted.push(free);
+                }
+                return Ok(ApplyOutcome::Locked(granted));
+            }
+            Command::UnlockQueues {
+                group,
+                client,
+                queues,
+            } => {
+                for (t, q) in queues {
+                    let key = (group.as_str().to_owned(), t.as_str().to_owned(), q.0);
+                    if sm
+                        .locks
+                        .get(&key)
+                        .is_some_and(|(holder, _)| *holder == client)
+                    {
+                        durable.delete_cf(meta, lock_key(&key));
+                        sm.locks.remove(&key);
+                    }
+                }
+            }
         }
-        Ok(())
+        Ok(ApplyOutcome::Command)
+    }
+
+    /// Who holds the lock of a queue, and until when (ms), if anyone.
+    pub fn queue_lock(&self, group: &str, topic: &str, queue: u32) -> Option<(String, u64)> {
+        self.lock()
+            .locks
+            .get(&(group.to_owned(), topic.to_owned(), queue))
+            .cloned()
+    }
+
+    /// The fire sequence the next `FireTimers` must carry.
+    pub fn fire_seq(&self) -> u64 {
+        self.lock().fire_seq
+    }
+
+    /// Pending timers due at or before `now_ms` (for the leader's scheduler).
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn timers_due(&self, now_ms: u64, max: usize) -> Result<Vec<TimerKey>> {
+        self.idx.timers_due(now_ms, max)
+    }
+
+    /// The message a timer points at, if still retained.
+    ///
+    /// # Errors
+    /// I/O and corruption errors.
+    pub fn timer_message(&self, t: &TimerKey) -> Result<Option<MessageView>> {
+        let mut cache = None;
+        self.message_in_entry(&mut cache, t.log_index, t.slot)
     }
 
     /// Every group that has a committed offset.
@@ -522,7 +634,10 @@ impl Store {
                 return Ok(None);
             };
             let msgs = match EntryPayload::decode(rec.payload)? {
-                EntryPayload::Messages(b) => BatchReader::new(b)?.collect::<Result<Vec<_>>>()?,
+                EntryPayload::Messages(b)
+                | EntryPayload::Command(Command::FireTimers { batch: b, .. }) => {
+                    BatchReader::new(b)?.collect::<Result<Vec<_>>>()?
+                }
                 _ => Vec::new(),
             };
             *cache = Some((log_index, msgs));
@@ -657,17 +772,18 @@ impl Store {
     }
 }
 
-/// Decodes a batch and indexes each message; `on_message` learns each outcome
-/// (`(queue, offset)`, or `None` when the topic did not exist at `index`).
+/// Decodes a batch and indexes each message (or, for a delayed one, its timer);
+/// `on_message` learns each outcome.
 pub(crate) fn dispatch_batch(
     idx: &Indexes,
     sm: &mut SmState,
     index: u64,
     batch: Bytes,
     derived: &mut WriteBatch,
-    mut on_message: impl FnMut(&MessageView, Option<(u32, u64)>),
+    mut on_message: impl FnMut(&MessageView, MessageOutcome),
 ) -> Result<()> {
     let keys_cf = idx.cf(CF_KEYS)?;
+    let timers_cf = idx.cf(CF_TIMERS)?;
     for (slot, m) in BatchReader::new(batch)?.enumerate() {
         let m = m?;
         let exists = sm
@@ -675,7 +791,26 @@ pub(crate) fn dispatch_batch(
             .get(m.topic())
             .is_some_and(|t| t.created_index < index);
         if !exists {
-            on_message(&m, None);
+            on_message(&m, MessageOutcome::TopicNotFound);
+            continue;
+        }
+        if let Some(due_ms) = m
+            .property(PROP_DELIVER_AT)
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            let t = TimerKey {
+                due_ms,
+                log_index: index,
+                slot: slot as u32,
+            };
+            derived.put_cf(timers_cf, t.encode(), []);
+            on_message(
+                &m,
+                MessageOutcome::Scheduled {
+                    queue_id: m.queue_id,
+                    due_ms,
+                },
+            );
             continue;
         }
         let next = sm
@@ -701,9 +836,60 @@ pub(crate) fn dispatch_batch(
                 );
             }
         }
-        on_message(&m, Some((m.queue_id, offset)));
+        on_message(
+            &m,
+            MessageOutcome::Stored {
+                queue_id: m.queue_id,
+                offset,
+            },
+        );
     }
     Ok(())
+}
+
+/// The `meta` key recording a refused `FireTimers` entry.
+pub(crate) fn rejected_key(index: u64) -> Vec<u8> {
+    [b"rejected/".as_slice(), &index.to_be_bytes()].concat()
+}
+
+/// The `meta` key of a queue lock.
+pub(crate) fn lock_key((group, topic, queue): &(String, String, u32)) -> Vec<u8> {
+    [
+        b"lock/".as_slice(),
+        group.as_bytes(),
+        b"\0",
+        topic.as_bytes(),
+        b"\0",
+        &queue.to_be_bytes(),
+    ]
+    .concat()
+}
+
+pub(crate) fn lock_value(client: &str, expire_ms: u64) -> Result<Vec<u8>> {
+    let mut w = Writer::new();
+    w.bytes16(client.as_bytes())?;
+    w.u64(expire_ms);
+    Ok(w.finish())
+}
+
+pub(crate) fn parse_lock(k: &[u8], v: &[u8]) -> Option<(LockKey, (String, u64))> {
+    let rest = k.strip_prefix(b"lock/")?;
+    let g_end = rest.iter().position(|&b| b == 0)?;
+    let (group, rest) = (&rest[..g_end], &rest[g_end + 1..]);
+    let t_end = rest.iter().position(|&b| b == 0)?;
+    let (topic, q) = (&rest[..t_end], &rest[t_end + 1..]);
+    let queue = u32::from_be_bytes(q.try_into().ok()?);
+    let mut r = Reader::new(Bytes::copy_from_slice(v), "queue lock");
+    let client = r.str16().ok()?;
+    let expire = r.u64().ok()?;
+    Some((
+        (
+            String::from_utf8_lossy(group).into_owned(),
+            String::from_utf8_lossy(topic).into_owned(),
+            queue,
+        ),
+        (client, expire),
+    ))
 }
 
 fn load_state(idx: &Indexes) -> Result<SmState> {
@@ -739,9 +925,25 @@ fn load_state(idx: &Indexes) -> Result<SmState> {
                 .insert((String::from_utf8_lossy(topic).into_owned(), q), next);
         }
     }
-    let cq = idx.checkpoint(CF_CQ)?;
-    let keys = idx.checkpoint(CF_KEYS)?;
-    sm.checkpoint = cq.zip(keys).map(|(a, b)| a.min(b));
+    for (k, v) in idx.scan_prefix(CF_META, b"lock/")? {
+        if let Some((key, val)) = parse_lock(&k, &v) {
+            sm.locks.insert(key, val);
+        }
+    }
+    sm.fire_seq = idx
+        .get_meta_raw(b"fireseq")?
+        .and_then(|v| index::decode_u64(&v))
+        .unwrap_or(0);
+    for (k, _) in idx.scan_prefix(CF_META, b"rejected/")? {
+        if let Ok(i) = <[u8; 8]>::try_from(&k[9..]) {
+            sm.rejected_fires.insert(u64::from_be_bytes(i));
+        }
+    }
+    let mut checkpoint = Some(u64::MAX);
+    for cf in index::DERIVED_CFS {
+        checkpoint = checkpoint.zip(idx.checkpoint(cf)?).map(|(a, b)| a.min(b));
+    }
+    sm.checkpoint = checkpoint;
     Ok(sm)
 }
 

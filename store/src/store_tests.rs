@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use raftmq_proto::message::PROP_DELIVER_AT;
 use raftmq_proto::{GroupName, Offset, QueueId, TopicName};
 
 use super::*;
@@ -359,4 +360,152 @@ fn offset_lookup_by_time() {
     assert_eq!(h.store.offset_for_time("T", 0, 5000).unwrap(), 3);
     assert_eq!(h.store.offset_for_time("T", 0, 5001).unwrap(), 4);
     assert_eq!(h.store.offset_for_time("T", 0, u64::MAX).unwrap(), 10);
+}
+
+fn delayed_batch(topic: &str, due_ms: u64, body: &str) -> Bytes {
+    let mut w = BatchWriter::new();
+    let props = vec![(PROP_DELIVER_AT.to_owned(), due_ms.to_string())];
+    w.push(&MessageRef {
+        topic,
+        queue_id: 0,
+        tag: "",
+        keys: &[],
+        properties: &props,
+        body: body.as_bytes(),
+        born_ms: 1,
+        store_ms: 1,
+        flags: 0,
+        reconsume_times: 0,
+    })
+    .unwrap();
+    Bytes::from(w.finish())
+}
+
+#[test]
+fn delayed_messages_wait_in_timers_and_fire_exactly_once_even_after_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut h = Harness::open(dir.path());
+        h.create_topic("T", 1);
+        let out = h.commit(EntryPayload::Messages(delayed_batch("T", 5_000, "later")));
+        assert_eq!(
+            out,
+            ApplyOutcome::Messages(vec![MessageOutcome::Scheduled {
+                queue_id: 0,
+                due_ms: 5_000
+            }])
+        );
+        assert_eq!(h.store.queue_bounds("T", 0).unwrap(), (0, 0));
+        assert!(h.store.timers_due(4_999, 10).unwrap().is_empty());
+        let due = h.store.timers_due(5_000, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        let original = h.store.timer_message(&due[0]).unwrap().unwrap();
+        assert_eq!(&original.body[..], b"later");
+        // The scheduler re-publishes it without the delay property, removing the timer in
+        // the same entry.
+        let mut w = BatchWriter::new();
+        w.push(&MessageRef {
+            topic: "T",
+            queue_id: 0,
+            tag: "",
+            keys: &[],
+            properties: &[],
+            body: &original.body,
+            born_ms: 1,
+            store_ms: 5_000,
+            flags: 0,
+            reconsume_times: 0,
+        })
+        .unwrap();
+        let batch = Bytes::from(w.finish());
+        let fire = |seq| {
+            EntryPayload::Command(Command::FireTimers {
+                seq,
+                fired: due.clone(),
+                batch: batch.clone(),
+            })
+        };
+        assert_eq!(h.store.fire_seq(), 0);
+        let out = h.commit(fire(0));
+        assert_eq!(
+            out,
+            ApplyOutcome::Messages(vec![MessageOutcome::Stored {
+                queue_id: 0,
+                offset: 0
+            }])
+        );
+        // A second scheduler that built the same delivery against the old sequence is refused.
+        assert_eq!(h.commit(fire(0)), ApplyOutcome::Messages(vec![]));
+        assert_eq!(h.store.fire_seq(), 1);
+        assert!(h.store.timers_due(u64::MAX, 10).unwrap().is_empty());
+        h.commit(EntryPayload::Messages(delayed_batch("T", 9_000, "pending")));
+        h.store.close().unwrap();
+    }
+    {
+        let idx = Indexes::open(&dir.path().join("index")).unwrap();
+        idx.clear_derived().unwrap();
+    }
+    let h = Harness::open(dir.path());
+    let due = h.store.timers_due(u64::MAX, 10).unwrap();
+    assert_eq!(due.len(), 1, "only the undelivered timer comes back");
+    assert_eq!(due[0].due_ms, 9_000);
+    assert_eq!(snapshot(&h.store, "T", 1).len(), 1);
+}
+
+#[test]
+fn queue_locks_are_exclusive_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::open(dir.path());
+    let q = vec![
+        (TopicName::from("T"), QueueId(0)),
+        (TopicName::from("T"), QueueId(1)),
+    ];
+    let lock = |client: &str, now_ms: u64| {
+        EntryPayload::Command(Command::LockQueues {
+            group: GroupName::from("g"),
+            client: client.into(),
+            queues: q.clone(),
+            now_ms,
+            lease_ms: 1000,
+        })
+    };
+    assert_eq!(
+        h.commit(lock("a", 0)),
+        ApplyOutcome::Locked(vec![true, true])
+    );
+    assert_eq!(
+        h.commit(lock("b", 500)),
+        ApplyOutcome::Locked(vec![false, false])
+    );
+    assert_eq!(
+        h.commit(lock("a", 900)),
+        ApplyOutcome::Locked(vec![true, true]),
+        "renewal"
+    );
+    assert_eq!(
+        h.commit(lock("b", 1500)),
+        ApplyOutcome::Locked(vec![false, false])
+    );
+    assert_eq!(
+        h.commit(lock("b", 1900)),
+        ApplyOutcome::Locked(vec![true, true]),
+        "after expiry"
+    );
+    h.commit(EntryPayload::Command(Command::UnlockQueues {
+        group: GroupName::from("g"),
+        client: "b".into(),
+        queues: q[..1].to_vec(),
+    }));
+    assert_eq!(h.store.queue_lock("g", "T", 0), None);
+    assert_eq!(h.store.queue_lock("g", "T", 1), Some(("b".into(), 2900)));
+    // Locks survive a restart and travel in the state image.
+    let image = h.store.export_state(&[]).unwrap().image;
+    h.store.close().unwrap();
+    drop(h);
+    let h = Harness::open(dir.path());
+    assert_eq!(h.store.queue_lock("g", "T", 1), Some(("b".into(), 2900)));
+    let other = tempfile::tempdir().unwrap();
+    let h2 = Harness::open(other.path());
+    h2.store.import_state(&image).unwrap();
+    assert_eq!(h2.store.queue_lock("g", "T", 1), Some(("b".into(), 2900)));
 }

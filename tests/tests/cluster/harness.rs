@@ -100,6 +100,11 @@ pub struct Tuning {
     pub snapshot_every: Option<u64>,
     /// Create topics on first send.
     pub auto_create: bool,
+    /// `message_delay_levels` of the brokers.
+    pub delay_levels: Option<String>,
+    /// Forget silent consumers after 4 s and expire orderly locks after 6 s, so that
+    /// crash tests do not wait minutes.
+    pub fast_expiry: bool,
 }
 
 /// A running cluster; every process is killed when it is dropped.
@@ -225,6 +230,12 @@ impl Cluster {
         );
         if let Some(s) = self.tuning.snapshot_every {
             toml.push_str(&format!("raft_snapshot_every_entries = {s}\n"));
+        }
+        if self.tuning.fast_expiry {
+            toml.push_str("client_expiry_ms = 4000\nqueue_lock_lease_ms = 6000\n");
+        }
+        if let Some(l) = &self.tuning.delay_levels {
+            toml.push_str(&format!("message_delay_levels = \"{l}\"\n"));
         }
         toml.push_str("[peers]\n");
         for (id, a) in peers {

@@ -9,5 +9,7 @@
 mod harness;
 mod proxy;
 mod t10_basic;
+mod t20_consumers;
+mod t20_delivery;
 mod t50_failover;
 mod t50_membership;
