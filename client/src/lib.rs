@@ -1,5 +1,95 @@
 //! The raftmq client: producers, consumers and the admin client.
 //!
+//! Everything is async (tokio) and talks to the cluster through its NameServers: routes are
+//! fetched from any of them and refreshed every 30 s and at once when a broker answers
+//! `NotLeader`, so a leader failover inside a broker group is invisible to the caller apart
+//! from a short delay. Every call has a deadline; every error says whether the request may
+//! have applied ([`Error::outcome`]).
+//!
+//! # Producer
+//! ```no_run
+//! # async fn demo() -> Result<(), raftmq_client::Error> {
+//! use raftmq_client::{Message, Producer};
+//! let producer = Producer::builder().namesrv(["127.0.0.1:9876"]).build()?;
+//! let r = producer.send(Message::new("TopicTest", "hello").with_tag("TagA").with_key("k1")).await?;
+//! println!("{} at {}:{} offset {}", r.msg_id, r.broker_group, r.queue_id, r.queue_offset);
+//! producer.send_orderly(Message::new("Orders", "paid"), "order-42").await?; // same key, same queue
+//! let pending = producer.send_async(Message::new("TopicTest", "pipelined")).await?;
+//! pending.await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Push consumer (concurrent)
+//! ```no_run
+//! # async fn demo() -> Result<(), raftmq_client::Error> {
+//! use raftmq_client::{ConsumeFrom, ConsumeResult, PushConsumer};
+//! let consumer = PushConsumer::builder()
+//!     .namesrv(["127.0.0.1:9876"])
+//!     .group("g1")
+//!     .subscribe("TopicTest", "TagA || TagB")
+//!     .consume_from(ConsumeFrom::FirstOffset)
+//!     .start(|msg| async move {
+//!         println!("{}", String::from_utf8_lossy(&msg.body));
+//!         ConsumeResult::Success // ReconsumeLater: redelivered via %RETRY%g1 with back-off
+//!     })
+//!     .await?;
+//! consumer.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Orderly consumer
+//! ```no_run
+//! # async fn demo() -> Result<(), raftmq_client::Error> {
+//! use raftmq_client::{OrderlyResult, PushConsumer};
+//! let consumer = PushConsumer::builder()
+//!     .namesrv(["127.0.0.1:9876"])
+//!     .group("g-orders")
+//!     .subscribe("Orders", "*")
+//!     .start_orderly(|msg| async move {
+//!         println!("queue {} offset {}", msg.queue_id, msg.queue_offset);
+//!         OrderlyResult::Success // SuspendCurrentQueueAMoment retries the same message
+//!     })
+//!     .await?;
+//! consumer.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Stream
+//! ```no_run
+//! # async fn demo() -> Result<(), raftmq_client::Error> {
+//! use futures::StreamExt;
+//! use raftmq_client::PushConsumer;
+//! let mut stream = PushConsumer::builder().group("g2").subscribe("TopicTest", "*").stream().await?;
+//! while let Some(delivery) = stream.next().await {
+//!     println!("{}", String::from_utf8_lossy(&delivery.body));
+//!     delivery.ack(); // dropping it un-acked redelivers it later
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Lite pull consumer
+//! ```no_run
+//! # async fn demo() -> Result<(), raftmq_client::Error> {
+//! use std::time::Duration;
+//! use raftmq_client::LitePullConsumer;
+//! let mut consumer = LitePullConsumer::builder().group("g3").auto_commit(None).build()?;
+//! consumer.subscribe("TopicTest", "*")?;
+//! let msgs = consumer.poll(Duration::from_secs(1)).await?;
+//! consumer.commit().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Delayed messages
+//! ```no_run
+//! # async fn demo(producer: raftmq_client::Producer) -> Result<(), raftmq_client::Error> {
+//! use raftmq_client::Message;
+//! producer.send(Message::new("TopicTest", "in 10 s").with_delay_level(3)).await?;
+//! producer.send(Message::new("TopicTest", "at noon").with_deliver_at(1_780_000_000_000)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Runnable versions of each are in `client/examples/`.
+//!
 //! # Layout
 //! - [`producer`]: [`Producer`]: sync, async, one-way, batch and ordered sends.
 //! - [`consumer`]: [`PushConsumer`] (listener or stream) and [`LitePullConsumer`].
