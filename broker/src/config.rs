@@ -105,6 +105,9 @@ pub struct BrokerConfig {
     /// level `3 + reconsume_times`. Default: `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
     /// 20m 30m 1h 2h`.
     pub message_delay_levels: String,
+    /// On a clean shutdown, a leader first hands leadership to its most caught-up follower
+    /// (milliseconds of unavailability instead of an election timeout). Default: true.
+    pub hand_over_on_shutdown: bool,
 }
 
 impl Default for BrokerConfig {
@@ -136,6 +139,7 @@ impl Default for BrokerConfig {
             queue_lock_lease_ms: 60_000,
             message_delay_levels: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .into(),
+            hand_over_on_shutdown: true,
         }
     }
 }

@@ -155,7 +155,7 @@ pub async fn run(
             tracing::error!(reason = %why, "the Raft core stopped; shutting the node down")
         }
     }
-    if fatal.is_none() && replica.is_leader() {
+    if fatal.is_none() && shared.config.hand_over_on_shutdown && replica.is_leader() {
         hand_over_leadership(&replica).await;
     }
     stop.cancel();

@@ -1,5 +1,9 @@
 //! `raftmq`: the one binary of raftmq (broker, NameServer, dev cluster and tooling).
 
+mod admin;
+mod bench;
+mod output;
+mod quickstart;
 mod servers;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +35,26 @@ enum Command {
     Namesrv(servers::NamesrvArgs),
     /// Run a broker node from a TOML config file.
     Broker(servers::BrokerArgs),
+    /// Run a NameServer and a 3-node broker group in this process, for a first try.
+    Dev(servers::DevArgs),
+    /// Create, list, inspect and delete topics.
+    #[command(subcommand)]
+    Topic(admin::TopicCmd),
+    /// Broker groups and their Raft nodes.
+    #[command(subcommand)]
+    Cluster(admin::ClusterCmd),
+    /// Consumer groups: progress and offset resets.
+    #[command(subcommand)]
+    Group(admin::GroupCmd),
+    /// Look messages up by id or key.
+    #[command(subcommand)]
+    Msg(admin::MsgCmd),
+    /// Send messages (quickstart).
+    Produce(quickstart::ProduceArgs),
+    /// Consume and print messages (quickstart).
+    Consume(quickstart::ConsumeArgs),
+    /// Measure throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -44,8 +68,17 @@ fn init_tracing(default: &str) {
         .init();
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -57,6 +90,28 @@ fn main() -> anyhow::Result<()> {
         Command::Broker(args) => {
             init_tracing("info,tarpc=warn,openraft=warn");
             runtime.block_on(servers::broker(args))
+        }
+        Command::Dev(args) => {
+            init_tracing("warn,raftmq_broker::node=info");
+            runtime.block_on(servers::dev(args))
+        }
+        command => {
+            init_tracing("error");
+            let out = output::Out { json: cli.json };
+            let namesrv = cli.namesrv;
+            runtime.block_on(async move {
+                let admin = || raftmq_client::Admin::new(namesrv.iter().cloned());
+                match command {
+                    Command::Topic(c) => admin::topic(&admin()?, &out, c).await,
+                    Command::Cluster(c) => admin::cluster(&admin()?, &out, c).await,
+                    Command::Group(c) => admin::group(&admin()?, &out, c).await,
+                    Command::Msg(c) => admin::msg(&admin()?, &out, c).await,
+                    Command::Produce(a) => quickstart::produce(&namesrv, &out, a).await,
+                    Command::Consume(a) => quickstart::consume(&namesrv, &out, a).await,
+                    Command::Bench(a) => bench::run(&namesrv, &out, a).await,
+                    Command::Namesrv(_) | Command::Broker(_) | Command::Dev(_) => Ok(()),
+                }
+            })
         }
     }
 }

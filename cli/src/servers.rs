@@ -56,3 +56,128 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     raftmq_broker::run(config, client, raft, shutdown_signal()).await?;
     Ok(())
 }
+
+/// Options of `raftmq dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the three nodes keep their data (kept across restarts).
+    #[arg(long, default_value = "./data/dev")]
+    pub dir: PathBuf,
+    /// NameServer address.
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    pub namesrv_listen: String,
+}
+
+/// The three nodes of the dev group: (node id, client port, Raft port).
+const DEV_NODES: [(u64, u16, u16); 3] = [(1, 10911, 10912), (2, 11911, 11912), (3, 12911, 12912)];
+
+fn dev_config(args: &DevArgs, id: u64, client: u16, raft: u16) -> anyhow::Result<BrokerConfig> {
+    let peers = DEV_NODES
+        .iter()
+        .map(|(i, _, r)| (i.to_string(), format!("127.0.0.1:{r}")))
+        .collect();
+    BrokerConfig {
+        cluster: "DefaultCluster".into(),
+        group: "broker-a".into(),
+        node_id: id,
+        listen: format!("127.0.0.1:{client}"),
+        raft_listen: format!("127.0.0.1:{raft}"),
+        peers,
+        namesrv: vec![args.namesrv_listen.clone()],
+        data_dir: Some(args.dir.join(format!("n{id}"))),
+        auto_create_topics: true,
+        default_queues: 8,
+        register_interval_ms: 10_000,
+        // The whole group stops together: nobody to hand leadership to.
+        hand_over_on_shutdown: false,
+        ..BrokerConfig::default()
+    }
+    .validate()
+    .map_err(Into::into)
+}
+
+/// Runs a NameServer and a 3-node broker group in this process until ctrl-c.
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ns_listener = bind(&args.namesrv_listen)
+        .await
+        .context("is another `raftmq dev` or NameServer already running?")?;
+    let mut nodes = Vec::new();
+    for (id, client, raft) in DEV_NODES {
+        let cfg = dev_config(&args, id, client, raft)?;
+        let c = bind(&cfg.listen)
+            .await
+            .context("is another `raftmq dev` already running?")?;
+        let r = bind(&cfg.raft_listen)
+            .await
+            .context("is another `raftmq dev` already running?")?;
+        nodes.push((cfg, c, r));
+    }
+    let ns = tokio::spawn(raftmq_namesrv::run(
+        NamesrvConfig::default(),
+        ns_listener,
+        stop.clone().cancelled_owned(),
+    ));
+    let mut brokers = Vec::new();
+    for (cfg, c, r) in nodes {
+        brokers.push(tokio::spawn(raftmq_broker::run(
+            cfg,
+            c,
+            r,
+            stop.clone().cancelled_owned(),
+        )));
+    }
+    let admin = raftmq_client::Admin::new([args.namesrv_listen.clone()])?;
+    let ready = async {
+        loop {
+            if let Ok(nodes) = admin.cluster_nodes().await {
+                if nodes.iter().any(|n| n.role == "leader") && nodes.len() == 3 {
+                    return nodes;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let nodes = tokio::select! {
+        n = tokio::time::timeout(Duration::from_secs(60), ready) => n.context("the dev cluster did not elect a leader within 60 s")?,
+        _ = shutdown_signal() => {
+            stop.cancel();
+            return Ok(());
+        }
+    };
+    let leader = nodes
+        .iter()
+        .find(|n| n.role == "leader")
+        .map_or(0, |n| n.node_id);
+    eprintln!(
+        "\nraftmq dev cluster is ready (data in {}):\n  NameServer  {}\n  broker-a    {} (Raft group of 3, leader: node {leader})\n\
+         Topics are created on first use (8 queues). Try, in another shell:\n  \
+         raftmq produce --topic TopicTest --count 1000\n  \
+         raftmq consume --topic TopicTest --group g1 --from first --count 1000\n  \
+         raftmq cluster list\nPress ctrl-c to stop.\n",
+        args.dir.display(),
+        args.namesrv_listen,
+        DEV_NODES.iter().map(|(_, c, _)| format!("127.0.0.1:{c}")).collect::<Vec<_>>().join(" "),
+    );
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = futures::future::select_all(brokers.iter_mut()) => Some(r.0),
+    };
+    stop.cancel();
+    let mut result = Ok(());
+    if let Some(r) = failed {
+        result = match r {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a broker node stopped unexpectedly")),
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("a broker node failed")),
+            Err(e) => Err(anyhow::anyhow!("a broker node panicked: {e}")),
+        };
+    }
+    for b in brokers {
+        if let Ok(Err(e)) = b.await {
+            tracing::warn!(error = %e, "broker node stopped with an error");
+        }
+    }
+    let _ = ns.await;
+    eprintln!("raftmq dev stopped; data kept in {}", args.dir.display());
+    result
+}

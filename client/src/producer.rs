@@ -432,6 +432,46 @@ impl Inner {
         }
     }
 
+    /// A topic no NameServer knows: try every broker group (as RocketMQ's default-topic
+    /// route does); a group that auto-creates topics stores it in queue 0 and registers
+    /// the topic, so later sends see a real route.
+    async fn send_to_new_topic(
+        &self,
+        topic: TopicName,
+        messages: Vec<Message>,
+    ) -> Result<Vec<SendResult>> {
+        let no_route = || Error::NoRoute {
+            topic: topic.to_string(),
+            reason: "no broker group serves it (create it, or enable auto-creation on the brokers)"
+                .into(),
+        };
+        let groups = self.core.cluster().await?.groups;
+        for g in groups {
+            let req = SendMessageRequest {
+                producer_group: self.group.clone(),
+                topic: topic.clone(),
+                queue_id: QueueId(0),
+                messages: messages.clone(),
+            };
+            let res = self
+                .core
+                .call_leader(&g, self.send_timeout, move |c, cx| {
+                    let r = req.clone();
+                    async move { c.send(cx, r).await }
+                })
+                .await;
+            match res {
+                Ok(resp) => {
+                    tracing::info!(topic = %topic, broker_group = %g.group, "the broker group auto-created the topic");
+                    return Ok(resp.results);
+                }
+                Err(Error::Wire(raftmq_proto::WireError::TopicNotFound(_))) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(no_route())
+    }
+
     /// Picks `(group, queue)` for a send.
     fn pick(
         &self,
@@ -486,7 +526,13 @@ impl Inner {
         target: Target,
     ) -> Result<Vec<SendResult>> {
         let deadline = Instant::now() + self.send_timeout;
-        let mut route = self.core.route(&topic, false).await?;
+        let mut route = match self.core.route(&topic, false).await {
+            Ok(r) => r,
+            Err(Error::NoRoute { .. }) if matches!(target, Target::Any) => {
+                return self.send_to_new_topic(topic, messages).await;
+            }
+            Err(e) => return Err(e),
+        };
         let mut excluded = HashSet::new();
         let mut switches = 0;
         let mut backoff = Duration::from_millis(20);

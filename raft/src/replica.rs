@@ -89,6 +89,9 @@ pub struct Replica {
     config: Arc<ReplicaConfig>,
     applied: watch::Receiver<u64>,
     snapshots: Arc<SnapshotReceiver>,
+    /// Serializes membership changes made through this node (openraft refuses a change
+    /// while another is uncommitted).
+    membership: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Replica {
@@ -131,6 +134,7 @@ impl Replica {
             config: Arc::new(config),
             applied: rx,
             snapshots,
+            membership: Arc::default(),
         })
     }
 
@@ -165,6 +169,7 @@ impl Replica {
             &self.config.group,
             self.raft.clone(),
             self.snapshots.clone(),
+            self.membership.clone(),
         )
     }
 
@@ -341,6 +346,7 @@ impl Replica {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
+        let _one_at_a_time = self.membership.lock().await;
         tracing::info!(node_id = id, %node, "adding a learner");
         self.raft
             .add_learner(id, node, true)
@@ -363,6 +369,7 @@ impl Replica {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
+        let _one_at_a_time = self.membership.lock().await;
         let ids: BTreeSet<u64> = [id].into_iter().collect();
         tracing::info!(node_id = id, "removing a node");
         self.raft

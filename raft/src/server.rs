@@ -17,15 +17,22 @@ pub struct RaftServer {
     group: Arc<str>,
     raft: Raft,
     snapshots: Arc<SnapshotReceiver>,
+    membership: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RaftServer {
     /// A server for `raft`, a node of `group`.
-    pub fn new(group: &str, raft: Raft, snapshots: Arc<SnapshotReceiver>) -> Self {
+    pub fn new(
+        group: &str,
+        raft: Raft,
+        snapshots: Arc<SnapshotReceiver>,
+        membership: Arc<tokio::sync::Mutex<()>>,
+    ) -> Self {
         Self {
             group: group.into(),
             raft,
             snapshots,
+            membership,
         }
     }
 
@@ -108,6 +115,7 @@ impl RaftService for RaftServer {
     ) -> Result<(), WireError> {
         use openraft::async_runtime::WatchReceiver;
         self.check_group(&group)?;
+        let _one_at_a_time = self.membership.lock().await;
         let m = self.raft.metrics().borrow_watched().clone();
         if m.current_leader != Some(*self.raft.node_id()) {
             return Err(WireError::NotLeader {

@@ -111,6 +111,7 @@ struct Settings {
     rebalance_every: Duration,
     membership_check_every: Duration,
     persist_every: Duration,
+    shutdown_timeout: Duration,
     suspend: Duration,
     offset_dir: Option<PathBuf>,
     read_from_followers: bool,
@@ -145,6 +146,7 @@ impl Default for PushConsumerBuilder {
                 rebalance_every: Duration::from_secs(20),
                 membership_check_every: Duration::from_secs(2),
                 persist_every: Duration::from_secs(5),
+                shutdown_timeout: Duration::from_secs(30),
                 suspend: Duration::from_secs(1),
                 offset_dir: None,
                 read_from_followers: false,
@@ -231,6 +233,13 @@ impl PushConsumerBuilder {
     /// How often offsets are committed (default 5 s).
     pub fn persist_every(mut self, d: Duration) -> Self {
         self.settings.persist_every = d;
+        self
+    }
+
+    /// How long [`PushConsumer::shutdown`] waits for listeners still running (default 30 s);
+    /// messages they have not finished stay unacknowledged and are delivered again.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.settings.shutdown_timeout = d;
         self
     }
 
@@ -418,18 +427,19 @@ impl PushConsumer {
         self.inner.core.close();
     }
 
-    /// Stops pulling, waits (up to 30 s) for messages being consumed, commits offsets,
+    /// Stops pulling, waits (up to the shutdown timeout) for messages being consumed, commits offsets,
     /// releases orderly locks and leaves the group.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.stop.cancel();
         inner.tasks.close();
-        let _ = tokio::time::timeout(Duration::from_secs(30), inner.tasks.wait()).await;
+        let _ = tokio::time::timeout(inner.settings.shutdown_timeout, inner.tasks.wait()).await;
         let queues: Vec<Arc<ProcessQueue>> =
             lock(&inner.assigned).drain().map(|(_, pq)| pq).collect();
         for pq in &queues {
             pq.dropped.cancel();
-            let _busy = pq.busy.lock().await;
+            // A listener still busy past the timeout keeps its message unacknowledged.
+            let _busy = tokio::time::timeout(inner.settings.shutdown_timeout, pq.busy.lock()).await;
             inner.offsets.update(&pq.mq, pq.commit_offset());
         }
         if let Err(e) = inner.offsets.persist(None).await {

@@ -1,0 +1,414 @@
+//! Admin commands: `topic`, `cluster`, `group`, `msg`.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use raftmq_client::Admin;
+use raftmq_proto::MessageExt;
+use serde_json::json;
+
+use crate::output::Out;
+
+/// `raftmq topic ...`
+#[derive(Debug, Subcommand)]
+pub enum TopicCmd {
+    /// Create (or update) a topic on every broker group, or on one.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Read and write queues per broker group.
+        #[arg(long, default_value_t = 8)]
+        queues: u32,
+        /// Only on this broker group.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// List every topic.
+    List,
+    /// Show which broker groups serve a topic, and their leaders.
+    Route {
+        /// Topic name.
+        name: String,
+    },
+    /// Min and max offset of every queue.
+    Status {
+        /// Topic name.
+        name: String,
+    },
+    /// Delete a topic from every broker group.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+/// `raftmq cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Every broker group and node: role, term, commit and applied index, lag, address.
+    List,
+    /// Move a broker group's leadership to another node.
+    TransferLeader {
+        /// Broker group.
+        #[arg(long)]
+        group: String,
+        /// Node id to lead.
+        #[arg(long)]
+        to: u64,
+    },
+    /// Add a node to a broker group (as a learner, then a voter).
+    AddNode {
+        /// Broker group.
+        #[arg(long)]
+        group: String,
+        /// New node id (never reuse a removed node's id).
+        #[arg(long)]
+        id: u64,
+        /// Its Raft address.
+        #[arg(long)]
+        raft_addr: String,
+        /// Its client address.
+        #[arg(long)]
+        client_addr: String,
+    },
+    /// Remove a node from a broker group.
+    RemoveNode {
+        /// Broker group.
+        #[arg(long)]
+        group: String,
+        /// Node id.
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+/// `raftmq group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Every consumer group the brokers know.
+    List,
+    /// Per queue: broker offset, the group's offset, and the lag.
+    Progress {
+        /// Consumer group.
+        group: String,
+    },
+    /// Move a group's offsets on a topic to the first message at or after a time.
+    ResetOffset {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// RFC 3339 time (2026-11-24T08:00:00Z) or ms since the Unix epoch.
+        #[arg(long)]
+        to_time: String,
+    },
+}
+
+/// `raftmq msg ...`
+#[derive(Debug, Subcommand)]
+pub enum MsgCmd {
+    /// Show a message by id.
+    Get {
+        /// Message id (32 hex digits).
+        msg_id: String,
+    },
+    /// Find messages by key.
+    Query {
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Key.
+        #[arg(long)]
+        key: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 32)]
+        max: u32,
+    },
+}
+
+/// Prints a message for `msg` commands.
+pub fn message_json(m: &MessageExt) -> serde_json::Value {
+    json!({
+        "msg_id": m.msg_id,
+        "topic": m.topic.as_str(),
+        "queue_id": m.queue_id.0,
+        "group": m.broker_group,
+        "queue_offset": m.queue_offset.0,
+        "tag": m.tag,
+        "keys": m.keys,
+        "properties": m.properties.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "body": String::from_utf8_lossy(&m.body),
+        "born_ms": m.born_ms,
+        "store_ms": m.store_ms,
+        "reconsume_times": m.reconsume_times,
+    })
+}
+
+/// Runs `topic` commands.
+pub async fn topic(admin: &Admin, out: &Out, cmd: TopicCmd) -> anyhow::Result<()> {
+    match cmd {
+        TopicCmd::Create {
+            name,
+            queues,
+            group,
+        } => {
+            let groups = admin.create_topic(&name, queues, group.as_deref()).await?;
+            out.line(
+                json!({"topic": name, "queues": queues, "groups": groups}),
+                format!(
+                    "created topic {name} with {queues} queues on {}",
+                    groups.join(", ")
+                ),
+            );
+        }
+        TopicCmd::List => {
+            for t in admin.list_topics().await? {
+                out.line(json!({ "topic": t }), t.clone());
+            }
+        }
+        TopicCmd::Route { name } => {
+            let r = admin.topic_route(&name).await?;
+            for g in r.groups {
+                let leader = g.leader.map(|l| l.0);
+                let nodes: Vec<_> = g.nodes.iter().map(|n| json!({"node_id": n.node_id.0, "addr": n.addr, "role": n.role.to_string()})).collect();
+                out.line(
+                    json!({"topic": name, "cluster": g.cluster, "group": g.group, "read_queues": g.read_queues, "write_queues": g.write_queues, "perm": g.perm.0, "leader": leader, "nodes": nodes}),
+                    format!(
+                        "{:<12} {:<16} queues r/w {}/{}  leader {}  nodes {}",
+                        g.cluster,
+                        g.group,
+                        g.read_queues,
+                        g.write_queues,
+                        g.leader_addr().unwrap_or("-"),
+                        g.nodes.iter().map(|n| format!("{}={}({})", n.node_id, n.addr, n.role)).collect::<Vec<_>>().join(" ")
+                    ),
+                );
+            }
+        }
+        TopicCmd::Status { name } => {
+            out.text(format!(
+                "{:<16} {:>6} {:>14} {:>14}",
+                "group", "queue", "min_offset", "max_offset"
+            ));
+            for (g, q) in admin.topic_status(&name).await? {
+                out.line(
+                    json!({"topic": name, "group": g, "queue_id": q.queue_id.0, "min_offset": q.min_offset.0, "max_offset": q.max_offset.0}),
+                    format!("{g:<16} {:>6} {:>14} {:>14}", q.queue_id.0, q.min_offset.0, q.max_offset.0),
+                );
+            }
+        }
+        TopicCmd::Delete { name } => {
+            let groups = admin.delete_topic(&name).await?;
+            out.line(
+                json!({"topic": name, "deleted_from": groups}),
+                format!("deleted topic {name} from {}", groups.join(", ")),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cluster` commands.
+pub async fn cluster(admin: &Admin, out: &Out, cmd: ClusterCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::List => {
+            let nodes = admin.cluster_nodes().await?;
+            anyhow::ensure!(
+                !nodes.is_empty(),
+                "no broker group is registered with the NameServers"
+            );
+            out.text(format!(
+                "{:<16} {:<12} {:>4} {:<10} {:>6} {:>12} {:>12} {:>12} {:>6}  addr",
+                "cluster", "group", "node", "role", "term", "last_log", "commit", "applied", "lag"
+            ));
+            for n in nodes {
+                let lag = n.lag.map_or("-".to_owned(), |l| l.to_string());
+                out.line(
+                    serde_json::to_value(&n)?,
+                    format!(
+                        "{:<16} {:<12} {:>4} {:<10} {:>6} {:>12} {:>12} {:>12} {:>6}  {}",
+                        n.cluster,
+                        n.group,
+                        n.node_id,
+                        n.role,
+                        n.term,
+                        n.last_log_index,
+                        n.commit_index,
+                        n.applied_index,
+                        lag,
+                        n.addr
+                    ),
+                );
+            }
+        }
+        ClusterCmd::TransferLeader { group, to } => {
+            admin.transfer_leader(&group, to).await?;
+            out.line(
+                json!({"group": group, "leader": to}),
+                format!("node {to} now leads {group}"),
+            );
+        }
+        ClusterCmd::AddNode {
+            group,
+            id,
+            raft_addr,
+            client_addr,
+        } => {
+            admin.add_node(&group, id, &raft_addr, &client_addr).await?;
+            out.line(
+                json!({"group": group, "added": id}),
+                format!("node {id} joined {group} as a voter"),
+            );
+        }
+        ClusterCmd::RemoveNode { group, id } => {
+            admin.remove_node(&group, id).await?;
+            out.line(
+                json!({"group": group, "removed": id}),
+                format!("node {id} left {group}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 UTC time (`2026-11-24T08:00:00Z`, optional fraction) or epoch ms.
+pub fn parse_time(s: &str) -> anyhow::Result<u64> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let bad = || {
+        anyhow::anyhow!("{s:?} is neither ms since the epoch nor an RFC 3339 UTC time like 2026-11-24T08:00:00Z")
+    };
+    let s = s.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = s.split_once('T').ok_or_else(bad)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    anyhow::ensure!(d.len() == 3 && t.len() == 3, bad());
+    let (y, m, day) = (d[0], d[1], d[2]);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms_frac: i64 = format!("{:0<3}", &frac[..frac.len().min(3)])
+        .parse()
+        .map_err(|_| bad())?;
+    let ms = ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1000) + ms_frac;
+    u64::try_from(ms).map_err(|_| bad())
+}
+
+/// Runs `group` commands.
+pub async fn group(admin: &Admin, out: &Out, cmd: GroupCmd) -> anyhow::Result<()> {
+    match cmd {
+        GroupCmd::List => {
+            for g in admin.list_groups().await? {
+                out.line(
+                    json!({"group": g.name.as_str(), "consume_enable": g.consume_enable, "broadcast": g.broadcast, "retry_max_times": g.retry_max_times}),
+                    g.name.to_string(),
+                );
+            }
+        }
+        GroupCmd::Progress { group } => {
+            let rows = admin.group_progress(&group).await?;
+            out.text(format!(
+                "{:<24} {:<16} {:>6} {:>14} {:>14} {:>10}",
+                "topic", "broker_group", "queue", "broker_offset", "consumer_offset", "lag"
+            ));
+            let mut total = 0;
+            for r in rows {
+                total += r.lag;
+                out.line(
+                    serde_json::to_value(&r)?,
+                    format!(
+                        "{:<24} {:<16} {:>6} {:>14} {:>14} {:>10}",
+                        r.topic,
+                        r.broker_group,
+                        r.queue_id,
+                        r.broker_offset,
+                        r.consumer_offset,
+                        r.lag
+                    ),
+                );
+            }
+            out.text(format!("total lag: {total}"));
+        }
+        GroupCmd::ResetOffset {
+            group,
+            topic,
+            to_time,
+        } => {
+            let ms = parse_time(&to_time)?;
+            for (g, q, o) in admin.reset_offset_by_time(&group, &topic, ms).await? {
+                out.line(
+                    json!({"group": group, "topic": topic, "broker_group": g, "queue_id": q, "offset": o}),
+                    format!("{group} {topic} {g}:{q} -> offset {o}"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `msg` commands.
+pub async fn msg(admin: &Admin, out: &Out, cmd: MsgCmd) -> anyhow::Result<()> {
+    match cmd {
+        MsgCmd::Get { msg_id } => {
+            let m = admin
+                .get_message(&msg_id)
+                .await
+                .with_context(|| format!("looking up message {msg_id}"))?;
+            let j = message_json(&m);
+            out.line(j.clone(), serde_json::to_string_pretty(&j)?);
+        }
+        MsgCmd::Query { topic, key, max } => {
+            let found = admin.query_by_key(&topic, &key, max).await?;
+            anyhow::ensure!(
+                !found.is_empty(),
+                "no message with key {key:?} in topic {topic}"
+            );
+            for m in found {
+                let j = message_json(&m);
+                out.line(
+                    j.clone(),
+                    format!(
+                        "{} {}:{}@{} {}",
+                        m.msg_id,
+                        m.broker_group,
+                        m.queue_id,
+                        m.queue_offset,
+                        String::from_utf8_lossy(&m.body)
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(parse_time("0").unwrap(), 0);
+        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert_eq!(
+            parse_time("2026-11-24T08:00:00.5Z").unwrap(),
+            1_795_507_200_500
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+}

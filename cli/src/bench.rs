@@ -1,0 +1,283 @@
+//! `raftmq bench`: throughput and latency percentiles (HDR histograms).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use raftmq_client::{ConsumeFrom, ConsumeResult, Message, Producer, PushConsumer};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::output::Out;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    /// Send as fast as allowed; latency = send to quorum acknowledgement.
+    Produce,
+    /// Consume what is there and what arrives; latency = broker store time to delivery.
+    Consume,
+    /// Both at once; latency = send to delivery.
+    E2e,
+}
+
+/// Options of `raftmq bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub mode: Mode,
+    /// Topic (created on first use by `raftmq dev`; create it elsewhere).
+    #[arg(long, default_value = "BenchTopic")]
+    pub topic: String,
+    /// Message body size, bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Concurrent senders (each waits for its acknowledgement before the next send).
+    #[arg(long, short = 'c', default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Target total sends per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Consumer group for consume and e2e.
+    #[arg(long, default_value = "raftmq-bench")]
+    pub group: String,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    // Microseconds, 1 µs to 10 minutes, 3 significant digits.
+    Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
+}
+
+struct Totals {
+    done: AtomicU64,
+    errors: AtomicU64,
+    hist: Mutex<Histogram<u64>>,
+}
+
+fn progress(label: &str) -> ProgressBar {
+    let b = ProgressBar::new_spinner();
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.set_message(label.to_owned());
+    b.enable_steady_tick(Duration::from_millis(200));
+    b
+}
+
+async fn producers(
+    args: &BenchArgs,
+    namesrv: &[String],
+    totals: Arc<Totals>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let producer = Producer::builder()
+        .namesrv(namesrv.iter().cloned())
+        .group("raftmq-bench")
+        .max_in_flight(args.concurrency.max(1))
+        .build()?;
+    let started = Instant::now();
+    let issued = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (p, totals, stop, issued) = (
+            producer.clone(),
+            totals.clone(),
+            stop.clone(),
+            issued.clone(),
+        );
+        let (topic, size, rate) = (args.topic.clone(), args.size.max(8), args.rate);
+        tasks.push(tokio::spawn(async move {
+            let mut local = histogram().ok();
+            while !stop.is_cancelled() {
+                let n = issued.fetch_add(1, Ordering::Relaxed);
+                if rate > 0 {
+                    let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep_until(due.into()) => {}
+                    }
+                }
+                let mut body = vec![b'x'; size];
+                body[..8].copy_from_slice(&now_ns().to_le_bytes());
+                let t = Instant::now();
+                match p
+                    .send(Message::new(topic.as_str(), Bytes::from(body)))
+                    .await
+                {
+                    Ok(_) => {
+                        totals.done.fetch_add(1, Ordering::Relaxed);
+                        if let Some(h) = local.as_mut() {
+                            let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                        }
+                    }
+                    Err(e) => {
+                        totals.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(error = %e, "send failed");
+                    }
+                }
+            }
+            if let Some(h) = local {
+                if let Ok(mut all) = totals.hist.lock() {
+                    let _ = all.add(h);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    producer.shutdown().await;
+    Ok(())
+}
+
+async fn consumer(
+    args: &BenchArgs,
+    namesrv: &[String],
+    totals: Arc<Totals>,
+    e2e: bool,
+) -> anyhow::Result<PushConsumer> {
+    let from = if e2e {
+        ConsumeFrom::LastOffset
+    } else {
+        ConsumeFrom::FirstOffset
+    };
+    Ok(PushConsumer::builder()
+        .namesrv(namesrv.iter().cloned())
+        .group(args.group.as_str())
+        .subscribe(args.topic.as_str(), "*")
+        .consume_from(from)
+        .concurrency(64)
+        .shutdown_timeout(Duration::from_secs(2))
+        .start(move |m| {
+            let totals = totals.clone();
+            async move {
+                let lat_us = if e2e && m.body.len() >= 8 {
+                    let mut ts = [0u8; 8];
+                    ts.copy_from_slice(&m.body[..8]);
+                    now_ns().saturating_sub(u64::from_le_bytes(ts)) / 1000
+                } else {
+                    (now_ns() / 1_000_000).saturating_sub(m.store_ms) * 1000
+                };
+                totals.done.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut h) = totals.hist.lock() {
+                    let _ = h.record(lat_us.max(1));
+                }
+                ConsumeResult::Success
+            }
+        })
+        .await?)
+}
+
+/// Runs the benchmark and prints the summary.
+pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.duration > 0, "--duration must be at least 1 second");
+    let totals = Arc::new(Totals {
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        hist: Mutex::new(histogram()?),
+    });
+    let stop = CancellationToken::new();
+    let label = match args.mode {
+        Mode::Produce => "producing",
+        Mode::Consume => "consuming",
+        Mode::E2e => "producing and consuming",
+    };
+    let bar = progress(label);
+    let consumer = match args.mode {
+        Mode::Consume | Mode::E2e => Some(
+            consumer(
+                &args,
+                namesrv,
+                totals.clone(),
+                matches!(args.mode, Mode::E2e),
+            )
+            .await?,
+        ),
+        Mode::Produce => None,
+    };
+    let started = Instant::now();
+    let ticker = {
+        let (totals, stop, bar) = (totals.clone(), stop.clone(), bar.clone());
+        tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64);
+            while !stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                let done = totals.done.load(Ordering::Relaxed);
+                let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                last = (Instant::now(), done);
+                bar.set_message(format!(
+                    "{done} msgs, {rate:.0} msgs/s now, {} errors",
+                    totals.errors.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
+    let timer = {
+        let stop = stop.clone();
+        let d = Duration::from_secs(args.duration);
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            stop.cancel();
+        })
+    };
+    match args.mode {
+        Mode::Produce | Mode::E2e => {
+            producers(&args, namesrv, totals.clone(), stop.clone()).await?
+        }
+        Mode::Consume => stop.cancelled().await,
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(c) = consumer {
+        c.shutdown().await;
+    }
+    let _ = timer.await;
+    let _ = ticker.await;
+    bar.finish_and_clear();
+    let done = totals.done.load(Ordering::Relaxed);
+    let errors = totals.errors.load(Ordering::Relaxed);
+    let h = totals
+        .hist
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?
+        .clone();
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let msgs_per_s = done as f64 / elapsed;
+    let mb_per_s = msgs_per_s * args.size as f64 / (1 << 20) as f64;
+    let summary = json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(), "topic": args.topic, "size": args.size,
+        "concurrency": args.concurrency, "duration_s": elapsed, "messages": done, "errors": errors,
+        "msgs_per_s": msgs_per_s, "mb_per_s": mb_per_s,
+        "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": h.max() as f64 / 1000.0,
+    });
+    out.line(
+        summary,
+        format!(
+            "{:?}: {done} msgs in {elapsed:.1}s = {msgs_per_s:.0} msgs/s, {mb_per_s:.1} MB/s ({} B, concurrency {}), {errors} errors\n\
+             latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            args.mode,
+            args.size,
+            args.concurrency,
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            ms(0.999),
+            h.max() as f64 / 1000.0
+        ),
+    );
+    Ok(())
+}
