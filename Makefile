@@ -6,10 +6,9 @@ CARGO ?= cargo
 
 .PHONY: dev test verify fix lint build bench crash prereqs
 
-## dev: build raftmq and start a local dev cluster
+## dev: build raftmq (release) and run a NameServer + 3-node broker group in one process
 dev: prereqs
-	$(CARGO) build --workspace --bins
-	$(CARGO) run --quiet --bin raftmq -- --help
+	$(CARGO) run --release --quiet --bin raftmq -- dev
 
 ## test: everything CI runs (format, lints, unit, property, crash and integration tests)
 test: prereqs verify

@@ -330,6 +330,20 @@ data_dir = "./data/n1"
     }
 
     #[test]
+    fn shipped_configs_are_valid() {
+        for text in [
+            include_str!("../../deploy/local/broker-n1.toml"),
+            include_str!("../../deploy/local/broker-n2.toml"),
+            include_str!("../../deploy/local/broker-n3.toml"),
+        ] {
+            let cfg: BrokerConfig = toml::from_str(text).unwrap();
+            let cfg = cfg.validate().unwrap();
+            assert_eq!(cfg.peer_map().unwrap().len(), 3);
+            assert!(!cfg.auto_create_topics);
+        }
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = toml::from_str::<BrokerConfig>("nodeid = 1")
             .unwrap_err()

@@ -63,9 +63,14 @@ pub struct DevArgs {
     /// Where the three nodes keep their data (kept across restarts).
     #[arg(long, default_value = "./data/dev")]
     pub dir: PathBuf,
-    /// NameServer address.
-    #[arg(long, default_value = "127.0.0.1:9876")]
-    pub namesrv_listen: String,
+    /// Loopback IP everything listens on (NameServer on port 9876, nodes on 10911/10912,
+    /// 11911/11912 and 12911/12912).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: String,
+}
+
+fn namesrv_addr(args: &DevArgs) -> String {
+    format!("{}:9876", args.ip)
 }
 
 /// The three nodes of the dev group: (node id, client port, Raft port).
@@ -74,16 +79,16 @@ const DEV_NODES: [(u64, u16, u16); 3] = [(1, 10911, 10912), (2, 11911, 11912), (
 fn dev_config(args: &DevArgs, id: u64, client: u16, raft: u16) -> anyhow::Result<BrokerConfig> {
     let peers = DEV_NODES
         .iter()
-        .map(|(i, _, r)| (i.to_string(), format!("127.0.0.1:{r}")))
+        .map(|(i, _, r)| (i.to_string(), format!("{}:{r}", args.ip)))
         .collect();
     BrokerConfig {
         cluster: "DefaultCluster".into(),
         group: "broker-a".into(),
         node_id: id,
-        listen: format!("127.0.0.1:{client}"),
-        raft_listen: format!("127.0.0.1:{raft}"),
+        listen: format!("{}:{client}", args.ip),
+        raft_listen: format!("{}:{raft}", args.ip),
         peers,
-        namesrv: vec![args.namesrv_listen.clone()],
+        namesrv: vec![namesrv_addr(args)],
         data_dir: Some(args.dir.join(format!("n{id}"))),
         auto_create_topics: true,
         default_queues: 8,
@@ -99,7 +104,7 @@ fn dev_config(args: &DevArgs, id: u64, client: u16, raft: u16) -> anyhow::Result
 /// Runs a NameServer and a 3-node broker group in this process until ctrl-c.
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
-    let ns_listener = bind(&args.namesrv_listen)
+    let ns_listener = bind(&namesrv_addr(&args))
         .await
         .context("is another `raftmq dev` or NameServer already running?")?;
     let mut nodes = Vec::new();
@@ -127,7 +132,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             stop.clone().cancelled_owned(),
         )));
     }
-    let admin = raftmq_client::Admin::new([args.namesrv_listen.clone()])?;
+    let admin = raftmq_client::Admin::new([namesrv_addr(&args)])?;
     let ready = async {
         loop {
             if let Ok(nodes) = admin.cluster_nodes().await {
@@ -156,8 +161,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
          raftmq consume --topic TopicTest --group g1 --from first --count 1000\n  \
          raftmq cluster list\nPress ctrl-c to stop.\n",
         args.dir.display(),
-        args.namesrv_listen,
-        DEV_NODES.iter().map(|(_, c, _)| format!("127.0.0.1:{c}")).collect::<Vec<_>>().join(" "),
+        namesrv_addr(&args),
+        DEV_NODES.iter().map(|(_, c, _)| format!("{}:{c}", args.ip)).collect::<Vec<_>>().join(" "),
     );
     let failed = tokio::select! {
         _ = shutdown_signal() => None,

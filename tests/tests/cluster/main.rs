@@ -11,5 +11,6 @@ mod proxy;
 mod t10_basic;
 mod t20_consumers;
 mod t20_delivery;
+mod t30_cli;
 mod t50_failover;
 mod t50_membership;
