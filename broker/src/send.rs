@@ -27,7 +27,7 @@ use crate::error::raft_to_wire;
 /// One entry carries at most about this many bytes of messages.
 pub const MAX_ENTRY_BYTES: usize = 4 << 20;
 /// Entries being replicated at once.
-const MAX_IN_FLIGHT: usize = 32;
+const MAX_IN_FLIGHT: usize = 4;
 /// Send requests waiting to be batched before new ones get `Busy`.
 const QUEUE_DEPTH: usize = 8192;
 

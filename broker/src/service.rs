@@ -29,6 +29,9 @@ use crate::convert::{message_ext, now_ms};
 use crate::error::{raft_to_wire, store_to_wire};
 use crate::send::Proposer;
 
+/// Most sends one `send_many` call may carry.
+const MAX_SENDS_PER_CALL: usize = 4096;
+
 /// Most messages one pull returns.
 const MAX_PULL_MSGS: u32 = 1024;
 /// Most bytes one pull returns (about).
@@ -100,6 +103,43 @@ impl BrokerServer {
         self.command(Command::UpsertTopic(config)).await?;
         self.shared.topics_changed.notify_one();
         self.topic_config(topic)
+    }
+
+    /// Validates and stores one send.
+    async fn send_one(&self, req: SendMessageRequest) -> Result<SendMessageResponse, WireError> {
+        validate_send(&req)?;
+        self.check_leader()?;
+        let topic = self.topic_for_send(&req.topic).await?;
+        if !topic.perm.writable() {
+            return Err(WireError::Unauthorized(format!(
+                "topic {} is not writable on group {}",
+                req.topic,
+                self.group()
+            )));
+        }
+        if req.queue_id.0 >= topic.write_queues {
+            return Err(invalid(format!(
+                "queue {} does not exist: topic {} has {} write queues on group {}",
+                req.queue_id,
+                req.topic,
+                topic.write_queues,
+                self.group()
+            )));
+        }
+        let now = now_ms();
+        let mut messages = req.messages;
+        for m in &mut messages {
+            if let Some(due) = due_ms(m, now, &self.shared.delay_levels)? {
+                m.properties
+                    .push((PROP_DELIVER_AT.to_owned(), due.to_string()));
+            }
+        }
+        let results = self
+            .shared
+            .proposer
+            .submit(req.topic, req.queue_id, messages, 0)
+            .await?;
+        Ok(SendMessageResponse { results })
     }
 
     /// Creates a one-queue `%RETRY%`/`%DLQ%` topic on first use.
@@ -235,39 +275,23 @@ impl BrokerService for BrokerServer {
         _: Context,
         req: SendMessageRequest,
     ) -> Result<SendMessageResponse, WireError> {
-        validate_send(&req)?;
-        self.check_leader()?;
-        let topic = self.topic_for_send(&req.topic).await?;
-        if !topic.perm.writable() {
-            return Err(WireError::Unauthorized(format!(
-                "topic {} is not writable on group {}",
-                req.topic,
-                self.group()
-            )));
-        }
-        if req.queue_id.0 >= topic.write_queues {
+        self.send_one(req).await
+    }
+
+    async fn send_many(
+        self,
+        _: Context,
+        reqs: Vec<SendMessageRequest>,
+    ) -> Result<Vec<Result<SendMessageResponse, WireError>>, WireError> {
+        if reqs.len() > MAX_SENDS_PER_CALL {
             return Err(invalid(format!(
-                "queue {} does not exist: topic {} has {} write queues on group {}",
-                req.queue_id,
-                req.topic,
-                topic.write_queues,
-                self.group()
+                "{} sends in one call; at most {MAX_SENDS_PER_CALL}",
+                reqs.len()
             )));
         }
-        let now = now_ms();
-        let mut messages = req.messages;
-        for m in &mut messages {
-            if let Some(due) = due_ms(m, now, &self.shared.delay_levels)? {
-                m.properties
-                    .push((PROP_DELIVER_AT.to_owned(), due.to_string()));
-            }
-        }
-        let results = self
-            .shared
-            .proposer
-            .submit(req.topic, req.queue_id, messages, 0)
-            .await?;
-        Ok(SendMessageResponse { results })
+        self.check_leader()?;
+        // Submitted together, they share the batcher's next entries.
+        Ok(futures::future::join_all(reqs.into_iter().map(|r| self.send_one(r))).await)
     }
 
     async fn pull(

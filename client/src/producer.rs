@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use raftmq_proto::broker::SendMessageRequest;
+use raftmq_proto::broker::{SendMessageRequest, SendMessageResponse};
 use raftmq_proto::namesrv::{GroupRoute, TopicRoute};
 use raftmq_proto::{names, Message, QueueId, SendResult, TopicName, MAX_MESSAGE_BYTES};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::core::{ClientConfig, Core};
 use crate::error::{Error, Result};
@@ -67,6 +67,7 @@ pub struct ProducerBuilder {
     retries: u32,
     max_in_flight: usize,
     fault_avoidance: bool,
+    auto_batch: bool,
 }
 
 impl Default for ProducerBuilder {
@@ -78,6 +79,7 @@ impl Default for ProducerBuilder {
             retries: 2,
             max_in_flight: 1024,
             fault_avoidance: true,
+            auto_batch: true,
         }
     }
 }
@@ -124,6 +126,13 @@ impl ProducerBuilder {
         self
     }
 
+    /// Coalesce sends issued concurrently to one broker into one RPC (default on). Each
+    /// send still gets its own result; this only saves round trips under load.
+    pub fn auto_batch(mut self, on: bool) -> Self {
+        self.auto_batch = on;
+        self
+    }
+
     /// Deadline of a single RPC (default 3 s).
     pub fn rpc_timeout(mut self, t: Duration) -> Self {
         self.client.rpc_timeout = t;
@@ -148,6 +157,9 @@ impl ProducerBuilder {
                 window: Arc::new(Semaphore::new(self.max_in_flight)),
                 next: AtomicUsize::new(rand::random::<u32>() as usize),
                 avoid: Mutex::new(HashMap::new()),
+                auto_batch: self.auto_batch,
+                sends_in_flight: AtomicUsize::new(0),
+                batchers: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -165,6 +177,96 @@ struct Inner {
     next: AtomicUsize,
     /// group -> avoid until.
     avoid: Mutex<HashMap<String, Instant>>,
+    auto_batch: bool,
+    /// Sends currently between `call_send` and their answer.
+    sends_in_flight: AtomicUsize,
+    /// broker address -> its send batcher.
+    batchers: Mutex<HashMap<String, mpsc::Sender<PendingSend>>>,
+}
+
+/// Counts a send in flight for as long as it lives.
+struct InFlight<'a> {
+    counter: &'a AtomicUsize,
+    alone: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        Self {
+            counter,
+            alone: before == 0,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A send waiting for its broker's batcher.
+#[derive(Debug)]
+struct PendingSend {
+    req: SendMessageRequest,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<SendMessageResponse>>,
+}
+
+/// Most sends one batched RPC carries.
+const MAX_SENDS_PER_CALL: usize = 1024;
+/// Batched RPCs in flight per broker.
+const BATCH_CALLS_IN_FLIGHT: usize = 4;
+
+/// Sends to one broker: waits for a free call slot, then carries everything queued
+/// meanwhile in one `send_many`.
+async fn run_batcher(core: Arc<Core>, addr: String, mut rx: mpsc::Receiver<PendingSend>) {
+    let slots = Arc::new(Semaphore::new(BATCH_CALLS_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        let mut bytes = 0usize;
+        while batch.len() < MAX_SENDS_PER_CALL && bytes < MAX_MESSAGE_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.req.messages.iter().map(|m| m.body.len()).sum::<usize>();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let (core, addr) = (core.clone(), addr.clone());
+        tokio::spawn(async move {
+            let timeout = batch
+                .iter()
+                .map(|p| p.timeout)
+                .max()
+                .unwrap_or(Duration::from_secs(3));
+            let (reqs, replies): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|p| (p.req, p.reply)).unzip();
+            match core
+                .call(&addr, timeout, |c, cx| async move {
+                    c.send_many(cx, reqs).await
+                })
+                .await
+            {
+                Ok(results) => {
+                    for (reply, r) in replies.into_iter().zip(results) {
+                        let _ = reply.send(r.map_err(Error::Wire));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
 }
 
 /// Sends messages. Cheap to clone; clones share connections and the in-flight window.
@@ -472,6 +574,46 @@ impl Inner {
         Err(no_route())
     }
 
+    /// One send to `addr`, through the broker's batcher when auto-batching.
+    async fn call_send(
+        &self,
+        addr: &str,
+        req: SendMessageRequest,
+        timeout: Duration,
+    ) -> Result<SendMessageResponse> {
+        // Alone in flight, a send goes straight out: batching only pays under load.
+        let _in_flight = InFlight::enter(&self.sends_in_flight);
+        if !self.auto_batch || _in_flight.alone {
+            return self
+                .core
+                .call(addr, timeout, |c, cx| async move { c.send(cx, req).await })
+                .await;
+        }
+        let tx = {
+            let mut batchers = self
+                .batchers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            batchers
+                .entry(addr.to_owned())
+                .or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(4 * MAX_SENDS_PER_CALL);
+                    tokio::spawn(run_batcher(self.core.clone(), addr.to_owned(), rx));
+                    tx
+                })
+                .clone()
+        };
+        let (reply, answer) = oneshot::channel();
+        tx.send(PendingSend {
+            req,
+            timeout,
+            reply,
+        })
+        .await
+        .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
     /// Picks `(group, queue)` for a send.
     fn pick(
         &self,
@@ -559,10 +701,7 @@ impl Inner {
             let timeout = remaining
                 .min(self.core.config.rpc_timeout)
                 .max(Duration::from_millis(50));
-            let res = self
-                .core
-                .call(&addr, timeout, |c, cx| async move { c.send(cx, r).await })
-                .await;
+            let res = self.call_send(&addr, r, timeout).await;
             let err = match res {
                 Ok(resp) => {
                     self.note(&group.group, now.elapsed(), false);

@@ -294,6 +294,11 @@ pub trait BrokerService {
     async fn transfer_leader(to: NodeId) -> Result<(), WireError>;
     /// Returns a failed message for retry (or dead-lettering).
     async fn send_back(req: SendBackRequest) -> Result<(), WireError>;
+    /// Several sends in one call (a client batching concurrent sends); each has its own
+    /// result, as if sent alone.
+    async fn send_many(
+        reqs: Vec<SendMessageRequest>,
+    ) -> Result<Vec<Result<SendMessageResponse, WireError>>, WireError>;
     /// Locks queues for an orderly consumer (replicated: survives failover).
     async fn lock_queues(req: LockQueuesRequest) -> Result<LockQueuesResponse, WireError>;
     /// Releases queue locks.

@@ -10,6 +10,7 @@
 //! - [`network`]: the tarpc Raft network (client side).
 //! - [`server`]: the Raft port (server side).
 //! - [`transfer`]: snapshot transfer with the log entries the receiver lacks.
+mod blocking;
 pub mod codec;
 pub mod error;
 pub mod log_store;

@@ -16,6 +16,7 @@ use openraft::OptionalSend;
 use raftmq_store::index::MetaKey;
 use raftmq_store::{AppendEntry, Store};
 
+use crate::blocking::blocking;
 use crate::codec::{self, io_err};
 use crate::types::{log_id, Entry, LogId, TypeConfig, Vote};
 
@@ -46,12 +47,6 @@ impl LogStore {
             .map(|v| codec::decode_log_id(Bytes::from(v)).map_err(io_err))
             .transpose()
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(io_err)?
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {

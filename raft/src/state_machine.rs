@@ -19,6 +19,7 @@ use raftmq_store::index::MetaKey;
 use raftmq_store::{ApplyEntry, ApplyOutcome, MessageOutcome, Store};
 use tokio::sync::watch;
 
+use crate::blocking::blocking;
 use crate::codec::{self, io_err};
 use crate::types::{
     log_id, LogId, Placement, RaftResponse, SnapshotMeta, StoredMembership, TypeConfig,
@@ -71,12 +72,6 @@ fn read_membership(store: &Store) -> io::Result<StoredMembership> {
         Some(v) => codec::decode_stored_membership(Bytes::from(v)).map_err(io_err),
         None => Ok(StoredMembership::default()),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(io_err)?
 }
 
 fn to_response(o: ApplyOutcome) -> RaftResponse {

@@ -1,0 +1,20 @@
+//! Running the store's synchronous calls from async code.
+
+use std::io;
+
+use crate::codec::io_err;
+
+/// Runs blocking storage work. On a multi-threaded runtime it runs in place (the worker
+/// hands its other tasks to the rest of the pool), which saves a thread hop on the write
+/// path; elsewhere it goes to the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::block_in_place(f)
+    } else {
+        tokio::task::spawn_blocking(f).await.map_err(io_err)?
+    }
+}
