@@ -42,6 +42,28 @@ impl Default for ClientConfig {
     }
 }
 
+/// Adds the connection settings every client builder shares (its `client` field).
+macro_rules! client_builder_methods {
+    () => {
+        /// NameServer addresses; any one may answer (default `127.0.0.1:9876`).
+        pub fn namesrv<I, S>(mut self, addrs: I) -> Self
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            self.client.namesrv = addrs.into_iter().map(Into::into).collect();
+            self
+        }
+
+        /// Deadline of a single RPC (default 3 s).
+        pub fn rpc_timeout(mut self, t: std::time::Duration) -> Self {
+            self.client.rpc_timeout = t;
+            self
+        }
+    };
+}
+pub(crate) use client_builder_methods;
+
 /// Connections, routes and leader hints.
 #[derive(Debug)]
 pub struct Core {

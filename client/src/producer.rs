@@ -85,15 +85,7 @@ impl Default for ProducerBuilder {
 }
 
 impl ProducerBuilder {
-    /// NameServer addresses (default `127.0.0.1:9876`).
-    pub fn namesrv<I, S>(mut self, addrs: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.client.namesrv = addrs.into_iter().map(Into::into).collect();
-        self
-    }
+    crate::core::client_builder_methods!();
 
     /// Producer group name (for logs and metrics).
     pub fn group(mut self, group: impl Into<String>) -> Self {
@@ -130,12 +122,6 @@ impl ProducerBuilder {
     /// send still gets its own result; this only saves round trips under load.
     pub fn auto_batch(mut self, on: bool) -> Self {
         self.auto_batch = on;
-        self
-    }
-
-    /// Deadline of a single RPC (default 3 s).
-    pub fn rpc_timeout(mut self, t: Duration) -> Self {
-        self.client.rpc_timeout = t;
         self
     }
 

@@ -149,14 +149,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Ok(()));
             return Ok(());
         };
-        let batch: Vec<AppendEntry<'_>> = encoded
-            .iter()
-            .map(|(term, index, payload)| AppendEntry {
-                term: *term,
-                index: *index,
-                payload,
-            })
-            .collect();
+        let batch = AppendEntry::all(&encoded);
         self.store.log().append(&batch).map_err(io_err)?;
         self.store.log().on_durable(
             last,

@@ -223,6 +223,27 @@ impl Network {
         }
     }
 
+    /// An RPC with a typed request and reply (bincode inside the opaque payload).
+    async fn typed<Req, Resp, F, Fut>(
+        &mut self,
+        action: RPCTypes,
+        timeout: Duration,
+        req: &Req,
+        f: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(RaftServiceClient, tarpc::context::Context, String, Bytes) -> Fut,
+        Fut: Future<Output = Result<Result<Bytes, WireError>, tarpc::client::RpcError>>,
+    {
+        let body = encode(req)?;
+        let reply = self
+            .call(action, timeout, |c, ctx, g| f(c, ctx, g, body))
+            .await?;
+        decode(&reply)
+    }
+
     async fn append_once(
         &mut self,
         req: &AppendEntriesRequest<TypeConfig>,
@@ -417,13 +438,13 @@ impl RaftNetworkV2<TypeConfig> for Network {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let body = encode(&rpc)?;
-        let reply = self
-            .call(RPCTypes::Vote, option.soft_ttl(), |c, ctx, g| async move {
-                c.vote(ctx, g, body).await
-            })
-            .await?;
-        decode(&reply)
+        self.typed(
+            RPCTypes::Vote,
+            option.soft_ttl(),
+            &rpc,
+            |c, ctx, g, b| async move { c.vote(ctx, g, b).await },
+        )
+        .await
     }
 
     async fn pre_vote(
@@ -431,13 +452,13 @@ impl RaftNetworkV2<TypeConfig> for Network {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let body = encode(&rpc)?;
-        let reply = self
-            .call(RPCTypes::Vote, option.soft_ttl(), |c, ctx, g| async move {
-                c.pre_vote(ctx, g, body).await
-            })
-            .await?;
-        decode(&reply)
+        self.typed(
+            RPCTypes::Vote,
+            option.soft_ttl(),
+            &rpc,
+            |c, ctx, g, b| async move { c.pre_vote(ctx, g, b).await },
+        )
+        .await
     }
 
     async fn transfer_leader(
@@ -445,15 +466,13 @@ impl RaftNetworkV2<TypeConfig> for Network {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let body = encode(&req)?;
-        let reply = self
-            .call(
-                RPCTypes::TransferLeader,
-                option.soft_ttl(),
-                |c, ctx, g| async move { c.transfer_leader(ctx, g, body).await },
-            )
-            .await?;
-        decode(&reply)
+        self.typed(
+            RPCTypes::TransferLeader,
+            option.soft_ttl(),
+            &req,
+            |c, ctx, g, b| async move { c.transfer_leader(ctx, g, b).await },
+        )
+        .await
     }
 
     async fn full_snapshot(

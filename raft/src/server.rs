@@ -62,6 +62,27 @@ fn internal(e: impl std::fmt::Display) -> WireError {
     WireError::Internal(e.to_string())
 }
 
+impl RaftServer {
+    /// Decodes a request, hands it to the local node, encodes the reply.
+    async fn handle<Req, Resp, E, F, Fut>(
+        &self,
+        group: &str,
+        req: &[u8],
+        f: F,
+    ) -> Result<Bytes, WireError>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        E: std::fmt::Display,
+        F: FnOnce(Raft, Req) -> Fut,
+        Fut: std::future::Future<Output = Result<Resp, E>>,
+    {
+        self.check_group(group)?;
+        let resp = f(self.raft.clone(), decode(req)?).await.map_err(internal)?;
+        encode(&resp)
+    }
+}
+
 impl RaftService for RaftServer {
     async fn append_entries(
         self,
@@ -69,25 +90,22 @@ impl RaftService for RaftServer {
         group: String,
         req: Bytes,
     ) -> Result<Bytes, WireError> {
-        self.check_group(&group)?;
-        let resp = self
-            .raft
-            .append_entries(decode(&req)?)
-            .await
-            .map_err(internal)?;
-        encode(&resp)
+        self.handle(
+            &group,
+            &req,
+            |r, q| async move { r.append_entries(q).await },
+        )
+        .await
     }
 
     async fn vote(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
-        self.check_group(&group)?;
-        let resp = self.raft.vote(decode(&req)?).await.map_err(internal)?;
-        encode(&resp)
+        self.handle(&group, &req, |r, q| async move { r.vote(q).await })
+            .await
     }
 
     async fn pre_vote(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
-        self.check_group(&group)?;
-        let resp = self.raft.pre_vote(decode(&req)?).await.map_err(internal)?;
-        encode(&resp)
+        self.handle(&group, &req, |r, q| async move { r.pre_vote(q).await })
+            .await
     }
 
     async fn transfer_leader(
@@ -96,13 +114,10 @@ impl RaftService for RaftServer {
         group: String,
         req: Bytes,
     ) -> Result<Bytes, WireError> {
-        self.check_group(&group)?;
-        let resp = self
-            .raft
-            .handle_transfer_leader(decode(&req)?)
-            .await
-            .map_err(internal)?;
-        encode(&resp)
+        self.handle(&group, &req, |r, q| async move {
+            r.handle_transfer_leader(q).await
+        })
+        .await
     }
 
     async fn set_client_addr(

@@ -147,14 +147,7 @@ impl SnapshotReceiver {
                 let Some(st) = staging.as_ref() else {
                     return Err(io_err("snapshot records arrived without a start"));
                 };
-                let batch: Vec<AppendEntry<'_>> = records
-                    .iter()
-                    .map(|(term, index, payload)| AppendEntry {
-                        term: *term,
-                        index: *index,
-                        payload,
-                    })
-                    .collect();
+                let batch = AppendEntry::all(&records);
                 st.log.append(&batch).map_err(io_err)?;
                 Ok(SnapshotReply::Records)
             }
@@ -205,14 +198,7 @@ fn move_staged(store: &Store, st: Staging, dir: &std::path::Path) -> std::io::Re
             break;
         }
         next = recs.last().map_or(next, |r| r.index + 1);
-        let batch: Vec<AppendEntry<'_>> = recs
-            .iter()
-            .map(|r| AppendEntry {
-                term: r.term,
-                index: r.index,
-                payload: &r.payload,
-            })
-            .collect();
+        let batch: Vec<AppendEntry<'_>> = recs.iter().map(AppendEntry::from).collect();
         log.append(&batch).map_err(io_err)?;
     }
     log.sync().map_err(io_err)?;

@@ -49,6 +49,30 @@ pub struct AppendEntry<'a> {
     pub payload: &'a [u8],
 }
 
+impl<'a> AppendEntry<'a> {
+    /// Borrows `(term, index, payload)` triples as entries.
+    pub fn all(items: &'a [(u64, u64, bytes::Bytes)]) -> Vec<Self> {
+        items
+            .iter()
+            .map(|(term, index, payload)| AppendEntry {
+                term: *term,
+                index: *index,
+                payload,
+            })
+            .collect()
+    }
+}
+
+impl<'a> From<&'a Record> for AppendEntry<'a> {
+    fn from(r: &'a Record) -> Self {
+        AppendEntry {
+            term: r.term,
+            index: r.index,
+            payload: &r.payload,
+        }
+    }
+}
+
 /// The commit log. Cheap to share: all methods take `&self`.
 #[derive(Debug)]
 pub struct CommitLog {

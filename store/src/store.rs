@@ -233,18 +233,31 @@ impl Store {
             }
             let outcome = match EntryPayload::decode(e.payload.clone())? {
                 EntryPayload::Blank | EntryPayload::Membership(_) => ApplyOutcome::Nothing,
-                EntryPayload::Messages(batch) => {
-                    let mut res = Vec::new();
-                    dispatch_batch(&self.idx, &mut sm, e.index, batch, &mut derived, |m, o| {
-                        if let MessageOutcome::Stored { queue_id, .. } = o {
-                            touched.push((m.topic().to_owned(), queue_id));
-                        }
-                        res.push(o);
-                    })?;
-                    ApplyOutcome::Messages(res)
-                }
+                EntryPayload::Messages(batch) => ApplyOutcome::Messages(dispatch_tracked(
+                    &self.idx,
+                    &mut sm,
+                    e.index,
+                    batch,
+                    &mut derived,
+                    &mut touched,
+                )?),
                 EntryPayload::Command(Command::FireTimers { seq, fired, batch }) => {
-                    if seq != sm.fire_seq {
+                    if seq == sm.fire_seq {
+                        sm.fire_seq += 1;
+                        durable.put_cf(meta, b"fireseq", sm.fire_seq.to_le_bytes());
+                        let timers = self.idx.cf(CF_TIMERS)?;
+                        for t in &fired {
+                            derived.delete_cf(timers, t.encode());
+                        }
+                        ApplyOutcome::Messages(dispatch_tracked(
+                            &self.idx,
+                            &mut sm,
+                            e.index,
+                            batch,
+                            &mut derived,
+                            &mut touched,
+                        )?)
+                    } else {
                         tracing::info!(
                             log_index = e.index,
                             seq,
@@ -253,24 +266,8 @@ impl Store {
                         );
                         sm.rejected_fires.insert(e.index);
                         durable.put_cf(meta, rejected_key(e.index), []);
-                        out.push(ApplyOutcome::Messages(Vec::new()));
-                        sm.applied = Some((e.term, e.index));
-                        continue;
+                        ApplyOutcome::Messages(Vec::new())
                     }
-                    sm.fire_seq += 1;
-                    durable.put_cf(meta, b"fireseq", sm.fire_seq.to_le_bytes());
-                    let timers = self.idx.cf(CF_TIMERS)?;
-                    for t in &fired {
-                        derived.delete_cf(timers, t.encode());
-                    }
-                    let mut res = Vec::new();
-                    dispatch_batch(&self.idx, &mut sm, e.index, batch, &mut derived, |m, o| {
-                        if let MessageOutcome::Stored { queue_id, .. } = o {
-                            touched.push((m.topic().to_owned(), queue_id));
-                        }
-                        res.push(o);
-                    })?;
-                    ApplyOutcome::Messages(res)
                 }
                 EntryPayload::Command(c) => {
                     self.apply_command(&mut sm, e.index, c, &mut derived, &mut durable)?
@@ -770,6 +767,25 @@ impl Store {
         self.checkpoint()?;
         self.log.close()
     }
+}
+
+/// [`dispatch_batch`], noting the queues that gained messages.
+fn dispatch_tracked(
+    idx: &Indexes,
+    sm: &mut SmState,
+    index: u64,
+    batch: Bytes,
+    derived: &mut WriteBatch,
+    touched: &mut Vec<(String, u32)>,
+) -> Result<Vec<MessageOutcome>> {
+    let mut res = Vec::new();
+    dispatch_batch(idx, sm, index, batch, derived, |m, o| {
+        if let MessageOutcome::Stored { queue_id, .. } = o {
+            touched.push((m.topic().to_owned(), queue_id));
+        }
+        res.push(o);
+    })?;
+    Ok(res)
 }
 
 /// Decodes a batch and indexes each message (or, for a delayed one, its timer);

@@ -156,15 +156,7 @@ impl Default for PushConsumerBuilder {
 }
 
 impl PushConsumerBuilder {
-    /// NameServer addresses (default `127.0.0.1:9876`).
-    pub fn namesrv<I, S>(mut self, addrs: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.client.namesrv = addrs.into_iter().map(Into::into).collect();
-        self
-    }
+    crate::core::client_builder_methods!();
 
     /// The consumer group (required).
     pub fn group(mut self, group: impl Into<String>) -> Self {
