@@ -4,14 +4,15 @@
 
 CARGO ?= cargo
 
-.PHONY: dev test verify fix lint build bench crash prereqs
+.PHONY: dev test verify fix lint build bench crash prereqs jepsen-short jepsen-suite
 
 ## dev: build raftmq (release) and run a NameServer + 3-node broker group in one process
 dev: prereqs
 	$(CARGO) run --release --quiet --bin raftmq -- dev
 
-## test: everything CI runs (format, lints, unit, property, crash and integration tests)
-test: prereqs verify
+## test: everything CI runs (format, lints, unit, property, crash and integration tests,
+## and a short chaos run)
+test: prereqs verify jepsen-short
 
 prereqs:
 	@./scripts/prereqs.sh
@@ -39,3 +40,12 @@ bench: prereqs
 ## crash: the kill -9 crash test with more iterations (CRASH_ITERS, default 200)
 crash: prereqs
 	CRASH_ITERS=$${CRASH_ITERS:-200} $(CARGO) test --workspace --test crash
+
+## jepsen-short: two nemeses, 60 s each, against the debug build (part of `make test`)
+jepsen-short: build
+	./scripts/jepsen-short.sh
+
+## jepsen-suite: every nemesis, 120 s each, release build; summary in jepsen-suite/summary.md
+jepsen-suite: prereqs
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release --bin raftmq-jepsen -- suite --time 120 --out ./jepsen-suite
