@@ -62,6 +62,20 @@ pub struct Netns {
 
 /// Removes every namespace and link a run may have left.
 pub fn cleanup() {
+    // Delete the host ends first: a veth pair goes away with it at once, whereas a
+    // namespace's devices are torn down asynchronously after `ip netns del`.
+    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(name) = line
+                .split(": ")
+                .nth(1)
+                .and_then(|n| n.split('@').next())
+                .filter(|n| n.starts_with("rmqjv"))
+            {
+                quiet(&["ip", "link", "del", name]);
+            }
+        }
+    }
     if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(name) = line

@@ -26,6 +26,9 @@ pub mod namesrv;
 pub mod raft;
 pub mod transport;
 
+#[cfg(test)]
+mod roundtrip_tests;
+
 pub use broker::{BrokerService, BrokerServiceClient, Role, PROTOCOL_VERSION};
 pub use config::{GroupConfig, Perm, TopicConfig};
 pub use error::{Outcome, WireError};
