@@ -58,9 +58,12 @@ pub struct Window {
     pub start: f64,
     /// Heal, ms.
     pub stop: f64,
+    /// First failed or unknown send in the window to the first ok send after it, ms
+    /// (0 when no send failed: the producers' retries hid the fault).
+    pub unavailable_ms: f64,
     /// The longest time, ms, without an acknowledged send from the fault's start
     /// until writes flow again after the next fault starts (retries included).
-    pub unavailable_ms: f64,
+    pub stall_ms: f64,
 }
 
 /// Everything the checker found.
@@ -96,6 +99,8 @@ pub struct Analysis {
     pub windows: Vec<Window>,
     /// Percentiles of `unavailable_ms` over the windows.
     pub unavailability: Percentiles,
+    /// Percentiles of `stall_ms` over the windows.
+    pub stall: Percentiles,
     /// Send to acknowledgement.
     pub send_latency: Percentiles,
     /// Send to first delivery.
@@ -111,7 +116,7 @@ impl Analysis {
     /// The one-line verdict.
     pub fn verdict(&self) -> String {
         format!(
-            "{}: {} sent, {} ok, {} failed, {} unknown; {} lost, {} unexpected, {} duplicated ({:.2}%), {} reordered; unavailability p50 {:.0} ms, max {:.0} ms",
+            "{}: {} sent, {} ok, {} failed, {} unknown; {} lost, {} unexpected, {} duplicated ({:.2}%), {} reordered; unavailability p50 {:.0} ms, max {:.0} ms; longest write stall p50 {:.0} ms, max {:.0} ms",
             if self.valid() { "VALID" } else { "INVALID" },
             self.sends,
             self.ok,
@@ -124,6 +129,8 @@ impl Analysis {
             self.reordered.len(),
             self.unavailability.p50,
             self.unavailability.max,
+            self.stall.p50,
+            self.stall.max,
         )
     }
 }
@@ -245,18 +252,30 @@ pub fn check(events: &[Event], ordered: bool) -> Analysis {
         .map(|(t, _)| *t)
         .collect();
     let mut unavail = Vec::new();
+    let mut stalls = Vec::new();
     for (i, (name, start, stop)) in windows.iter().enumerate() {
         let next_start = windows.get(i + 1).map_or(f64::INFINITY, |w| w.1);
-        let ms = longest_stall(&acks, *start, next_start);
+        let first_fail = completions
+            .iter()
+            .find(|(t, k)| *t >= *start && *t < next_start && matches!(k, Kind::Fail | Kind::Info))
+            .map(|(t, _)| *t);
+        let ms = match first_fail {
+            None => 0.0,
+            Some(f) => acks.iter().find(|t| **t > f).map_or(f64::NAN, |t| t - f),
+        };
+        let stall_ms = longest_stall(&acks, *start, next_start);
+        stalls.push(stall_ms);
         unavail.push(ms);
         a.windows.push(Window {
             nemesis: name.clone(),
             start: *start,
             stop: *stop,
             unavailable_ms: ms,
+            stall_ms,
         });
     }
     a.unavailability = Percentiles::of(unavail.into_iter().filter(|x| x.is_finite()).collect());
+    a.stall = Percentiles::of(stalls.into_iter().filter(|x| x.is_finite()).collect());
     a.send_latency = Percentiles::of(send_lat);
     a.e2e_latency = Percentiles::of(
         first_delivery
@@ -386,12 +405,16 @@ mod tests {
         h.push(stop);
         let a = check(&h, false);
         assert_eq!(a.windows.len(), 1);
+        // Sends failed from 151 to the ack at 701.
         assert!(
-            (a.windows[0].unavailable_ms - 590.0).abs() < 1e-9,
+            (a.windows[0].unavailable_ms - 550.0).abs() < 1e-9,
             "{:?}",
             a.windows
         );
-        assert!((a.unavailability.max - 590.0).abs() < 1e-9);
+        assert!((a.unavailability.max - 550.0).abs() < 1e-9);
+        // No ack from 111 to 701.
+        assert!((a.windows[0].stall_ms - 590.0).abs() < 1e-9);
+        assert!((a.stall.max - 590.0).abs() < 1e-9);
     }
 
     #[test]

@@ -225,7 +225,7 @@ pub fn write(
 /// One row of the suite's Markdown table.
 pub fn table_row(nemesis: &str, a: &Analysis) -> String {
     format!(
-        "| {nemesis} | {} | {} | {} | {} | {} | {} ({:.2}%) | {} | {:.2}% | {:.2}% | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} |",
+        "| {nemesis} | {} | {} | {} | {} | {} | {} ({:.2}%) | {} | {:.2}% | {:.2}% | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} | {:.1} / {:.1} |",
         if a.valid() { "valid" } else { "**INVALID**" },
         a.ok,
         a.lost.len(),
@@ -239,6 +239,8 @@ pub fn table_row(nemesis: &str, a: &Analysis) -> String {
         a.unavailability.p50,
         a.unavailability.p99,
         a.unavailability.max,
+        a.stall.p50,
+        a.stall.max,
         a.send_latency.p50,
         a.send_latency.p99,
     )
@@ -246,7 +248,7 @@ pub fn table_row(nemesis: &str, a: &Analysis) -> String {
 
 /// The header of the suite's Markdown table.
 pub fn table_header() -> String {
-    "| nemesis | verdict | acked sends | lost | unexpected | reordered | duplicated | faults | failed sends | unknown sends | unavailability p50 / p99 / max ms | send latency p50 / p99 ms |\n\
-     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    "| nemesis | verdict | acked sends | lost | unexpected | reordered | duplicated | faults | failed sends | unknown sends | unavailability p50 / p99 / max ms | longest write stall p50 / max ms | send latency p50 / p99 ms |\n\
+     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
         .to_owned()
 }
