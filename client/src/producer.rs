@@ -64,6 +64,7 @@ pub struct ProducerBuilder {
     client: ClientConfig,
     group: String,
     send_timeout: Duration,
+    attempt_timeout: Duration,
     retries: u32,
     max_in_flight: usize,
     fault_avoidance: bool,
@@ -76,6 +77,7 @@ impl Default for ProducerBuilder {
             client: ClientConfig::default(),
             group: "DEFAULT_PRODUCER".into(),
             send_timeout: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(1),
             retries: 2,
             max_in_flight: 1024,
             fault_avoidance: true,
@@ -96,6 +98,15 @@ impl ProducerBuilder {
     /// Total time a send may take, retries included (default 3 s).
     pub fn send_timeout(mut self, t: Duration) -> Self {
         self.send_timeout = t;
+        self
+    }
+
+    /// How long one attempt waits for one broker before the send tries again (default
+    /// 1 s, within the send timeout). A leader that was paused or cut off is abandoned
+    /// this quickly for the newly elected one; the abandoned attempt may still land, so a
+    /// retried message can arrive twice (at-least-once, as with any timeout).
+    pub fn attempt_timeout(mut self, t: Duration) -> Self {
+        self.attempt_timeout = t;
         self
     }
 
@@ -137,6 +148,7 @@ impl ProducerBuilder {
                 core,
                 group: self.group,
                 send_timeout: self.send_timeout,
+                attempt_timeout: self.attempt_timeout,
                 retries: self.retries,
                 fault_avoidance: self.fault_avoidance,
                 max_in_flight: self.max_in_flight,
@@ -156,6 +168,7 @@ struct Inner {
     core: Arc<Core>,
     group: String,
     send_timeout: Duration,
+    attempt_timeout: Duration,
     retries: u32,
     fault_avoidance: bool,
     max_in_flight: usize,
@@ -685,7 +698,7 @@ impl Inner {
             let mut r = req.clone();
             r.queue_id = queue;
             let timeout = remaining
-                .min(self.core.config.rpc_timeout)
+                .min(self.attempt_timeout)
                 .max(Duration::from_millis(50));
             let res = self.call_send(&addr, r, timeout).await;
             let err = match res {

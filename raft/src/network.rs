@@ -40,6 +40,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const APPEND_TIMEOUT_FLOOR: Duration = Duration::from_secs(3);
 /// Deadline of each snapshot step.
 const SNAPSHOT_STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection that has answered nothing for this long is dropped and re-dialled on the
+/// next call. Shorter timeouts keep the connection: under packet loss TCP retransmits
+/// within a few hundred ms, and re-dialling on every lost heartbeat would cost a 1 s SYN
+/// retransmission each time.
+const STALE_CONNECTION: Duration = Duration::from_secs(1);
 
 /// Opens TCP connections to peers; tests substitute one that goes through a fault proxy.
 pub trait Connector: Send + Sync + Debug + 'static {
@@ -122,6 +127,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             store: self.store.clone(),
             connector: self.connector.clone(),
             client: None,
+            last_answer: Instant::now(),
         }
     }
 }
@@ -136,6 +142,8 @@ pub struct Network {
     store: Arc<Store>,
     connector: Arc<dyn Connector>,
     client: Option<RaftServiceClient>,
+    /// When the current connection was opened or last answered.
+    last_answer: Instant,
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Bytes, RPCError<TypeConfig>> {
@@ -175,11 +183,14 @@ impl Network {
         let transport = raftmq_proto::transport::framed(stream);
         let client = RaftServiceClient::new(tarpc::client::Config::default(), transport).spawn();
         self.client = Some(client.clone());
+        self.last_answer = Instant::now();
         Ok(client)
     }
 
-    /// One RPC with a deadline; any transport failure drops the connection so the next
-    /// call re-dials (a connection that lived through a partition can stall for minutes).
+    /// One RPC with a deadline. A transport failure, or a timeout on a connection that
+    /// has answered nothing for [`STALE_CONNECTION`], drops the connection so the next
+    /// call re-dials (a connection that lived through a partition can stall for minutes
+    /// in TCP's retransmission backoff).
     async fn call<F, Fut>(
         &mut self,
         action: RPCTypes,
@@ -198,6 +209,9 @@ impl Network {
             f(client, ctx, self.group.clone()),
         )
         .await;
+        if let Ok(Ok(_)) = &res {
+            self.last_answer = Instant::now();
+        }
         match res {
             Ok(Ok(Ok(bytes))) => Ok(bytes),
             Ok(Ok(Err(remote))) => Err(RPCError::Network(NetworkError::from_string(format!(
@@ -205,7 +219,9 @@ impl Network {
                 self.target
             )))),
             Ok(Err(tarpc::client::RpcError::DeadlineExceeded)) | Err(_) => {
-                self.client = None;
+                if self.last_answer.elapsed() >= STALE_CONNECTION {
+                    self.client = None;
+                }
                 Err(RPCError::Timeout(Timeout {
                     action,
                     id: self.me,
