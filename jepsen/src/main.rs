@@ -100,11 +100,15 @@ enum Command {
     },
     /// Re-checks a recorded history.
     Check {
-        /// `history.jsonl` of a run.
-        history: PathBuf,
+        /// `history.jsonl` of one or more runs.
+        #[arg(required = true)]
+        histories: Vec<PathBuf>,
         /// Check per-key order too.
         #[arg(long)]
         ordered: bool,
+        /// Print the suite's Markdown summary table (a run is named by its directory).
+        #[arg(long)]
+        table: bool,
     },
     /// (internal) The latency proxy, run inside a node's namespace.
     Proxy {
@@ -284,10 +288,27 @@ fn main() -> std::process::ExitCode {
                 Ok(run_one(&nemesis, &out, &opts).await?.valid())
             }
             Command::Suite { out, opts } => suite(&out, &opts).await,
-            Command::Check { history, ordered } => {
-                let a = checker::check(&history::read(&history)?, ordered);
-                println!("{}", a.verdict());
-                Ok(a.valid())
+            Command::Check {
+                histories,
+                ordered,
+                table,
+            } => {
+                let mut all_valid = true;
+                let mut rows = Vec::new();
+                for path in &histories {
+                    let a = checker::check(&history::read(path)?, ordered);
+                    let name = path.parent().and_then(|d| d.file_name()).map_or_else(
+                        || path.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                    println!("{name}: {}", a.verdict());
+                    rows.push(report::table_row(&name, &a));
+                    all_valid &= a.valid();
+                }
+                if table {
+                    println!("\n{}\n{}", report::table_header(), rows.join("\n"));
+                }
+                Ok(all_valid)
             }
             Command::Proxy {
                 listen,
