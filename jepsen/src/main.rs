@@ -109,6 +109,9 @@ enum Command {
         /// Print the suite's Markdown summary table (a run is named by its directory).
         #[arg(long)]
         table: bool,
+        /// Re-draw `latency.svg` and `throughput.svg` beside each history.
+        #[arg(long)]
+        plots: bool,
     },
     /// (internal) The latency proxy, run inside a node's namespace.
     Proxy {
@@ -292,11 +295,16 @@ fn main() -> std::process::ExitCode {
                 histories,
                 ordered,
                 table,
+                plots,
             } => {
                 let mut all_valid = true;
                 let mut rows = Vec::new();
                 for path in &histories {
-                    let a = checker::check(&history::read(path)?, ordered);
+                    let events = history::read(path)?;
+                    let a = checker::check(&events, ordered);
+                    if plots {
+                        report::write_plots(path.parent().unwrap_or(Path::new(".")), &events, &a)?;
+                    }
                     let name = path.parent().and_then(|d| d.file_name()).map_or_else(
                         || path.display().to_string(),
                         |n| n.to_string_lossy().into_owned(),

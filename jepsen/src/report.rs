@@ -1,139 +1,92 @@
 //! The report: `results.json`, two SVG plots (send latency and throughput over time, fault
-//! windows shaded) and, for a suite, a Markdown summary table.
-//!
-//! The SVG is written by hand: a few rectangles and polylines do not justify plotting
-//! crates that pull in font rendering (C builds) on our 2-core machines.
+//! windows shaded; drawn with `plotters`' SVG backend, no font rendering) and, for a
+//! suite, a Markdown summary table.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
 
 use crate::checker::{Analysis, Window};
 use crate::history::{Event, Kind, F};
 
-const W: f64 = 960.0;
-const H: f64 = 320.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
-const TOP: f64 = 30.0;
-const BOTTOM: f64 = 40.0;
+/// One line of a plot: its legend, colour and (seconds, value) points; a NaN value is a gap.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
-struct Plot {
-    svg: String,
+/// Fault windows shaded behind the lines.
+const FAULT: RGBColor = RGBColor(244, 180, 180);
+
+/// An SVG line chart over `0..x_max` seconds and `y_axis` (spanning `y_min..y_max`, linear
+/// or logarithmic), fault windows shaded; values outside are clipped.
+fn chart<Y>(
+    title: &str,
+    y_label: &str,
     x_max: f64,
-    y_max: f64,
-}
-
-impl Plot {
-    fn new(title: &str, x_max: f64, y_max: f64, y_label: &str, windows: &[Window]) -> Self {
-        let x_max = x_max.max(1.0);
-        let y_max = if y_max > 0.0 { y_max } else { 1.0 };
-        let mut svg = String::new();
-        let _ = write!(
-            svg,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"11\">\
-             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
-             <text x=\"{}\" y=\"18\" font-size=\"14\">{title}</text>",
-            LEFT
-        );
-        let mut p = Self { svg, x_max, y_max };
-        for w in windows {
-            let (x0, x1) = (p.x(w.start / 1000.0), p.x(w.stop / 1000.0));
-            let _ = write!(
-                p.svg,
-                "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f4b4b4\" opacity=\"0.5\"><title>{}</title></rect>",
-                (x1 - x0).max(1.0),
-                H - TOP - BOTTOM,
-                escape(&w.nemesis)
-            );
+    (y_min, y_max): (f64, f64),
+    y_axis: Y,
+    windows: &[Window],
+    series: Vec<Series<'_>>,
+) -> anyhow::Result<String>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let x_max = x_max.max(1.0);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 320)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..x_max, y_axis)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("seconds")
+            .y_desc(y_label)
+            .draw()?;
+        chart.draw_series(windows.iter().map(|w| {
+            Rectangle::new(
+                [(w.start / 1000.0, y_min), (w.stop / 1000.0, y_max)],
+                FAULT.mix(0.5).filled(),
+            )
+        }))?;
+        for (label, color, points) in series {
+            let mut runs = points.split(|p| p.1.is_nan()).filter(|r| !r.is_empty());
+            let clamp = |r: &[(f64, f64)]| {
+                let v: Vec<_> = r.iter().map(|&(x, y)| (x, y.clamp(y_min, y_max))).collect();
+                LineSeries::new(v, color)
+            };
+            if let Some(first) = runs.next() {
+                chart
+                    .draw_series(clamp(first))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            }
+            for run in runs {
+                chart.draw_series(clamp(run))?;
+            }
         }
-        let (x0, y0, x1, y1) = (LEFT, H - BOTTOM, W - RIGHT, TOP);
-        let _ = write!(
-            p.svg,
-            "<path d=\"M{x0} {y1} L{x0} {y0} L{x1} {y0}\" stroke=\"black\" fill=\"none\"/>"
-        );
-        for i in 0..=5 {
-            let v = p.y_max * i as f64 / 5.0;
-            let y = p.y(v);
-            let _ = write!(
-                p.svg,
-                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                LEFT - 6.0,
-                y + 4.0,
-                fmt_num(v)
-            );
-            let t = p.x_max * i as f64 / 5.0;
-            let _ = write!(
-                p.svg,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{:.0}s</text>",
-                p.x(t),
-                H - BOTTOM + 16.0,
-                t
-            );
-        }
-        let _ = write!(p.svg, "<text x=\"14\" y=\"{:.1}\" transform=\"rotate(-90 14 {:.1})\" text-anchor=\"middle\">{y_label}</text>", H / 2.0, H / 2.0);
-        p
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
     }
-
-    fn x(&self, secs: f64) -> f64 {
-        LEFT + (secs / self.x_max).clamp(0.0, 1.0) * (W - LEFT - RIGHT)
-    }
-
-    fn y(&self, v: f64) -> f64 {
-        H - BOTTOM - (v / self.y_max).clamp(0.0, 1.0) * (H - TOP - BOTTOM)
-    }
-
-    fn line(&mut self, points: &[(f64, f64)], color: &str, label: &str, slot: usize) {
-        if points.is_empty() {
-            return;
-        }
-        let mut d = String::new();
-        for (i, (x, y)) in points.iter().enumerate() {
-            let _ = write!(
-                d,
-                "{}{:.1} {:.1}",
-                if i == 0 { "M" } else { " L" },
-                self.x(*x),
-                self.y(*y)
-            );
-        }
-        let _ = write!(
-            self.svg,
-            "<path d=\"{d}\" stroke=\"{color}\" fill=\"none\" stroke-width=\"1.2\"/>"
-        );
-        let lx = W - RIGHT - 170.0;
-        let ly = TOP + 14.0 * slot as f64;
-        let _ = write!(
-            self.svg,
-            "<rect x=\"{lx}\" y=\"{:.1}\" width=\"10\" height=\"3\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\">{label}</text>",
-            ly - 4.0,
-            lx + 14.0,
-            ly
-        );
-    }
-
-    fn finish(mut self) -> String {
-        self.svg.push_str("</svg>\n");
-        self.svg
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn fmt_num(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
+    Ok(svg)
 }
 
 /// Send latency per 250 ms bucket (median and max) and ok sends / deliveries per second.
-pub fn plots(events: &[Event], a: &Analysis) -> (String, String) {
+///
+/// # Errors
+/// Plotting failed (it should not: everything is drawn into strings).
+pub fn plots(events: &[Event], a: &Analysis) -> anyhow::Result<(String, String)> {
     let end_s = events.last().map_or(1.0, |e| e.t / 1000.0);
     let mut invoke: BTreeMap<u64, f64> = BTreeMap::new();
     let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
@@ -157,43 +110,57 @@ pub fn plots(events: &[Event], a: &Analysis) -> (String, String) {
             _ => {}
         }
     }
+    // A bucket without any acknowledged send is a gap in the lines, not a slope.
     let mut p50 = Vec::new();
     let mut max = Vec::new();
-    for (b, mut v) in buckets {
-        v.sort_by(f64::total_cmp);
+    let last = buckets.keys().next_back().copied().unwrap_or(0);
+    for b in 0..=last {
         let t = b as f64 * 0.25;
-        p50.push((t, v[v.len() / 2]));
-        max.push((t, v[v.len() - 1]));
+        let (m, x) = match buckets.get_mut(&b) {
+            Some(v) => {
+                v.sort_by(f64::total_cmp);
+                (v[v.len() / 2], v[v.len() - 1])
+            }
+            None => (f64::NAN, f64::NAN),
+        };
+        p50.push((t, m));
+        max.push((t, x));
     }
-    let y_max = (a.send_latency.p999 * 1.2)
-        .max(a.send_latency.p99 * 2.0)
-        .max(1.0);
-    let mut lat = Plot::new(
-        "send latency (ms) over time; shaded: faults",
-        end_s,
-        y_max,
+    // Logarithmic: millisecond sends and second-long failovers on one chart.
+    let y = (0.1, a.send_latency.max.max(1.0) * 1.5);
+    let lat = chart(
+        "send latency over time, log scale (shaded: faults)",
         "ms",
+        end_s,
+        y,
+        (y.0..y.1).log_scale(),
         &a.windows,
-    );
-    lat.line(&max, "#d08c00", "max per 250 ms (clipped)", 0);
-    lat.line(&p50, "#1f4e99", "median per 250 ms", 1);
+        vec![
+            ("max per 250 ms", RGBColor(208, 140, 0), max),
+            ("median per 250 ms", RGBColor(31, 78, 153), p50),
+        ],
+    )?;
+    // Every second of the run, zero when nothing was acknowledged or delivered.
     let per_s = |m: &BTreeMap<u64, u64>| {
-        m.iter()
-            .map(|(s, n)| (*s as f64, *n as f64))
+        (0..=end_s as u64)
+            .map(|s| (s as f64, m.get(&s).copied().unwrap_or(0) as f64))
             .collect::<Vec<_>>()
     };
     let (s, r) = (per_s(&sent), per_s(&recv));
     let y_max = s.iter().chain(r.iter()).map(|p| p.1).fold(1.0, f64::max) * 1.1;
-    let mut thr = Plot::new(
-        "throughput (msgs/s); shaded: faults",
-        end_s,
-        y_max,
+    let thr = chart(
+        "throughput (shaded: faults)",
         "msgs/s",
+        end_s,
+        (0.0, y_max),
+        0.0..y_max,
         &a.windows,
-    );
-    thr.line(&s, "#1f4e99", "acknowledged sends", 0);
-    thr.line(&r, "#2e8b57", "deliveries", 1);
-    (lat.finish(), thr.finish())
+        vec![
+            ("acknowledged sends", RGBColor(31, 78, 153), s),
+            ("deliveries", RGBColor(46, 139, 87), r),
+        ],
+    )?;
+    Ok((lat, thr))
 }
 
 /// Writes `results.json`, `latency.svg` and `throughput.svg` into `dir`.
@@ -216,7 +183,15 @@ pub fn write(
         dir.join("results.json"),
         serde_json::to_vec_pretty(&results)?,
     )?;
-    let (lat, thr) = plots(events, a);
+    write_plots(dir, events, a)
+}
+
+/// Writes `latency.svg` and `throughput.svg` into `dir`.
+///
+/// # Errors
+/// Plotting or writing failed.
+pub fn write_plots(dir: &Path, events: &[Event], a: &Analysis) -> anyhow::Result<()> {
+    let (lat, thr) = plots(events, a)?;
     std::fs::write(dir.join("latency.svg"), lat)?;
     std::fs::write(dir.join("throughput.svg"), thr)?;
     Ok(())
@@ -251,4 +226,45 @@ pub fn table_header() -> String {
     "| nemesis | verdict | acked sends | lost | unexpected | reordered | duplicated | faults | failed sends | unknown sends | unavailability p50 / p99 / max ms | longest write stall p50 / max ms | send latency p50 / p99 ms |\n\
      |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::check;
+
+    #[test]
+    fn plots_are_svg_with_the_faults_shaded() {
+        let mut h = Vec::new();
+        for id in 0..40u64 {
+            let t = id as f64 * 100.0;
+            let mut e = Event::new(t, "p0", Kind::Invoke, F::Send);
+            e.id = Some(id);
+            h.push(e.clone());
+            e.t = t + 5.0;
+            e.kind = Kind::Ok;
+            h.push(e.clone());
+            e.t = t + 20.0;
+            e.f = F::Recv;
+            h.push(e);
+        }
+        for (t, kind) in [(1000.0, Kind::Invoke), (2000.0, Kind::Ok)] {
+            let mut e = Event::new(t, "nemesis", kind, F::Nemesis);
+            e.nemesis = Some("kill-leader n1".into());
+            h.push(e);
+        }
+        h.sort_by(|x, y| x.t.total_cmp(&y.t));
+        let a = check(&h, false);
+        assert_eq!(a.windows.len(), 1);
+        let (lat, thr) = plots(&h, &a).expect("plots");
+        for (svg, legend) in [(&lat, "median per 250 ms"), (&thr, "acknowledged sends")] {
+            assert!(svg.starts_with("<svg"), "{svg}");
+            assert!(svg.trim_end().ends_with("</svg>"));
+            assert!(svg.contains(legend));
+            assert!(
+                svg.to_ascii_uppercase().contains("#F4B4B4"),
+                "no fault shading"
+            );
+        }
+    }
 }
