@@ -497,6 +497,15 @@ impl BrokerService for BrokerServer {
         Ok(self.shared.store.topics())
     }
 
+    async fn ensure_topic(self, _: Context, topic: TopicName) -> Result<TopicConfig, WireError> {
+        names::validate_topic(topic.as_str()).map_err(invalid)?;
+        if let Ok(t) = self.topic_config(&topic) {
+            return Ok(t);
+        }
+        self.check_leader()?;
+        self.topic_for_send(&topic).await
+    }
+
     async fn upsert_group(self, _: Context, config: GroupConfig) -> Result<(), WireError> {
         names::validate_group(config.name.as_str()).map_err(invalid)?;
         self.check_leader()?;

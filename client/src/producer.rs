@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::{SendMessageRequest, SendMessageResponse};
 use raftmq_proto::namesrv::{GroupRoute, TopicRoute};
-use raftmq_proto::{names, Message, QueueId, SendResult, TopicName, MAX_MESSAGE_BYTES};
+use raftmq_proto::{names, Message, QueueId, SendResult, TopicName, WireError, MAX_MESSAGE_BYTES};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::core::{ClientConfig, Core};
@@ -533,44 +533,45 @@ impl Inner {
         }
     }
 
-    /// A topic no NameServer knows: try every broker group (as RocketMQ's default-topic
-    /// route does); a group that auto-creates topics stores it in queue 0 and registers
-    /// the topic, so later sends see a real route.
-    async fn send_to_new_topic(
-        &self,
-        topic: TopicName,
-        messages: Vec<Message>,
-    ) -> Result<Vec<SendResult>> {
-        let no_route = || Error::NoRoute {
-            topic: topic.to_string(),
-            reason: "no broker group serves it (create it, or enable auto-creation on the brokers)"
-                .into(),
-        };
-        let groups = self.core.cluster().await?.groups;
-        for g in groups {
-            let req = SendMessageRequest {
-                producer_group: self.group.clone(),
-                topic: topic.clone(),
-                queue_id: QueueId(0),
-                messages: messages.clone(),
-            };
+    /// A topic no NameServer knows: asks each broker group in turn to auto-create it (as
+    /// RocketMQ's default-topic route does), then waits until the group has registered it,
+    /// so that the first send already picks its queue from the real route: a sharding key
+    /// maps to the same queue from the first message on.
+    async fn auto_create(&self, topic: &TopicName, deadline: Instant) -> Result<TopicRoute> {
+        let mut created = false;
+        for g in self.core.cluster().await?.groups {
+            let t = topic.clone();
             let res = self
                 .core
-                .call_leader(&g, self.send_timeout, move |c, cx| {
-                    let r = req.clone();
-                    async move { c.send(cx, r).await }
-                })
+                .call_leader(
+                    &g,
+                    deadline.saturating_duration_since(Instant::now()),
+                    move |c, cx| {
+                        let t = t.clone();
+                        async move { c.ensure_topic(cx, t).await }
+                    },
+                )
                 .await;
             match res {
-                Ok(resp) => {
-                    tracing::info!(topic = %topic, broker_group = %g.group, "the broker group auto-created the topic");
-                    return Ok(resp.results);
+                Ok(config) => {
+                    tracing::info!(topic = %topic, broker_group = %g.group, queues = config.write_queues, "the broker group auto-created the topic");
+                    created = true;
+                    break;
                 }
-                Err(Error::Wire(raftmq_proto::WireError::TopicNotFound(_))) => continue,
+                Err(Error::Wire(WireError::TopicNotFound(_))) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(no_route())
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.core.route(topic, true).await {
+                Err(Error::NoRoute { .. }) if created && Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One send to `addr`, through the broker's batcher when auto-batching.
@@ -668,11 +669,10 @@ impl Inner {
     ) -> Result<Vec<SendResult>> {
         let deadline = Instant::now() + self.send_timeout;
         let mut route = match self.core.route(&topic, false).await {
-            Ok(r) => r,
-            Err(Error::NoRoute { .. }) if matches!(target, Target::Any) => {
-                return self.send_to_new_topic(topic, messages).await;
+            Err(Error::NoRoute { .. }) if !matches!(target, Target::Queue(_)) => {
+                self.auto_create(&topic, deadline).await?
             }
-            Err(e) => return Err(e),
+            r => r?,
         };
         let mut excluded = HashSet::new();
         let mut switches = 0;

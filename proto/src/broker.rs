@@ -266,6 +266,9 @@ pub trait BrokerService {
     async fn delete_topic(topic: TopicName) -> Result<(), WireError>;
     /// Every topic on this group.
     async fn list_topics() -> Result<Vec<TopicConfig>, WireError>;
+    /// A topic's config, auto-creating it first (leader only) when this broker
+    /// auto-creates topics; `TopicNotFound` when it does not.
+    async fn ensure_topic(topic: TopicName) -> Result<TopicConfig, WireError>;
     /// Creates or updates a consumer group.
     async fn upsert_group(config: GroupConfig) -> Result<(), WireError>;
     /// Deletes a consumer group and its offsets.

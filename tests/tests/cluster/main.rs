@@ -12,5 +12,6 @@ mod t10_basic;
 mod t20_consumers;
 mod t20_delivery;
 mod t30_cli;
+mod t30_examples;
 mod t50_failover;
 mod t50_membership;

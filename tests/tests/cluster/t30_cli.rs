@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::raftmq_bin;
 
-struct Dev {
-    child: Child,
+/// A running `raftmq dev`, killed on drop.
+pub(crate) struct Dev {
+    pub(crate) child: Child,
     _dir: tempfile::TempDir,
 }
 
@@ -19,7 +20,7 @@ impl Drop for Dev {
 }
 
 /// Starts `raftmq dev` on its own loopback IP and waits for its "ready" banner.
-fn start_dev(ip: &str) -> anyhow::Result<Dev> {
+pub(crate) fn start_dev(ip: &str) -> anyhow::Result<Dev> {
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(raftmq_bin()?)
         .args(["dev", "--ip", ip, "--dir"])
