@@ -18,3 +18,18 @@ pub(crate) async fn blocking<T: Send + 'static>(
         tokio::task::spawn_blocking(f).await.map_err(io_err)?
     }
 }
+
+/// Runs storage work that is usually short: in place when `small` (a few records from the
+/// page cache or a memtable write cost less than `block_in_place` handing the worker's
+/// other tasks to another thread, which is a thread wake-up per call), else as
+/// [`blocking`].
+pub(crate) async fn inline_if_small<T: Send + 'static>(
+    small: bool,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    if small {
+        f()
+    } else {
+        blocking(f).await
+    }
+}

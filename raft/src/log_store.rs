@@ -16,12 +16,14 @@ use openraft::OptionalSend;
 use raftmq_store::index::MetaKey;
 use raftmq_store::{AppendEntry, Store};
 
-use crate::blocking::blocking;
+use crate::blocking::{blocking, inline_if_small};
 use crate::codec::{self, io_err};
 use crate::types::{log_id, Entry, LogId, TypeConfig, Vote};
 
 const VOTE_KEY: MetaKey<'static> = MetaKey::Raft("vote");
 const PURGED_KEY: MetaKey<'static> = MetaKey::Raft("purged");
+/// Reads of at most this many entries (replicating a fresh entry) run in place.
+const SMALL_READ_ENTRIES: u64 = 16;
 
 /// Raft log storage backed by the commit log. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -78,7 +80,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
             None => start,
         };
         let store = self.store.clone();
-        let records = blocking(move || {
+        let small = end.saturating_sub(start) <= SMALL_READ_ENTRIES;
+        let records = inline_if_small(small, move || {
             let first = store.log().first_index().unwrap_or(start);
             store
                 .log()

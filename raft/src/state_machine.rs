@@ -19,7 +19,7 @@ use raftmq_store::index::MetaKey;
 use raftmq_store::{ApplyEntry, ApplyOutcome, MessageOutcome, Store};
 use tokio::sync::watch;
 
-use crate::blocking::blocking;
+use crate::blocking::{blocking, inline_if_small};
 use crate::codec::{self, io_err};
 use crate::types::{
     log_id, LogId, Placement, RaftResponse, SnapshotMeta, StoredMembership, TypeConfig,
@@ -27,6 +27,8 @@ use crate::types::{
 
 const MEMBERSHIP_KEY: MetaKey<'static> = MetaKey::Raft("membership");
 const SNAPSHOT_FILE: &str = "current.snap";
+/// Applies of at most this many payload bytes run in place (a memtable write).
+const SMALL_APPLY_BYTES: usize = 256 << 10;
 
 /// The data of a snapshot: the store's state image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +134,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             None => Vec::new(),
         };
         let store = self.store.clone();
-        let outcomes = blocking(move || store.apply(&batch, &extra).map_err(io_err)).await?;
+        let small = batch.iter().map(|e| e.payload.len()).sum::<usize>() <= SMALL_APPLY_BYTES;
+        let outcomes =
+            inline_if_small(small, move || store.apply(&batch, &extra).map_err(io_err)).await?;
         for (outcome, responder) in outcomes.into_iter().zip(responders) {
             if let Some(r) = responder {
                 r.send(to_response(outcome));
