@@ -281,6 +281,9 @@ impl CommitLog {
             };
             if roll {
                 self.flush_pending(&mut st, &mut buf, &mut headers)?;
+                if let Some(full) = st.segments.last_mut() {
+                    full.seal()?;
+                }
                 let seg = Segment::create(&self.shared.dir, e.index)?;
                 st.mark_dirty(seg.file());
                 st.dir_dirty = true;
@@ -309,7 +312,7 @@ impl CommitLog {
             .last_mut()
             .ok_or_else(|| Error::Invalid("no active segment".into()))?;
         let file = active.file().clone();
-        active.write(buf, headers)?;
+        active.write(buf, headers, self.shared.config.segment_bytes)?;
         st.mark_dirty(&file);
         buf.clear();
         headers.clear();
@@ -549,11 +552,12 @@ impl CommitLog {
         }
     }
 
-    /// Where the durable part of the log ends: the active segment's path and the byte
-    /// offset past its last durable record. For crash tests, which cut only what was never
-    /// synced.
+    /// Where the durable part of the log ends: the active segment's path, the byte offset
+    /// past its last durable record and the offset past its last written record (the
+    /// file may hold preallocated zeros beyond). For crash tests, which damage only what
+    /// was never synced.
     #[doc(hidden)]
-    pub fn durable_tail(&self) -> Option<(PathBuf, u64)> {
+    pub fn durable_tail(&self) -> Option<(PathBuf, u64, u64)> {
         let durable_next = self.durable_next();
         let st = self.shared.read_state();
         let active = st.segments.last()?;
@@ -564,7 +568,7 @@ impl CommitLog {
         } else {
             active.offset_of(durable_next).ok()?
         };
-        Some((active.path().to_owned(), offset))
+        Some((active.path().to_owned(), offset, active.size()))
     }
 }
 

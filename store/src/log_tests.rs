@@ -1,6 +1,7 @@
 //! Model-based tests of the commit log: random operations, crashes and torn tails checked
 //! against an in-memory model.
 
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -187,18 +188,22 @@ fn run(ops: Vec<Op>) {
                 check_equal(&log, &m);
             }
             Op::CrashTruncateTail(n) => {
-                let tail = log.durable_tail();
+                // In this order: whatever was acked is inside the durable tail read after.
                 let acked = m.acked.load(Ordering::SeqCst);
+                let tail = log.durable_tail();
                 drop(log);
-                if let Some((path, durable_at)) = tail {
-                    let len = std::fs::metadata(&path).unwrap().len();
-                    let cut = len.saturating_sub(u64::from(n % 600)).max(durable_at);
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .unwrap()
-                        .set_len(cut)
-                        .unwrap();
+                if let Some((path, durable_at, written)) = tail {
+                    let cut = written.saturating_sub(u64::from(n % 600)).max(durable_at);
+                    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                    if n % 2 == 0 {
+                        // The unsynced tail is gone with the file's length...
+                        file.set_len(cut).unwrap();
+                    } else {
+                        // ...or reads as the preallocated zeros it overwrote.
+                        let len = file.metadata().unwrap().len();
+                        let zeros = vec![0u8; usize::try_from(len - cut).unwrap()];
+                        file.write_all_at(&zeros, cut).unwrap();
+                    }
                 }
                 log = CommitLog::open(dir.path(), config()).unwrap();
                 let last = log.last_index();
@@ -274,14 +279,14 @@ fn torn_tail_is_cut_and_appends_continue() {
         .collect();
     log.append(&entries).unwrap();
     log.sync().unwrap();
+    let written = log.segments().unwrap()[0].bytes;
     drop(log);
     let path = dir.path().join(segment::file_name(1));
-    let len = std::fs::metadata(&path).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
         .unwrap()
-        .set_len(len - 10)
+        .set_len(written - 10)
         .unwrap();
     let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.last_entry_id(), Some((2, 2)));
@@ -321,4 +326,126 @@ fn group_commit_acknowledges_after_sync_in_order() {
     log.sync().unwrap();
     let done = done.lock().unwrap().clone();
     assert_eq!(done, (1..=200).collect::<Vec<_>>());
+}
+
+#[test]
+fn preallocated_zeros_are_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    let p = vec![3u8; 100];
+    let entries: Vec<_> = (1..=5)
+        .map(|i| AppendEntry {
+            term: 1,
+            index: i,
+            payload: &p,
+        })
+        .collect();
+    log.append(&entries).unwrap();
+    log.sync().unwrap();
+    let written = log.segments().unwrap()[0].bytes;
+    let path = dir.path().join(segment::file_name(1));
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(on_disk, written + segment::PREALLOCATE_BYTES);
+    drop(log);
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.last_entry_id(), Some((1, 5)));
+    assert_eq!(log.segments().unwrap()[0].bytes, written);
+    // Appends go on into the preallocated space.
+    log.append(&[AppendEntry {
+        term: 1,
+        index: 6,
+        payload: b"six",
+    }])
+    .unwrap();
+    log.sync().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), on_disk);
+    drop(log);
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(&log.read(6).unwrap().unwrap().payload[..], b"six");
+    assert_eq!(&log.read(3).unwrap().unwrap().payload[..], &p[..]);
+}
+
+#[test]
+fn a_full_segment_is_trimmed_and_a_lost_trim_is_redone_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || LogConfig {
+        segment_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let log = CommitLog::open(dir.path(), cfg()).unwrap();
+    let p = vec![9u8; 500];
+    for i in 1..=20 {
+        log.append(&[AppendEntry {
+            term: 1,
+            index: i,
+            payload: &p,
+        }])
+        .unwrap();
+    }
+    log.sync().unwrap();
+    let segs = log.segments().unwrap();
+    assert!(segs.len() > 2, "{segs:?}");
+    for s in &segs[..segs.len() - 1] {
+        assert_eq!(
+            std::fs::metadata(&s.path).unwrap().len(),
+            s.bytes,
+            "not trimmed"
+        );
+    }
+    drop(log);
+    // A crash undid the trim of a full segment: its zeros are back.
+    let first = &segs[0];
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first.path)
+        .unwrap();
+    file.write_all_at(&[0u8; 3000], first.bytes).unwrap();
+    let log = CommitLog::open(dir.path(), cfg()).unwrap();
+    assert_eq!(log.last_entry_id(), Some((1, 20)));
+    assert_eq!(std::fs::metadata(&first.path).unwrap().len(), first.bytes);
+    for i in 1..=20 {
+        assert_eq!(&log.read(i).unwrap().unwrap().payload[..], &p[..]);
+    }
+    drop(log);
+    // Anything but zeros after a full segment's last record is corruption.
+    file.write_all_at(&[0u8, 1, 2, 3], first.bytes).unwrap();
+    match CommitLog::open(dir.path(), cfg()) {
+        Err(Error::Corruption { path, offset, .. }) => {
+            assert_eq!(path, first.path);
+            assert_eq!(offset, first.bytes);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_torn_record_before_preallocated_zeros_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    let p = vec![5u8; 200];
+    let entries: Vec<_> = (1..=4)
+        .map(|i| AppendEntry {
+            term: 1,
+            index: i,
+            payload: &p,
+        })
+        .collect();
+    log.append(&entries).unwrap();
+    log.sync().unwrap();
+    let written = log.segments().unwrap()[0].bytes;
+    drop(log);
+    // The last record's second half never reached the disk: zeros, as preallocated.
+    let path = dir.path().join(segment::file_name(1));
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0u8; 100], written - 100).unwrap();
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.last_entry_id(), Some((1, 3)));
+    log.append(&[AppendEntry {
+        term: 2,
+        index: 4,
+        payload: b"again",
+    }])
+    .unwrap();
+    log.sync().unwrap();
+    assert_eq!(&log.read(4).unwrap().unwrap().payload[..], b"again");
 }
