@@ -90,14 +90,15 @@ impl BrokerServer {
             .ok_or_else(|| WireError::TopicNotFound(topic.to_string()))
     }
 
-    /// The topic's config, creating it first when auto-creation is on.
-    async fn topic_for_send(&self, topic: &TopicName) -> Result<TopicConfig, WireError> {
+    /// The topic's config, creating it first (leader only) when auto-creation is on.
+    async fn topic_or_create(&self, topic: &TopicName) -> Result<TopicConfig, WireError> {
         if let Some(t) = self.shared.store.topic(topic.as_str()) {
             return Ok(t);
         }
         if !self.shared.config.auto_create_topics {
             return Err(WireError::TopicNotFound(topic.to_string()));
         }
+        self.check_leader()?;
         let config = TopicConfig::new(topic.clone(), self.shared.config.default_queues);
         tracing::info!(topic = %topic, queues = config.write_queues, "auto-creating topic");
         self.command(Command::UpsertTopic(config)).await?;
@@ -109,7 +110,7 @@ impl BrokerServer {
     async fn send_one(&self, req: SendMessageRequest) -> Result<SendMessageResponse, WireError> {
         validate_send(&req)?;
         self.check_leader()?;
-        let topic = self.topic_for_send(&req.topic).await?;
+        let topic = self.topic_or_create(&req.topic).await?;
         if !topic.perm.writable() {
             return Err(WireError::Unauthorized(format!(
                 "topic {} is not writable on group {}",
@@ -499,11 +500,7 @@ impl BrokerService for BrokerServer {
 
     async fn ensure_topic(self, _: Context, topic: TopicName) -> Result<TopicConfig, WireError> {
         names::validate_topic(topic.as_str()).map_err(invalid)?;
-        if let Ok(t) = self.topic_config(&topic) {
-            return Ok(t);
-        }
-        self.check_leader()?;
-        self.topic_for_send(&topic).await
+        self.topic_or_create(&topic).await
     }
 
     async fn upsert_group(self, _: Context, config: GroupConfig) -> Result<(), WireError> {

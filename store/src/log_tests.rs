@@ -22,6 +22,22 @@ fn config() -> LogConfig {
     }
 }
 
+/// A log in `dir` (default config) holding entries `1..=count`, each `payload` at
+/// `term`, synced and closed; returns the bytes its one segment uses.
+fn write_log(dir: &Path, term: u64, count: u64, payload: &[u8]) -> u64 {
+    let log = CommitLog::open(dir, LogConfig::default()).unwrap();
+    let entries: Vec<_> = (1..=count)
+        .map(|index| AppendEntry {
+            term,
+            index,
+            payload,
+        })
+        .collect();
+    log.append(&entries).unwrap();
+    log.close().unwrap();
+    log.segments().unwrap()[0].bytes
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Append(Vec<usize>),
@@ -236,18 +252,7 @@ proptest! {
 #[test]
 fn corruption_in_the_middle_is_fatal_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
-    let p = vec![7u8; 100];
-    let entries: Vec<_> = (1..=5)
-        .map(|i| AppendEntry {
-            term: 1,
-            index: i,
-            payload: &p,
-        })
-        .collect();
-    log.append(&entries).unwrap();
-    log.close().unwrap();
-    drop(log);
+    write_log(dir.path(), 1, 5, &[7u8; 100]);
     let path = dir.path().join(segment::file_name(1));
     let mut bytes = std::fs::read(&path).unwrap();
     let second_record = segment::FILE_HEADER_BYTES as usize + record::HEADER_BYTES + 100;
@@ -268,19 +273,7 @@ fn corruption_in_the_middle_is_fatal_and_named() {
 #[test]
 fn torn_tail_is_cut_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
-    let p = vec![1u8; 64];
-    let entries: Vec<_> = (1..=3)
-        .map(|i| AppendEntry {
-            term: 2,
-            index: i,
-            payload: &p,
-        })
-        .collect();
-    log.append(&entries).unwrap();
-    log.sync().unwrap();
-    let written = log.segments().unwrap()[0].bytes;
-    drop(log);
+    let written = write_log(dir.path(), 2, 3, &[1u8; 64]);
     let path = dir.path().join(segment::file_name(1));
     std::fs::OpenOptions::new()
         .write(true)
@@ -331,22 +324,11 @@ fn group_commit_acknowledges_after_sync_in_order() {
 #[test]
 fn preallocated_zeros_are_not_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
     let p = vec![3u8; 100];
-    let entries: Vec<_> = (1..=5)
-        .map(|i| AppendEntry {
-            term: 1,
-            index: i,
-            payload: &p,
-        })
-        .collect();
-    log.append(&entries).unwrap();
-    log.sync().unwrap();
-    let written = log.segments().unwrap()[0].bytes;
+    let written = write_log(dir.path(), 1, 5, &p);
     let path = dir.path().join(segment::file_name(1));
     let on_disk = std::fs::metadata(&path).unwrap().len();
     assert_eq!(on_disk, written + segment::PREALLOCATE_BYTES);
-    drop(log);
     let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.last_entry_id(), Some((1, 5)));
     assert_eq!(log.segments().unwrap()[0].bytes, written);
@@ -421,19 +403,7 @@ fn a_full_segment_is_trimmed_and_a_lost_trim_is_redone_on_open() {
 #[test]
 fn a_torn_record_before_preallocated_zeros_is_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
-    let p = vec![5u8; 200];
-    let entries: Vec<_> = (1..=4)
-        .map(|i| AppendEntry {
-            term: 1,
-            index: i,
-            payload: &p,
-        })
-        .collect();
-    log.append(&entries).unwrap();
-    log.sync().unwrap();
-    let written = log.segments().unwrap()[0].bytes;
-    drop(log);
+    let written = write_log(dir.path(), 1, 4, &[5u8; 200]);
     // The last record's second half never reached the disk: zeros, as preallocated.
     let path = dir.path().join(segment::file_name(1));
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();

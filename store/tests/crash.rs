@@ -6,6 +6,7 @@
 //! Iterations: `CRASH_ITERS` (default 20).
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -94,23 +95,25 @@ fn verify(dir: &Path, acked: u64) -> u64 {
 }
 
 fn tear_tail(dir: &Path, seed: u64) {
-    let mut segs: Vec<_> = std::fs::read_dir(dir)
-        .expect("list")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segs.sort();
-    let Some(last) = segs.last() else { return };
+    // Where the records end: the active segment holds preallocated zeros beyond.
+    let last = {
+        let log = CommitLog::open(dir, config()).expect("open before tearing");
+        let last = log.segments().expect("segments").pop();
+        log.close().expect("close");
+        last
+    };
+    let Some(last) = last else { return };
     // A record header that promises more bytes than follow: a write cut short.
     let mut torn = Vec::new();
     torn.extend_from_slice(&(5000u32).to_le_bytes());
     torn.extend_from_slice(&(seed as u32).to_le_bytes());
     torn.extend((0..(seed % 200) as u8).map(|b| b.wrapping_mul(31)));
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(last)
-        .expect("open tail");
-    f.write_all(&torn).expect("tear");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last.path)
+        .expect("open tail")
+        .write_all_at(&torn, last.bytes)
+        .expect("tear");
 }
 
 fn main() {
