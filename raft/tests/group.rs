@@ -78,6 +78,22 @@ async fn wait_leader(nodes: &[Node], skip: Option<usize>) -> anyhow::Result<usiz
     }
 }
 
+/// Writes through whichever node leads, following a leadership change (a fresh group can
+/// re-elect once while its election timers settle); returns the writer's index.
+async fn write_via_leader(nodes: &[Node], payload: Bytes) -> anyhow::Result<(usize, RaftResponse)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = wait_leader(nodes, None).await?;
+        match nodes[leader].replica.write(payload.clone()).await {
+            Ok((_, r)) => return Ok((leader, r)),
+            Err(raftmq_raft::Error::NotLeader { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn batch(topic: &str, queue: u32, n: usize) -> Bytes {
     let mut w = BatchWriter::new();
     for i in 0..n {
@@ -106,7 +122,6 @@ fn batch(topic: &str, queue: u32, n: usize) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
     let nodes = start_group(3).await?;
-    let leader = wait_leader(&nodes, None).await?;
     let topic = Bytes::from(
         EntryPayload::Command(Command::UpsertTopic(TopicConfig::new(
             TopicName::from("T"),
@@ -114,10 +129,12 @@ async fn three_nodes_elect_replicate_and_fail_over() -> anyhow::Result<()> {
         )))
         .encode()?,
     );
-    nodes[leader].replica.write(topic).await?;
+    let mut leader = write_via_leader(&nodes, topic).await?.0;
     let mut expected = 0u64;
     for _ in 0..20 {
-        match nodes[leader].replica.write(batch("T", 0, 5)).await?.1 {
+        let (writer, response) = write_via_leader(&nodes, batch("T", 0, 5)).await?;
+        leader = writer;
+        match response {
             RaftResponse::Messages(m) => {
                 assert_eq!(m.len(), 5);
                 for (i, o) in m.iter().enumerate() {
