@@ -74,6 +74,12 @@ pub struct BrokerConfig {
     pub flush: Flush,
     /// Commit-log segment size, bytes. Default: 1 GiB.
     pub segment_bytes: u64,
+    /// Synced commit-log bytes behind the tail kept in the page cache; older pages are
+    /// dropped after their fsync so a steady write stream reuses a small set of pages (on
+    /// a VM, growing the cache into fresh memory costs a hypervisor fault per page).
+    /// Consumers and followers within this distance of the tail read from memory.
+    /// 0 leaves caching to the OS. Default: 64 MiB.
+    pub page_cache_keep_bytes: u64,
     /// Segments older than this many hours are deleted. Default: 72.
     pub retention_hours: u64,
     /// Segments are also deleted while the disk is fuller than this percentage. Default: 90.
@@ -125,6 +131,7 @@ impl Default for BrokerConfig {
             data_dir: None,
             flush: Flush::Sync,
             segment_bytes: 1 << 30,
+            page_cache_keep_bytes: 64 << 20,
             retention_hours: 72,
             disk_high_water_percent: 90,
             auto_create_topics: false,

@@ -31,6 +31,7 @@ fn store_config(cfg: &BrokerConfig) -> StoreConfig {
                 Flush::Sync => FlushMode::Sync,
                 Flush::Async => FlushMode::Async,
             },
+            page_cache_keep: (cfg.page_cache_keep_bytes > 0).then_some(cfg.page_cache_keep_bytes),
             ..LogConfig::default()
         },
         ..StoreConfig::default()

@@ -18,7 +18,10 @@ use std::time::SystemTime;
 use crate::config::{FlushMode, LogConfig};
 use crate::error::{Error, Result};
 use crate::record::{self, Record, MAX_PAYLOAD_BYTES};
-use crate::segment::{self, Segment};
+use crate::segment::{self, Eviction, Segment};
+
+/// Cached pages are dropped in steps of at least this many bytes (one `fadvise` call each).
+const EVICT_STEP_BYTES: u64 = 4 << 20;
 
 /// Called once the append it was registered for is durable (or failed to become so).
 pub type DurableCallback = Box<dyn FnOnce(Result<()>) + Send>;
@@ -647,11 +650,18 @@ impl Shared {
     }
 
     fn flush_once(&self) {
-        let (files, dir_dirty, mark, epoch) = {
+        let (files, dir_dirty, mark, epoch, evictions) = {
             let mut st = self.write_state();
             let dirty = std::mem::take(&mut st.dirty);
             let dir_dirty = std::mem::replace(&mut st.dir_dirty, false);
-            (dirty, dir_dirty, st.next_index().unwrap_or(0), st.epoch)
+            let evictions = self.evictions(&mut st);
+            (
+                dirty,
+                dir_dirty,
+                st.next_index().unwrap_or(0),
+                st.epoch,
+                evictions,
+            )
         };
         {
             let mut q = self.lock_sync();
@@ -691,7 +701,26 @@ impl Shared {
             for (_, cb) in done {
                 cb(Ok(()));
             }
+            for ev in evictions {
+                ev.drop_cached();
+            }
         }
+    }
+
+    /// The ranges this flush may drop from the page cache once its sync succeeds: the
+    /// active segment's beyond the kept window, and all of a segment sealed since the
+    /// last flush (only the last two segments can have changed).
+    fn evictions(&self, st: &mut State) -> Vec<Eviction> {
+        let Some(keep) = self.config.page_cache_keep else {
+            return Vec::new();
+        };
+        let n = st.segments.len();
+        st.segments
+            .iter_mut()
+            .enumerate()
+            .skip(n.saturating_sub(2))
+            .filter_map(|(i, seg)| seg.take_evictable(keep, EVICT_STEP_BYTES, i + 1 < n))
+            .collect()
     }
 }
 

@@ -18,6 +18,8 @@ fn payload(term: u64, index: u64, size: usize) -> Vec<u8> {
 fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 700,
+        // Every sealed segment's pages are dropped after its sync: reads must not care.
+        page_cache_keep: Some(0),
         ..LogConfig::default()
     }
 }
@@ -418,4 +420,55 @@ fn a_torn_record_before_preallocated_zeros_is_cut() {
     .unwrap();
     log.sync().unwrap();
     assert_eq!(&log.read(4).unwrap().unwrap().payload[..], b"again");
+}
+
+#[test]
+fn synced_pages_behind_the_window_are_evicted_once_and_read_back_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = 1 << 20;
+    let cfg = LogConfig {
+        page_cache_keep: Some(keep),
+        ..LogConfig::default()
+    };
+    let log = CommitLog::open(dir.path(), cfg).unwrap();
+    let p = vec![7u8; 64 << 10];
+    let entries: Vec<_> = (1..=160)
+        .map(|index| AppendEntry {
+            term: 1,
+            index,
+            payload: &p,
+        })
+        .collect();
+    log.append(&entries).unwrap();
+    let size = log.segments().unwrap()[0].bytes;
+    {
+        let mut st = log.shared.write_state();
+        let ev = log.shared.evictions(&mut st);
+        assert_eq!(ev.len(), 1, "one range of the active segment");
+        assert_eq!((ev[0].from, ev[0].to), (0, size - keep));
+        assert!(
+            log.shared.evictions(&mut st).is_empty(),
+            "nothing new to drop until another step is written"
+        );
+        ev[0].drop_cached();
+    }
+    log.sync().unwrap();
+    for r in log.read_range(1, 161, usize::MAX).unwrap() {
+        assert_eq!(r.payload.as_ref(), p.as_slice(), "entry {}", r.index);
+    }
+    log.truncate_from(10).unwrap();
+    let cut = log.segments().unwrap()[0].bytes;
+    log.append(&[AppendEntry {
+        term: 2,
+        index: 10,
+        payload: &p,
+    }])
+    .unwrap();
+    let mut st = log.shared.write_state();
+    let sealed = st.segments[0].take_evictable(keep, 0, true).unwrap();
+    assert_eq!(
+        (sealed.from, sealed.to),
+        (cut, cut + (record::HEADER_BYTES + p.len()) as u64),
+        "after truncation the dropped mark falls back to the new end"
+    );
 }

@@ -61,6 +61,8 @@ pub struct Segment {
     allocated: u64,
     /// `(index, byte offset)` pairs, ascending; the first record is always present.
     sparse: Vec<(u64, u64)>,
+    /// Bytes before this offset have been dropped from the page cache (after a sync).
+    uncached_to: u64,
 }
 
 /// What recovery found at the end of the last segment.
@@ -96,6 +98,7 @@ impl Segment {
             size: FILE_HEADER_BYTES,
             allocated: FILE_HEADER_BYTES,
             sparse: Vec::new(),
+            uncached_to: 0,
         })
     }
 
@@ -123,6 +126,7 @@ impl Segment {
             size: FILE_HEADER_BYTES,
             allocated: len,
             sparse: Vec::new(),
+            uncached_to: 0,
         };
         if len < FILE_HEADER_BYTES {
             if is_last {
@@ -455,6 +459,28 @@ impl Segment {
         Ok(())
     }
 
+    /// The byte range whose cached pages may be dropped once the data written so far is
+    /// synced: all but the last `keep` bytes (all of it when `sealed`), if that adds at
+    /// least `min_step` bytes to what was dropped before. Marks the range as dropped.
+    pub fn take_evictable(&mut self, keep: u64, min_step: u64, sealed: bool) -> Option<Eviction> {
+        let to = if sealed {
+            self.size
+        } else {
+            self.size.saturating_sub(keep)
+        };
+        let step = to.saturating_sub(self.uncached_to);
+        if step == 0 || (!sealed && step < min_step) {
+            return None;
+        }
+        let ev = Eviction {
+            file: self.file.clone(),
+            from: self.uncached_to,
+            to,
+        };
+        self.uncached_to = to;
+        Some(ev)
+    }
+
     /// Byte offset of the record with `index`, which must be in this segment.
     pub fn offset_of(&self, index: u64) -> Result<u64> {
         let slot = self.sparse.partition_point(|&(i, _)| i <= index);
@@ -555,6 +581,7 @@ impl Segment {
         self.sparse.retain(|&(i, _)| i < index);
         self.size = pos;
         self.allocated = pos;
+        self.uncached_to = self.uncached_to.min(pos);
         if index <= self.base {
             self.last = None;
             self.last_term = 0;
@@ -566,6 +593,46 @@ impl Segment {
             self.last_term = recs.first().map_or(0, |r| r.term);
         }
         Ok(())
+    }
+}
+
+/// A synced byte range of a segment whose pages are no longer worth caching.
+#[derive(Debug)]
+pub struct Eviction {
+    file: Arc<File>,
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+}
+
+impl Eviction {
+    /// Asks the kernel to drop the range's cached pages (`POSIX_FADV_DONTNEED`). The data
+    /// must already be synced: dirty pages would only be queued for writeback. Best effort;
+    /// a later read of the range simply goes to the disk.
+    #[allow(unsafe_code)]
+    pub fn drop_cached(&self) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off_t::try_from(self.from),
+            libc::off_t::try_from(self.to - self.from),
+        ) else {
+            return;
+        };
+        // SAFETY: the descriptor belongs to `self.file`, kept open by the `Arc` for the
+        // whole call; `posix_fadvise` takes plain integers and touches no memory of ours.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(
+                error = %std::io::Error::from_raw_os_error(rc),
+                "could not drop cached pages of a synced segment range"
+            );
+        }
     }
 }
 
