@@ -182,7 +182,9 @@ impl Admin {
     /// # Errors
     /// [`Error::NoRoute`] for an unknown topic.
     pub async fn topic_route(&self, topic: &str) -> Result<TopicRoute> {
-        self.core.route(&TopicName::from(topic), true).await
+        Ok(TopicRoute::clone(
+            &*self.core.route(&TopicName::from(topic), true).await?,
+        ))
     }
 
     /// Min and max offsets of every queue of a topic, per broker group.

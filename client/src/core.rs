@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::HelloRequest;
@@ -72,7 +72,7 @@ pub struct Core {
     brokers: Mutex<HashMap<String, BrokerServiceClient>>,
     namesrvs: Mutex<HashMap<String, NamesrvServiceClient>>,
     next_namesrv: AtomicUsize,
-    routes: Mutex<HashMap<TopicName, (TopicRoute, Instant)>>,
+    routes: Mutex<HashMap<TopicName, (Arc<TopicRoute>, Instant)>>,
     /// group -> leader client address learned from `NotLeader` hints.
     leaders: Mutex<HashMap<String, String>>,
     /// Addresses that just failed, avoided until the instant given.
@@ -280,7 +280,7 @@ impl Core {
     ///
     /// # Errors
     /// [`Error::NoRoute`] when no NameServer knows the topic.
-    pub async fn route(&self, topic: &TopicName, refresh: bool) -> Result<TopicRoute> {
+    pub async fn route(&self, topic: &TopicName, refresh: bool) -> Result<Arc<TopicRoute>> {
         if !refresh {
             if let Some((r, at)) = lock(&self.routes).get(topic) {
                 if at.elapsed() < self.config.route_refresh {
@@ -306,6 +306,7 @@ impl Core {
                         }
                     }
                 }
+                let route = Arc::new(route);
                 lock(&self.routes).insert(topic.clone(), (route.clone(), Instant::now()));
                 Ok(route)
             }

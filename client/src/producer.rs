@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::{SendMessageRequest, SendMessageResponse};
-use raftmq_proto::namesrv::{GroupRoute, TopicRoute};
+use raftmq_proto::namesrv::TopicRoute;
 use raftmq_proto::{names, Message, QueueId, SendResult, TopicName, WireError, MAX_MESSAGE_BYTES};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -48,6 +48,32 @@ pub fn write_queues(route: &TopicRoute) -> Vec<MessageQueue> {
             })
         })
         .collect()
+}
+
+/// How many writable queues a route has (what [`write_queues`] would list).
+fn write_queue_count(route: &TopicRoute) -> usize {
+    route
+        .groups
+        .iter()
+        .filter(|g| g.perm.writable())
+        .map(|g| g.write_queues as usize)
+        .sum()
+}
+
+/// The `i`-th of [`write_queues`] as `(index of its group in the route, queue)`;
+/// `i` must be below [`write_queue_count`].
+fn nth_write_queue(route: &TopicRoute, mut i: usize) -> (usize, QueueId) {
+    for (g, group) in route.groups.iter().enumerate() {
+        if !group.perm.writable() {
+            continue;
+        }
+        let n = group.write_queues as usize;
+        if i < n {
+            return (g, QueueId(i as u32));
+        }
+        i -= n;
+    }
+    (0, QueueId(0))
 }
 
 /// A stable 64-bit hash (FNV-1a), so a sharding key maps to the same queue in every
@@ -537,7 +563,7 @@ impl Inner {
     /// RocketMQ's default-topic route does), then waits until the group has registered it,
     /// so that the first send already picks its queue from the real route: a sharding key
     /// maps to the same queue from the first message on.
-    async fn auto_create(&self, topic: &TopicName, deadline: Instant) -> Result<TopicRoute> {
+    async fn auto_create(&self, topic: &TopicName, deadline: Instant) -> Result<Arc<TopicRoute>> {
         let mut created = false;
         for g in self.core.cluster().await?.groups {
             let t = topic.clone();
@@ -614,51 +640,49 @@ impl Inner {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    /// Picks `(group, queue)` for a send.
+    /// Picks `(index of the group in the route, queue)` for a send, without copying the
+    /// route (this runs once per message).
     fn pick(
         &self,
         route: &TopicRoute,
         target: &Target,
         excluded: &HashSet<String>,
-    ) -> Result<(GroupRoute, QueueId)> {
-        let queues = write_queues(route);
-        if queues.is_empty() {
-            return Err(Error::NoRoute {
-                topic: route.topic.to_string(),
-                reason: "no writable queue".into(),
-            });
+    ) -> Result<(usize, QueueId)> {
+        let no_route = |reason: String| Error::NoRoute {
+            topic: route.topic.to_string(),
+            reason,
+        };
+        let n = write_queue_count(route);
+        if n == 0 {
+            return Err(no_route("no writable queue".into()));
         }
-        let chosen = match target {
-            Target::Queue(q) => q.clone(),
-            Target::Key(k) => queues[(stable_hash(k) % queues.len() as u64) as usize].clone(),
+        let (group, queue) = match target {
+            Target::Queue(q) => {
+                return route
+                    .groups
+                    .iter()
+                    .position(|g| g.group == q.broker_group)
+                    .map(|g| (g, q.queue_id))
+                    .ok_or_else(|| {
+                        no_route(format!(
+                            "broker group {} no longer serves it",
+                            q.broker_group
+                        ))
+                    });
+            }
+            Target::Key(k) => nth_write_queue(route, (stable_hash(k) % n as u64) as usize),
             Target::Any => {
-                let n = queues.len();
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                let usable = |q: &MessageQueue| {
-                    !excluded.contains(&q.broker_group) && !self.avoided(&q.broker_group)
-                };
+                let nth = |i: usize| nth_write_queue(route, (start + i) % n);
+                let allowed = |g: usize| !excluded.contains(&route.groups[g].group);
                 (0..n)
-                    .map(|i| &queues[(start + i) % n])
-                    .find(|q| usable(q))
-                    .or_else(|| {
-                        (0..n)
-                            .map(|i| &queues[(start + i) % n])
-                            .find(|q| !excluded.contains(&q.broker_group))
-                    })
-                    .unwrap_or(&queues[start % n])
-                    .clone()
+                    .map(nth)
+                    .find(|&(g, _)| allowed(g) && !self.avoided(&route.groups[g].group))
+                    .or_else(|| (0..n).map(nth).find(|&(g, _)| allowed(g)))
+                    .unwrap_or_else(|| nth(0))
             }
         };
-        let group = route
-            .groups
-            .iter()
-            .find(|g| g.group == chosen.broker_group)
-            .cloned()
-            .ok_or_else(|| Error::NoRoute {
-                topic: route.topic.to_string(),
-                reason: format!("broker group {} no longer serves it", chosen.broker_group),
-            })?;
-        Ok((group, chosen.queue_id))
+        Ok((group, queue))
     }
 
     async fn send(
@@ -688,13 +712,11 @@ impl Inner {
         loop {
             let now = Instant::now();
             let remaining = deadline.saturating_duration_since(now);
-            let addr = self
-                .core
-                .leader_addr(&group)
-                .ok_or_else(|| Error::NoRoute {
-                    topic: topic.to_string(),
-                    reason: format!("group {} has no live node", group.group),
-                })?;
+            let grp = &route.groups[group];
+            let addr = self.core.leader_addr(grp).ok_or_else(|| Error::NoRoute {
+                topic: topic.to_string(),
+                reason: format!("group {} has no live node", grp.group),
+            })?;
             let mut r = req.clone();
             r.queue_id = queue;
             let timeout = remaining
@@ -703,7 +725,7 @@ impl Inner {
             let res = self.call_send(&addr, r, timeout).await;
             let err = match res {
                 Ok(resp) => {
-                    self.note(&group.group, now.elapsed(), false);
+                    self.note(&grp.group, now.elapsed(), false);
                     return Ok(resp.results);
                 }
                 Err(e) => e,
@@ -711,15 +733,16 @@ impl Inner {
             if !err.is_retryable() || Instant::now() >= deadline {
                 return Err(err);
             }
-            if hops < 3 && self.core.learn_leader(&group.group, &err, Some(&group)) {
+            if hops < 3 && self.core.learn_leader(&grp.group, &err, Some(grp)) {
                 hops += 1;
-                tracing::debug!(group = %group.group, error = %err, "following the leader hint");
+                tracing::debug!(group = %grp.group, error = %err, "following the leader hint");
                 continue;
             }
             hops = 0;
-            tracing::debug!(group = %group.group, addr = %addr, error = %err, "send attempt failed; retrying");
-            self.note(&group.group, now.elapsed(), true);
-            self.core.forget_leader(&group.group);
+            tracing::debug!(group = %grp.group, addr = %addr, error = %err, "send attempt failed; retrying");
+            self.note(&grp.group, now.elapsed(), true);
+            self.core.forget_leader(&grp.group);
+            let failed = grp.group.clone();
             let wait = backoff.min(deadline.saturating_duration_since(Instant::now()));
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
@@ -728,7 +751,7 @@ impl Inner {
                 && switches < self.retries
                 && route.groups.len() > excluded.len() + 1
             {
-                excluded.insert(group.group.clone());
+                excluded.insert(failed);
                 switches += 1;
             }
             (group, queue) = match self.pick(&route, &target, &excluded) {
@@ -755,6 +778,38 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(avoid_for(Duration::from_secs(20)), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn queue_indexing_matches_the_listed_writable_queues() {
+        use raftmq_proto::config::Perm;
+        use raftmq_proto::namesrv::GroupRoute;
+        let group = |name: &str, queues: u32, perm: Perm| GroupRoute {
+            cluster: "c".into(),
+            group: name.into(),
+            read_queues: queues,
+            write_queues: queues,
+            perm,
+            leader: None,
+            nodes: Vec::new(),
+        };
+        let route = TopicRoute {
+            topic: "T".into(),
+            groups: vec![
+                group("a", 3, Perm::RW),
+                group("b", 5, Perm(Perm::READ)),
+                group("c", 2, Perm::RW),
+            ],
+        };
+        let listed = write_queues(&route);
+        assert_eq!(write_queue_count(&route), listed.len());
+        for (i, q) in listed.iter().enumerate() {
+            let (g, queue) = nth_write_queue(&route, i);
+            assert_eq!(
+                (route.groups[g].group.as_str(), queue),
+                (q.broker_group.as_str(), q.queue_id)
+            );
+        }
     }
 
     #[test]

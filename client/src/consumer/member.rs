@@ -53,8 +53,9 @@ impl Member {
         let route = self.core.route(&mq.topic, false).await?;
         route
             .groups
-            .into_iter()
+            .iter()
             .find(|g| g.group == mq.broker_group)
+            .cloned()
             .ok_or_else(|| Error::NoRoute {
                 topic: mq.topic.to_string(),
                 reason: format!("group {} no longer serves it", mq.broker_group),
@@ -66,8 +67,8 @@ impl Member {
         let mut out: BTreeMap<String, GroupRoute> = BTreeMap::new();
         for t in topics {
             if let Ok(r) = self.core.route(t, false).await {
-                for g in r.groups {
-                    out.entry(g.group.clone()).or_insert(g);
+                for g in &r.groups {
+                    out.entry(g.group.clone()).or_insert_with(|| g.clone());
                 }
             }
         }

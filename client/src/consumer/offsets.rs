@@ -173,7 +173,7 @@ impl OffsetStore {
                             continue;
                         }
                     };
-                    let Some(g) = route.groups.into_iter().find(|g| g.group == bg) else {
+                    let Some(g) = route.groups.iter().find(|g| g.group == bg).cloned() else {
                         continue;
                     };
                     let req = CommitOffsetsRequest {

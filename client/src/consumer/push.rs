@@ -778,7 +778,7 @@ impl Inner {
         let route = self.core.route(&m.topic, false).await;
         let g = match route
             .ok()
-            .and_then(|r| r.groups.into_iter().find(|g| g.group == m.broker_group))
+            .and_then(|r| r.groups.iter().find(|g| g.group == m.broker_group).cloned())
         {
             Some(g) => g,
             None => {
