@@ -78,6 +78,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs `fut` as a task on the runtime's workers and waits for it. Polled by `block_on`
+/// itself, it would live on the main thread, and every wake-up from a worker (a Raft
+/// metrics change, an RPC answer: several per message) would be a cross-thread wake.
+fn on_worker<F>(runtime: &tokio::runtime::Runtime, fut: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    runtime.block_on(runtime.spawn(fut))?
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -85,21 +95,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Namesrv(args) => {
             init_tracing("info,tarpc=warn");
-            runtime.block_on(servers::namesrv(args))
+            on_worker(&runtime, servers::namesrv(args))
         }
         Command::Broker(args) => {
             init_tracing("info,tarpc=warn,openraft=warn");
-            runtime.block_on(servers::broker(args))
+            on_worker(&runtime, servers::broker(args))
         }
         Command::Dev(args) => {
             init_tracing("warn,raftmq_broker::node=info");
-            runtime.block_on(servers::dev(args))
+            on_worker(&runtime, servers::dev(args))
         }
         command => {
             init_tracing("error");
             let out = output::Out { json: cli.json };
             let namesrv = cli.namesrv;
-            runtime.block_on(async move {
+            on_worker(&runtime, async move {
                 let admin = || raftmq_client::Admin::new(namesrv.iter().cloned());
                 match command {
                     Command::Topic(c) => admin::topic(&admin()?, &out, c).await,

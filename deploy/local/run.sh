@@ -6,6 +6,10 @@ cd "$(dirname "$0")/../.."
 bin=${RAFTMQ_BIN:-./target/release/raftmq}
 [ -x "$bin" ] || { echo "build first: cargo build --release --bin raftmq" >&2; exit 1; }
 mkdir -p data/local
+# Three brokers share this host's cores: one tokio worker per ceil(cores / 3), so they do
+# not wake more threads than there are cores (on 2 cores: 59.6k -> 75.8k msgs/s at
+# saturation, docs/benchmarks.md). A broker with a machine to itself uses every core.
+export TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-$(( ($(nproc) + 2) / 3 ))}
 pids=()
 trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
 "$bin" namesrv > data/local/namesrv.log 2>&1 & pids+=($!)

@@ -154,7 +154,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let batch = AppendEntry::all(&encoded);
         self.store.log().append(&batch).map_err(io_err)?;
-        self.store.log().on_durable(
+        self.store.log().on_durable_inline(
             last,
             Box::new(move |res| callback.io_completed(res.map_err(io_err))),
         );

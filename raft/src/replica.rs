@@ -97,6 +97,24 @@ pub struct Replica {
     membership: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// A follower's appends are synced on the thread that receives them (its acknowledgement
+/// is on every write's critical path, one batch at a time); a leader's go through the
+/// flusher thread, so replication is not held up behind its own fsync.
+async fn sync_inline_while_following(raft: Raft, store: Arc<Store>) {
+    let mut server = raft.server_metrics();
+    drop(raft);
+    loop {
+        let state = server.borrow_watched().state;
+        store.log().set_inline_sync(matches!(
+            state,
+            ServerState::Follower | ServerState::Learner
+        ));
+        if server.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Replica {
     /// Starts the Raft node over `store` (data under `data_dir`).
     ///
@@ -131,6 +149,7 @@ impl Replica {
             store.clone(),
             data_dir.join("snapshot").join("staging"),
         ));
+        tokio::spawn(sync_inline_while_following(raft.clone(), store.clone()));
         Ok(Self {
             raft,
             store,
@@ -500,13 +519,19 @@ impl Replica {
     /// Resolves when the Raft core stops on its own (a storage failure or a panic), with the
     /// reason.
     pub async fn stopped(&self) -> String {
-        let mut m = self.raft.metrics();
+        // Server metrics change only with role, term or membership, not with every entry;
+        // a fatal error is also looked for once a second.
+        let mut server = self.raft.server_metrics();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            if let Err(e) = &m.borrow_watched().running_state {
+            if let Err(e) = &self.raft.metrics().borrow_watched().running_state {
                 return e.to_string();
             }
-            if m.changed().await.is_err() {
-                return "the Raft core exited".into();
+            tokio::select! {
+                r = server.changed() => if r.is_err() {
+                    return "the Raft core exited".into();
+                },
+                _ = tick.tick() => {}
             }
         }
     }

@@ -472,3 +472,46 @@ fn synced_pages_behind_the_window_are_evicted_once_and_read_back_intact() {
         "after truncation the dropped mark falls back to the new end"
     );
 }
+
+#[test]
+fn an_inline_sync_is_durable_before_returning_and_the_flusher_still_serves_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(CommitLog::open(dir.path(), LogConfig::default()).unwrap());
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let ack = |i: u64| -> DurableCallback {
+        let acked = acked.clone();
+        Box::new(move |r| {
+            r.unwrap();
+            acked.lock().unwrap().push(i);
+        })
+    };
+    let append = |i: u64| {
+        log.append(&[AppendEntry {
+            term: 1,
+            index: i,
+            payload: b"x",
+        }])
+        .unwrap();
+    };
+    log.set_inline_sync(true);
+    for i in 1..=50 {
+        append(i);
+        log.on_durable_inline(i, ack(i));
+        assert!(
+            log.durable_next() > i,
+            "entry {i} acknowledged before durable"
+        );
+        assert_eq!(
+            acked.lock().unwrap().last(),
+            Some(&i),
+            "not acknowledged inline"
+        );
+    }
+    log.set_inline_sync(false);
+    for i in 51..=100 {
+        append(i);
+        log.on_durable_inline(i, ack(i));
+    }
+    log.sync().unwrap();
+    assert_eq!(*acked.lock().unwrap(), (1..=100).collect::<Vec<_>>());
+}
