@@ -114,6 +114,11 @@ pub struct BrokerConfig {
     /// On a clean shutdown, a leader first hands leadership to its most caught-up follower
     /// (milliseconds of unavailability instead of an election timeout). Default: true.
     pub hand_over_on_shutdown: bool,
+    /// As a follower, fsync appends on the thread that received them when no sync is
+    /// running: two thread hand-offs fewer on every write's critical path (3 processes on
+    /// 2 cores: single-publisher p50 -0.05 ms). Turn off where several nodes share one
+    /// process (`raftmq dev` does). Default: true.
+    pub follower_inline_sync: bool,
 }
 
 impl Default for BrokerConfig {
@@ -147,6 +152,7 @@ impl Default for BrokerConfig {
             message_delay_levels: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .into(),
             hand_over_on_shutdown: true,
+            follower_inline_sync: true,
         }
     }
 }

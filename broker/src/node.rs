@@ -61,6 +61,7 @@ fn replica_config(cfg: &BrokerConfig) -> Result<ReplicaConfig, Error> {
     rc.heartbeat_ms = cfg.raft_heartbeat_ms;
     rc.election_timeout_ms = (cfg.raft_election_min_ms, cfg.raft_election_max_ms);
     rc.snapshot_every_entries = cfg.raft_snapshot_every_entries;
+    rc.follower_inline_sync = cfg.follower_inline_sync;
     Ok(rc)
 }
 

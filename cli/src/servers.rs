@@ -95,6 +95,9 @@ fn dev_config(args: &DevArgs, id: u64, client: u16, raft: u16) -> anyhow::Result
         register_interval_ms: 10_000,
         // The whole group stops together: nobody to hand leadership to.
         hand_over_on_shutdown: false,
+        // Three nodes share this process's workers: a follower's fsync on one of them
+        // would stall the others' work.
+        follower_inline_sync: false,
         ..BrokerConfig::default()
     }
     .validate()
