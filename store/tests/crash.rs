@@ -20,6 +20,8 @@ const TERM_ENV: &str = "RAFTMQ_CRASH_TERM";
 fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 256 << 10,
+        // Sealed segments' pages are dropped from the cache after their sync.
+        page_cache_keep: Some(0),
         ..LogConfig::default()
     }
 }
@@ -32,6 +34,9 @@ fn payload(index: u64) -> Vec<u8> {
 fn child(dir: &Path, term: u64) {
     let log = CommitLog::open(dir, config()).expect("child opens the log");
     let mut next = log.last_index().map_or(1, |l| l + 1);
+    // Every other run syncs on this thread (as a Raft follower does), the rest through
+    // the flusher thread.
+    log.set_inline_sync(term % 2 == 0);
     let out = Arc::new(Mutex::new(std::io::stdout()));
     loop {
         let batch: Vec<(u64, Vec<u8>)> = (next..next + 1 + next % 7)
@@ -48,7 +53,7 @@ fn child(dir: &Path, term: u64) {
         log.append(&entries).expect("append");
         let last = batch.last().map(|b| b.0).unwrap_or(next);
         let out = out.clone();
-        log.on_durable(
+        log.on_durable_inline(
             last,
             Box::new(move |r| {
                 if r.is_ok() {
