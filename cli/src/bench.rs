@@ -21,7 +21,8 @@ pub enum Mode {
     Produce,
     /// Consume what is there and what arrives; latency = broker store time to delivery.
     Consume,
-    /// Both at once; latency = send to delivery.
+    /// Both at once; msgs/s and latency are of deliveries (send to delivery), `sent` counts
+    /// the sends.
     E2e,
 }
 
@@ -66,6 +67,16 @@ struct Totals {
     done: AtomicU64,
     errors: AtomicU64,
     hist: Mutex<Histogram<u64>>,
+}
+
+impl Totals {
+    fn new() -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            done: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            hist: Mutex::new(histogram()?),
+        }))
+    }
 }
 
 fn progress(label: &str) -> ProgressBar {
@@ -145,6 +156,37 @@ async fn producers(
     Ok(())
 }
 
+/// Sends one message to `args.topic` (auto-creating it where the brokers allow).
+async fn warm_up(args: &BenchArgs, namesrv: &[String]) -> anyhow::Result<()> {
+    let producer = Producer::builder()
+        .namesrv(namesrv.iter().cloned())
+        .group("raftmq-bench")
+        .build()?;
+    let body = vec![b'x'; args.size.max(8)];
+    let res = producer
+        .send(Message::new(args.topic.as_str(), Bytes::from(body)))
+        .await;
+    producer.shutdown().await;
+    res.map_err(|e| anyhow::anyhow!("cannot send to topic {}: {e}", args.topic))?;
+    Ok(())
+}
+
+/// Waits until the consumer has queues, so the measured time is all consuming.
+async fn wait_assigned(consumer: &PushConsumer, topic: &str) -> anyhow::Result<()> {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let deadline = Instant::now() + LIMIT;
+    while consumer.assigned().is_empty() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the consumer got no queue of topic {topic} within {}s: does the topic exist \
+             (raftmq topic create {topic})?",
+            LIMIT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 async fn consumer(
     args: &BenchArgs,
     namesrv: &[String],
@@ -186,11 +228,13 @@ async fn consumer(
 /// Runs the benchmark and prints the summary.
 pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.duration > 0, "--duration must be at least 1 second");
-    let totals = Arc::new(Totals {
-        done: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        hist: Mutex::new(histogram()?),
-    });
+    // What is reported: sends (produce) or deliveries (consume, e2e). In e2e the sends
+    // are counted apart, so neither their count nor their latency mixes in.
+    let totals = Totals::new()?;
+    let sent = match args.mode {
+        Mode::E2e => Totals::new()?,
+        Mode::Produce | Mode::Consume => totals.clone(),
+    };
     let stop = CancellationToken::new();
     let label = match args.mode {
         Mode::Produce => "producing",
@@ -198,16 +242,24 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
         Mode::E2e => "producing and consuming",
     };
     let bar = progress(label);
+    if matches!(args.mode, Mode::E2e) {
+        // The topic must exist before the consumer can be given its queues.
+        bar.set_message("sending a first message (creates the topic where allowed)");
+        warm_up(&args, namesrv).await?;
+    }
     let consumer = match args.mode {
-        Mode::Consume | Mode::E2e => Some(
-            consumer(
+        Mode::Consume | Mode::E2e => {
+            let c = consumer(
                 &args,
                 namesrv,
                 totals.clone(),
                 matches!(args.mode, Mode::E2e),
             )
-            .await?,
-        ),
+            .await?;
+            bar.set_message("waiting for the consumer's queues");
+            wait_assigned(&c, &args.topic).await?;
+            Some(c)
+        }
         Mode::Produce => None,
     };
     let started = Instant::now();
@@ -236,9 +288,7 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
         })
     };
     match args.mode {
-        Mode::Produce | Mode::E2e => {
-            producers(&args, namesrv, totals.clone(), stop.clone()).await?
-        }
+        Mode::Produce | Mode::E2e => producers(&args, namesrv, sent.clone(), stop.clone()).await?,
         Mode::Consume => stop.cancelled().await,
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -249,7 +299,11 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
     let _ = ticker.await;
     bar.finish_and_clear();
     let done = totals.done.load(Ordering::Relaxed);
-    let errors = totals.errors.load(Ordering::Relaxed);
+    let mut errors = totals.errors.load(Ordering::Relaxed);
+    if !Arc::ptr_eq(&sent, &totals) {
+        errors += sent.errors.load(Ordering::Relaxed);
+    }
+    let sent = sent.done.load(Ordering::Relaxed);
     let h = totals
         .hist
         .lock()
@@ -260,7 +314,7 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
     let mb_per_s = msgs_per_s * args.size as f64 / (1 << 20) as f64;
     let summary = json!({
         "mode": format!("{:?}", args.mode).to_lowercase(), "topic": args.topic, "size": args.size,
-        "concurrency": args.concurrency, "duration_s": elapsed, "messages": done, "errors": errors,
+        "concurrency": args.concurrency, "duration_s": elapsed, "messages": done, "sent": sent, "errors": errors,
         "msgs_per_s": msgs_per_s, "mb_per_s": mb_per_s,
         "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": h.max() as f64 / 1000.0,
     });

@@ -213,3 +213,104 @@ fn t30_dev_quickstart_admin_and_errors() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The last line of a `--json` bench run: its summary.
+fn bench_summary(namesrv: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let o = raftmq(namesrv, args)?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = json_lines(&o)?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("bench printed nothing"))?;
+    for field in [
+        "msgs_per_s",
+        "mb_per_s",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "p999_ms",
+        "max_ms",
+        "errors",
+    ] {
+        assert!(
+            summary[field].is_number(),
+            "bench summary lacks {field}: {summary}"
+        );
+    }
+    Ok(summary)
+}
+
+#[test]
+fn t30_bench_modes_report_what_they_measure() -> anyhow::Result<()> {
+    let ip = "127.0.99.3";
+    let _dev = start_dev(ip)?;
+    let ns = format!("{ip}:9876");
+    let num = |v: &serde_json::Value, f: &str| v[f].as_f64().unwrap_or(-1.0);
+
+    let produced = bench_summary(
+        &ns,
+        &[
+            "--json",
+            "bench",
+            "produce",
+            "-c",
+            "8",
+            "--duration",
+            "2",
+            "--topic",
+            "BenchT",
+        ],
+    )?;
+    assert!(num(&produced, "messages") > 0.0, "{produced}");
+    assert_eq!(num(&produced, "errors"), 0.0, "{produced}");
+    assert!(num(&produced, "p50_ms") > 0.0 && num(&produced, "p99_ms") >= num(&produced, "p50_ms"));
+
+    // A new group starts from the first offset: everything produced is there to consume.
+    let consumed = bench_summary(
+        &ns,
+        &[
+            "--json",
+            "bench",
+            "consume",
+            "--group",
+            "bc",
+            "--duration",
+            "4",
+            "--topic",
+            "BenchT",
+        ],
+    )?;
+    assert_eq!(num(&consumed, "errors"), 0.0, "{consumed}");
+    assert!(num(&consumed, "messages") > 0.0, "{consumed}");
+
+    // e2e reports deliveries at the offered rate, not sends and deliveries added up.
+    let e2e = bench_summary(
+        &ns,
+        &[
+            "--json",
+            "bench",
+            "e2e",
+            "--group",
+            "be",
+            "--rate",
+            "200",
+            "-c",
+            "4",
+            "--duration",
+            "4",
+            "--topic",
+            "BenchE2e",
+        ],
+    )?;
+    let (sent, delivered) = (num(&e2e, "sent"), num(&e2e, "messages"));
+    assert!(
+        (400.0..=900.0).contains(&sent),
+        "sent {sent} at 200/s for 4 s: {e2e}"
+    );
+    assert!(
+        delivered > 0.0 && delivered <= sent,
+        "delivered {delivered} of {sent}: {e2e}"
+    );
+    assert!(num(&e2e, "msgs_per_s") <= 250.0, "{e2e}");
+    assert_eq!(num(&e2e, "errors"), 0.0, "{e2e}");
+    Ok(())
+}
