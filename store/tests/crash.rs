@@ -36,7 +36,7 @@ fn child(dir: &Path, term: u64) {
     let mut next = log.last_index().map_or(1, |l| l + 1);
     // Every other run syncs on this thread (as a Raft follower does), the rest through
     // the flusher thread.
-    log.set_inline_sync(term % 2 == 0);
+    log.set_inline_sync(term.is_multiple_of(2));
     let out = Arc::new(Mutex::new(std::io::stdout()));
     loop {
         let batch: Vec<(u64, Vec<u8>)> = (next..next + 1 + next % 7)
