@@ -375,14 +375,7 @@ impl CommitLog {
         q.waiters.push_back((index, cb));
         q.syncing = true;
         drop(q);
-        shared.flush_once();
-        let mut q = shared.lock_sync();
-        q.syncing = false;
-        let more = q.requested;
-        drop(q);
-        if more {
-            shared.wake.notify_all();
-        }
+        shared.sync_claimed();
     }
 
     /// Turns syncing on the caller's thread ([`CommitLog::on_durable_inline`]) on or off.
@@ -695,8 +688,20 @@ impl Shared {
                     };
                 }
             }
-            self.flush_once();
-            self.lock_sync().syncing = false;
+            self.sync_claimed();
+        }
+    }
+
+    /// Runs one sync for whoever set `syncing` (the flusher or an inline caller), then
+    /// releases it and wakes the flusher if more was asked for meanwhile.
+    fn sync_claimed(&self) {
+        self.flush_once();
+        let mut q = self.lock_sync();
+        q.syncing = false;
+        let more = q.requested;
+        drop(q);
+        if more {
+            self.wake.notify_all();
         }
     }
 
