@@ -62,6 +62,7 @@ fn replica_config(cfg: &BrokerConfig) -> Result<ReplicaConfig, Error> {
     rc.election_timeout_ms = (cfg.raft_election_min_ms, cfg.raft_election_max_ms);
     rc.snapshot_every_entries = cfg.raft_snapshot_every_entries;
     rc.follower_inline_sync = cfg.follower_inline_sync;
+    rc.commit_hold = Duration::from_millis(cfg.raft_commit_hold_ms);
     Ok(rc)
 }
 

@@ -8,10 +8,12 @@
 //! - [`log_store`]: openraft log storage over the commit log.
 //! - [`state_machine`]: the state machine over the store, and snapshots.
 //! - [`network`]: the tarpc Raft network (client side).
+//! - [`commit_hold`]: commit-only AppendEntries held for the next append to carry.
 //! - [`server`]: the Raft port (server side).
 //! - [`transfer`]: snapshot transfer with the log entries the receiver lacks.
 mod blocking;
 pub mod codec;
+pub mod commit_hold;
 pub mod error;
 pub mod log_store;
 pub mod network;

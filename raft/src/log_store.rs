@@ -8,7 +8,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -25,16 +25,23 @@ const PURGED_KEY: MetaKey<'static> = MetaKey::Raft("purged");
 /// Reads of at most this many entries (replicating a fresh entry) run in place.
 const SMALL_READ_ENTRIES: u64 = 16;
 
-/// Raft log storage backed by the commit log. Cheap to clone.
+/// Raft log storage backed by the commit log. Cheap to clone; clones share the cached
+/// purge point.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     store: Arc<Store>,
+    /// The purge point once read from `meta` (every replication read needs it); `purge`
+    /// updates it after the synced write.
+    purged: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 impl LogStore {
     /// Wraps the store.
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            purged: Arc::default(),
+        }
     }
 
     /// The logical purge point.
@@ -42,12 +49,19 @@ impl LogStore {
     /// # Errors
     /// RocksDB or decoding errors.
     pub fn last_purged(&self) -> io::Result<Option<LogId>> {
-        self.store
+        let mut cached = self.purged.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = *cached {
+            return Ok(p);
+        }
+        let p = self
+            .store
             .indexes()
             .get_meta(&PURGED_KEY)
             .map_err(io_err)?
             .map(|v| codec::decode_log_id(Bytes::from(v)).map_err(io_err))
-            .transpose()
+            .transpose()?;
+        *cached = Some(p);
+        Ok(p)
     }
 }
 
@@ -180,6 +194,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .put_meta_synced(&PURGED_KEY, &bytes)
                 .map_err(io_err)
         })
-        .await
+        .await?;
+        let mut cached = self.purged.lock().unwrap_or_else(PoisonError::into_inner);
+        *cached = Some(Some(log_id));
+        Ok(())
     }
 }

@@ -10,13 +10,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::Stream;
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{
+    stream_append_sequential, RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2,
+};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
 use raftmq_proto::{RaftServiceClient, WireError};
@@ -25,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
+use crate::commit_hold::hold_commit_only;
 use crate::state_machine::{RaftSnapshot, SnapshotImage};
 use crate::transfer::{SnapshotReply, SnapshotStep};
 use crate::types::{RaftNode, TypeConfig, Vote};
@@ -101,16 +106,25 @@ pub struct NetworkFactory {
     group: String,
     store: Arc<Store>,
     connector: Arc<dyn Connector>,
+    commit_hold: Duration,
 }
 
 impl NetworkFactory {
-    /// The network of node `me` of `group`, reading snapshot entries from `store`.
-    pub fn new(me: u64, group: String, store: Arc<Store>, connector: Arc<dyn Connector>) -> Self {
+    /// The network of node `me` of `group`, reading snapshot entries from `store` and
+    /// holding commit-only AppendEntries up to `commit_hold` ([`crate::commit_hold`]).
+    pub fn new(
+        me: u64,
+        group: String,
+        store: Arc<Store>,
+        connector: Arc<dyn Connector>,
+        commit_hold: Duration,
+    ) -> Self {
         Self {
             me,
             group,
             store,
             connector,
+            commit_hold,
         }
     }
 }
@@ -126,6 +140,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             group: self.group.clone(),
             store: self.store.clone(),
             connector: self.connector.clone(),
+            commit_hold: self.commit_hold,
             client: None,
             last_answer: Instant::now(),
         }
@@ -141,6 +156,8 @@ pub struct Network {
     group: String,
     store: Arc<Store>,
     connector: Arc<dyn Connector>,
+    /// See [`crate::commit_hold`].
+    commit_hold: Duration,
     client: Option<RaftServiceClient>,
     /// When the current connection was opened or last answered.
     last_answer: Instant,
@@ -395,6 +412,27 @@ impl Network {
 
 impl RaftNetworkV2<TypeConfig> for Network {
     type SnapshotData = SnapshotImage;
+
+    /// One request at a time, as openraft's default does, but a request that only
+    /// carries a new commit index may give way to the next append
+    /// ([`crate::commit_hold`]).
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let input = hold_commit_only(input, self.commit_hold);
+        stream_append_sequential(self, input, option)
+    }
 
     async fn append_entries(
         &mut self,

@@ -47,6 +47,11 @@ pub struct ReplicaConfig {
     /// running (two thread hand-offs fewer on every write's critical path). Off where
     /// several nodes share one runtime's threads. Default true.
     pub follower_inline_sync: bool,
+    /// How long a leader holds an AppendEntries that only carries a new commit index,
+    /// waiting for the next append to carry it instead (see [`crate::commit_hold`]). An
+    /// idle follower learns of a commit up to this much later. Zero sends each at once.
+    /// Default 2 ms.
+    pub commit_hold: Duration,
 }
 
 impl ReplicaConfig {
@@ -61,6 +66,7 @@ impl ReplicaConfig {
             election_timeout_ms: (250, 350),
             snapshot_every_entries: 20_000,
             follower_inline_sync: true,
+            commit_hold: crate::commit_hold::DEFAULT_COMMIT_HOLD,
         }
     }
 
@@ -140,6 +146,7 @@ impl Replica {
             config.group.clone(),
             store.clone(),
             connector,
+            config.commit_hold,
         );
         let raft = Raft::new(
             config.node_id,
