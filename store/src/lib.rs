@@ -16,6 +16,7 @@
 //! # Layout
 //! - [`record`]: the record frame (`len | crc32c | term | index | payload`).
 //! - [`segment`]: one segment file, its sparse index and crash recovery.
+//! - [`zero_fill`]: zeros written ahead of the active segment's tail.
 //! - [`log`]: [`CommitLog`], segments plus group commit.
 //! - [`entry`]: the payload of a record: blank, membership, messages or a command.
 //! - [`batch`]: the message batch layout and its zero-copy reader.
@@ -39,6 +40,7 @@ pub mod record;
 pub mod retention;
 pub mod segment;
 pub mod store;
+pub mod zero_fill;
 
 pub use batch::{BatchReader, BatchWriter, MessageRef, MessageView};
 pub use config::{FlushMode, LogConfig};

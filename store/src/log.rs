@@ -122,6 +122,8 @@ struct SyncQueue {
     requested: bool,
     /// A sync is running (on the flusher or inline); at most one at a time.
     syncing: bool,
+    /// The active segment's zero fill asked for more zeros.
+    fill_wanted: bool,
     shutdown: bool,
 }
 
@@ -216,6 +218,7 @@ impl CommitLog {
                 waiters: VecDeque::new(),
                 requested: false,
                 syncing: false,
+                fill_wanted: false,
                 shutdown: false,
             }),
             wake: Condvar::new(),
@@ -286,6 +289,7 @@ impl CommitLog {
         }
         let mut buf = Vec::new();
         let mut headers = Vec::new();
+        let mut fill_wanted = false;
         for e in entries {
             let need = (record::HEADER_BYTES + e.payload.len()) as u64;
             let roll = match st.segments.last() {
@@ -297,7 +301,7 @@ impl CommitLog {
                 }
             };
             if roll {
-                self.flush_pending(&mut st, &mut buf, &mut headers)?;
+                fill_wanted |= self.flush_pending(&mut st, &mut buf, &mut headers)?;
                 if let Some(full) = st.segments.last_mut() {
                     full.seal()?;
                 }
@@ -312,28 +316,35 @@ impl CommitLog {
                 .map_err(|e| Error::Invalid(format!("encoded record does not parse: {e}")))?;
             headers.push(h);
         }
-        self.flush_pending(&mut st, &mut buf, &mut headers)
+        fill_wanted |= self.flush_pending(&mut st, &mut buf, &mut headers)?;
+        drop(st);
+        if fill_wanted {
+            self.shared.lock_sync().fill_wanted = true;
+            self.shared.wake.notify_all();
+        }
+        Ok(())
     }
 
+    /// Writes the pending records to the active segment; true if its zero fill wants more.
     fn flush_pending(
         &self,
         st: &mut State,
         buf: &mut Vec<u8>,
         headers: &mut Vec<record::Header>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if headers.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let active = st
             .segments
             .last_mut()
             .ok_or_else(|| Error::Invalid("no active segment".into()))?;
         let file = active.file().clone();
-        active.write(buf, headers, self.shared.config.segment_bytes)?;
+        let fill_wanted = active.write(buf, headers, self.shared.config.segment_bytes)?;
         st.mark_dirty(&file);
         buf.clear();
         headers.clear();
-        Ok(())
+        Ok(fill_wanted)
     }
 
     /// Calls `cb` once every entry up to and including `index` is durable. In
@@ -656,18 +667,22 @@ impl Shared {
     }
 
     /// The flush thread: waits for requests (or the async interval), syncs every dirty
-    /// file outside the state lock, then completes the waiters it covered.
+    /// file outside the state lock, then completes the waiters it covered. Between syncs
+    /// it writes the zeros the active segment's fill asks for.
     fn run_flusher(&self) {
         loop {
-            {
+            let fill = {
                 let mut q = self.lock_sync();
                 loop {
                     if q.requested && !q.syncing {
                         q.syncing = true;
-                        break;
+                        break false;
                     }
                     if q.shutdown {
                         return;
+                    }
+                    if std::mem::take(&mut q.fill_wanted) {
+                        break true;
                     }
                     q = match self.config.flush {
                         FlushMode::Sync => self
@@ -681,14 +696,30 @@ impl Shared {
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
                             if timeout.timed_out() && !q.syncing {
                                 q.syncing = true;
-                                break;
+                                break false;
                             }
                             q
                         }
                     };
                 }
+            };
+            if fill {
+                self.fill_ahead();
+            } else {
+                self.sync_claimed();
             }
-            self.sync_claimed();
+        }
+    }
+
+    /// Writes zeros ahead of the active segment's tail ([`crate::zero_fill`]).
+    fn fill_ahead(&self) {
+        let fill = self
+            .read_state()
+            .segments
+            .last()
+            .and_then(|s| s.zero_fill().cloned());
+        if let Some(fill) = fill {
+            fill.fill(self.config.segment_bytes);
         }
     }
 

@@ -324,17 +324,72 @@ fn group_commit_acknowledges_after_sync_in_order() {
 }
 
 #[test]
+fn the_flusher_keeps_zeros_ahead_of_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(segment::file_name(1));
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    let payload = vec![5u8; 1000];
+    let mut index = 1;
+    // Past the first fill's reach, so the fill has to follow the tail.
+    while log.segments().unwrap().first().map_or(0, |s| s.bytes) < 6 << 20 {
+        let batch: Vec<_> = (index..index + 100)
+            .map(|i| AppendEntry {
+                term: 1,
+                index: i,
+                payload: &payload,
+            })
+            .collect();
+        log.append(&batch).unwrap();
+        index += 100;
+        log.sync().unwrap();
+    }
+    // A trickle of appends: the fill (at most a step per interval) gets ahead.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tail = loop {
+        log.append(&[AppendEntry {
+            term: 1,
+            index,
+            payload: &payload,
+        }])
+        .unwrap();
+        index += 1;
+        log.sync().unwrap();
+        let tail = log.segments().unwrap()[0].bytes;
+        let len = std::fs::metadata(&path).unwrap().len();
+        if len >= tail + 2 * crate::zero_fill::FILL_STEP_BYTES {
+            break tail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no zeros were written ahead of the tail"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let data = std::fs::read(&path).unwrap();
+    assert!(data[tail as usize..].iter().all(|&b| b == 0));
+    drop(log);
+    let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.last_index(), Some(index - 1));
+    assert_eq!(
+        &log.read(index - 1).unwrap().unwrap().payload[..],
+        &payload[..]
+    );
+}
+
+#[test]
 fn preallocated_zeros_are_not_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let p = vec![3u8; 100];
     let written = write_log(dir.path(), 1, 5, &p);
     let path = dir.path().join(segment::file_name(1));
-    let on_disk = std::fs::metadata(&path).unwrap().len();
-    assert_eq!(on_disk, written + segment::PREALLOCATE_BYTES);
+    // Zeros follow the records: preallocated, or written ahead by the zero fill.
+    let on_disk = std::fs::read(&path).unwrap();
+    assert!(on_disk.len() as u64 > written);
+    assert!(on_disk[written as usize..].iter().all(|&b| b == 0));
     let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.last_entry_id(), Some((1, 5)));
     assert_eq!(log.segments().unwrap()[0].bytes, written);
-    // Appends go on into the preallocated space.
+    // Appends go on into the zeros.
     log.append(&[AppendEntry {
         term: 1,
         index: 6,
@@ -342,7 +397,7 @@ fn preallocated_zeros_are_not_a_torn_tail() {
     }])
     .unwrap();
     log.sync().unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), on_disk);
+    assert!(std::fs::metadata(&path).unwrap().len() >= on_disk.len() as u64);
     drop(log);
     let log = CommitLog::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(&log.read(6).unwrap().unwrap().payload[..], b"six");
