@@ -6,8 +6,8 @@
 //! four. Blocks that already hold written zeros need no conversion, so the flusher writes
 //! zeros a MiB at a time ahead of the tail and starts their write-back at once: one sync
 //! per MiB then writes the inode, and the zeros' pages stay cached for the appends that
-//! overwrite them. Three processes on one 2-core VM, one publisher: p50 0.59 -> 0.52 ms,
-//! p99 1.00 -> 0.75 ms (docs/benchmarks.md). (Direct I/O, which would keep the zeros out
+//! overwrite them. Three processes on one 2-core VM, one publisher, interleaved runs: p50
+//! 0.63-0.72 -> 0.54-0.57 ms, p99 1.09-1.26 -> 0.83-0.92 ms (docs/benchmarks.md). (Direct I/O, which would keep the zeros out
 //! of the page cache, holds the inode lock for the whole write and stalled appends for
 //! milliseconds; appends into blocks not in the cache must also read them first.)
 //!
@@ -131,8 +131,9 @@ impl ZeroFill {
         st.requested
     }
 
-    /// Whether appends would now land in zeros this fill wrote (for tests).
-    pub fn ahead(&self) -> u64 {
+    /// How many bytes past the tail hold zeros.
+    #[cfg(test)]
+    fn ahead(&self) -> u64 {
         let st = self.lock();
         st.filled.saturating_sub(st.tail)
     }
