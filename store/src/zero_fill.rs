@@ -126,7 +126,7 @@ impl ZeroFill {
             return false;
         }
         st.rate_ref = (st.tail, Instant::now());
-        let rate = (st.tail - ref_tail) as f64 / elapsed.as_secs_f64();
+        let rate = st.tail.saturating_sub(ref_tail) as f64 / elapsed.as_secs_f64();
         st.requested = rate <= FILL_MAX_RATE as f64;
         st.requested
     }
@@ -228,6 +228,7 @@ impl ZeroFill {
         cut()?;
         st.tail = len;
         st.filled = round_up(len);
+        st.rate_ref = (len, Instant::now());
         st.closed |= close;
         Ok(())
     }
@@ -348,6 +349,25 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 100);
         std::thread::sleep(FILL_INTERVAL);
         assert!(!zf.reserve(200), "a closed fill asks for nothing");
+    }
+
+    #[test]
+    fn appends_after_a_truncation_below_the_rate_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with(dir.path(), &[1u8; 100]);
+        let zf = open(&path, 100);
+        zf.reserve(1 << 20);
+        std::thread::sleep(FILL_INTERVAL);
+        zf.reserve(1 << 20); // the rate reference is now at 1 MiB
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        zf.cut(50, false, || f.set_len(50)).unwrap();
+        // A Raft conflict cut the log back: appends go on from below the old tail.
+        std::thread::sleep(FILL_INTERVAL);
+        ask(&zf, 60);
+        zf.lock().rate_ref.0 = 1 << 20; // even against a stale reference
+        std::thread::sleep(FILL_INTERVAL);
+        zf.fill(1 << 30);
+        ask(&zf, 70);
     }
 
     #[test]
