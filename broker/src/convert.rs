@@ -1,6 +1,6 @@
 //! Stored messages as consumers receive them.
 
-use raftmq_proto::{MessageExt, MsgId, Offset, QueueId, TopicName};
+use raftmq_proto::{BrokerGroup, MessageExt, MsgId, Offset, QueueId, TopicName};
 use raftmq_store::StoredMessage;
 
 /// Converts a stored message of broker group `group`.
@@ -9,7 +9,7 @@ pub fn message_ext(group: &str, m: StoredMessage) -> MessageExt {
     MessageExt {
         msg_id: MsgId::new(group, m.log_index, m.slot).to_string(),
         topic: TopicName::from(v.topic()),
-        broker_group: group.to_owned(),
+        broker_group: BrokerGroup::from(group),
         queue_id: QueueId(m.queue_id),
         queue_offset: Offset(m.queue_offset),
         tag: v.tag().to_owned(),

@@ -1,4 +1,4 @@
-//! Running a broker node: store + Raft + the two servers + background duties, with an
+//! Running a broker node: store + Raft + the front ends + background duties, with an
 //! orderly shutdown.
 
 use std::collections::BTreeMap;
@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use raftmq_proto::{BrokerService, RaftService};
+use raftmq_proto::RaftService;
 use raftmq_raft::{Connector, RaftNode, Replica, ReplicaConfig, TcpConnector};
 use raftmq_store::{FlushMode, LogConfig, RetentionPolicy, Store, StoreConfig};
 use tokio::net::TcpListener;
@@ -16,9 +16,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::clients::ClientRegistry;
 use crate::config::{BrokerConfig, Flush};
+use crate::core::{Broker, Shared};
 use crate::error::Error;
+use crate::rpc::FrontEnd;
 use crate::send::Proposer;
-use crate::service::{BrokerServer, Shared};
 
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -66,16 +67,17 @@ fn replica_config(cfg: &BrokerConfig) -> Result<ReplicaConfig, Error> {
     Ok(rc)
 }
 
-/// Runs a broker node on the given listeners until `shutdown` resolves, then stops
-/// accepting, finishes in-flight requests, hands leadership away, stops Raft and syncs
-/// the store.
+/// Runs a broker node until `shutdown` resolves: Raft on `raft_listener`, clients on each
+/// of `front_ends` (the client port, and any other listener that serves the core). On
+/// shutdown it stops accepting, finishes in-flight requests, hands leadership away, stops
+/// Raft and syncs the store.
 ///
 /// # Errors
 /// The store or Raft failed to start.
 pub async fn run(
     config: BrokerConfig,
-    client_listener: TcpListener,
     raft_listener: TcpListener,
+    front_ends: Vec<Box<FrontEnd>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let data_dir = config.data_dir();
@@ -110,11 +112,14 @@ pub async fn run(
     let raft_stop = CancellationToken::new();
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let raft_server = tasks.spawn(raftmq_proto::serve_tarpc!(
-        raft_listener,
-        replica.server().serve(),
-        raft_stop.clone()
-    ));
+    let raft_server = {
+        let server = replica.server();
+        tasks.spawn(raftmq_proto::serve_tarpc!(
+            raft_listener,
+            move |_| server.clone().serve(),
+            raft_stop.clone()
+        ))
+    };
 
     let proposer = Proposer::start(replica.clone(), stop.clone(), &tasks);
     let delay_levels = config.delay_levels_ms()?;
@@ -127,14 +132,13 @@ pub async fn run(
         proposer,
         topics_changed: Notify::new(),
     });
-    let client_server = tasks.spawn(raftmq_proto::serve_tarpc!(
-        client_listener,
-        BrokerServer {
-            shared: shared.clone()
-        }
-        .serve(),
-        stop.clone()
-    ));
+    let broker = Broker::new(shared.clone());
+    let front_end_tasks = TaskTracker::new();
+    for f in front_ends {
+        tracing::info!(serving = %f.describe(), "front end started");
+        front_end_tasks.spawn(f.serve(broker.clone(), stop.clone()));
+    }
+    front_end_tasks.close();
     {
         let r = replica.clone();
         tasks.spawn(async move {
@@ -162,7 +166,7 @@ pub async fn run(
         hand_over_leadership(&replica).await;
     }
     stop.cancel();
-    let _ = client_server.await;
+    front_end_tasks.wait().await;
     replica.shutdown().await;
     raft_stop.cancel();
     let _ = raft_server.await;

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use raftmq_proto::namesrv::RegisterBrokerRequest;
-use raftmq_proto::{NamesrvServiceClient, NodeId};
+use raftmq_proto::{BrokerGroup, NamesrvServiceClient, NodeId};
 use tokio_util::sync::CancellationToken;
 
-use crate::service::Shared;
+use crate::core::Shared;
 
 /// Deadline of one registration call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -42,7 +42,7 @@ fn request(shared: &Shared) -> RegisterBrokerRequest {
     let (role, term) = shared.replica.role();
     RegisterBrokerRequest {
         cluster: shared.replica.cluster().to_owned(),
-        group: shared.replica.group().to_owned(),
+        broker_group: BrokerGroup::from(shared.replica.group()),
         node_id: NodeId(shared.replica.node_id()),
         client_addr: shared.config.advertise_addr().to_owned(),
         role,
@@ -99,7 +99,7 @@ pub async fn run(shared: std::sync::Arc<Shared>, stop: CancellationToken) {
                     for addr in &shared.config.namesrv {
                         if let Ok(c) = clients.get(addr).await {
                             let _ = c
-                                .unregister_broker(ctx(), shared.replica.cluster().to_owned(), shared.replica.group().to_owned(), NodeId(shared.replica.node_id()))
+                                .unregister_broker(ctx(), shared.replica.cluster().to_owned(), BrokerGroup::from(shared.replica.group()), NodeId(shared.replica.node_id()))
                                 .await;
                         }
                     }

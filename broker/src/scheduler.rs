@@ -16,7 +16,7 @@ use raftmq_store::{BatchWriter, Command, EntryPayload, MessageRef, MessageView, 
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::now_ms;
-use crate::service::Shared;
+use crate::core::Shared;
 
 /// How often the scheduler looks for due timers.
 const TICK: Duration = Duration::from_millis(100);

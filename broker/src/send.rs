@@ -15,17 +15,25 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use raftmq_proto::{Message, MsgId, Offset, QueueId, SendResult, SendStatus, TopicName, WireError};
+use raftmq_proto::{
+    BrokerGroup, Message, MsgId, Offset, QueueId, SendResult, SendStatus, TopicName,
+};
 use raftmq_raft::{Placement, RaftResponse, Replica};
 use raftmq_store::{BatchWriter, EntryPayload, MessageRef};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::now_ms;
-use crate::error::raft_to_wire;
+use crate::core::query::SLOT_BITS;
+use crate::core::BrokerError;
 
 /// One entry carries at most about this many bytes of messages.
 pub const MAX_ENTRY_BYTES: usize = 4 << 20;
+/// Most messages one send may carry.
+pub const MAX_MESSAGES_PER_SEND: usize = 65_536;
+/// Most messages one entry carries: a message's slot must fit the low bits of the
+/// commit-log offsets RocketMQ clients see ([`SLOT_BITS`]).
+const MAX_ENTRY_MESSAGES: usize = (1 << SLOT_BITS) - MAX_MESSAGES_PER_SEND;
 /// Entries being replicated at once.
 const MAX_IN_FLIGHT: usize = 4;
 /// Send requests waiting to be batched before new ones get `Busy`.
@@ -40,10 +48,19 @@ pub struct SendJob {
     pub queue_id: QueueId,
     /// Messages, all for `topic`.
     pub messages: Vec<Message>,
+    /// Where the messages come from.
+    pub origin: Origin,
+    /// Where the results go.
+    pub reply: oneshot::Sender<Result<Vec<SendResult>, BrokerError>>,
+}
+
+/// What the broker stores about where a send's messages come from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin {
+    /// The producer's clock when the messages were made, ms (the store time when `None`).
+    pub born_ms: Option<u64>,
     /// Reconsume count to store (non-zero for retries).
     pub reconsume_times: u32,
-    /// Where the results go.
-    pub reply: oneshot::Sender<Result<Vec<SendResult>, WireError>>,
 }
 
 impl SendJob {
@@ -82,27 +99,29 @@ impl Proposer {
         topic: TopicName,
         queue_id: QueueId,
         messages: Vec<Message>,
-        reconsume_times: u32,
-    ) -> Result<Vec<SendResult>, WireError> {
+        origin: Origin,
+    ) -> Result<Vec<SendResult>, BrokerError> {
         let (reply, rx) = oneshot::channel();
         let job = SendJob {
             topic,
             queue_id,
             messages,
-            reconsume_times,
+            origin,
             reply,
         };
         self.tx.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WireError::Busy(format!(
+            mpsc::error::TrySendError::Full(_) => BrokerError::Busy(format!(
                 "{QUEUE_DEPTH} sends already waiting to be replicated; back off and retry"
             )),
-            mpsc::error::TrySendError::Closed(_) => WireError::NotLeader {
+            // WHY: the batcher closes only when the node stops; "not leader" makes clients
+            // retry on the node that leads next instead of failing the send.
+            mpsc::error::TrySendError::Closed(_) => BrokerError::NotLeader {
                 leader: None,
                 leader_addr: None,
             },
         })?;
         rx.await.map_err(|_| {
-            WireError::Timeout("the broker stopped while the send was in flight".into())
+            BrokerError::Indeterminate("the broker stopped while the send was in flight".into())
         })?
     }
 }
@@ -121,11 +140,13 @@ async fn run(replica: Replica, mut rx: mpsc::Receiver<SendJob>, stop: Cancellati
             break;
         };
         let mut bytes = first.bytes();
+        let mut count = first.messages.len();
         let mut jobs = vec![first];
-        while bytes < MAX_ENTRY_BYTES {
+        while bytes < MAX_ENTRY_BYTES && count < MAX_ENTRY_MESSAGES {
             match rx.try_recv() {
                 Ok(j) => {
                     bytes += j.bytes();
+                    count += j.messages.len();
                     jobs.push(j);
                 }
                 Err(_) => break,
@@ -139,7 +160,7 @@ async fn run(replica: Replica, mut rx: mpsc::Receiver<SendJob>, stop: Cancellati
     }
     rx.close();
     while let Ok(j) = rx.try_recv() {
-        let _ = j.reply.send(Err(WireError::NotLeader {
+        let _ = j.reply.send(Err(BrokerError::NotLeader {
             leader: None,
             leader_addr: None,
         }));
@@ -148,7 +169,7 @@ async fn run(replica: Replica, mut rx: mpsc::Receiver<SendJob>, stop: Cancellati
     tasks.wait().await;
 }
 
-fn encode(jobs: &[SendJob]) -> Result<Bytes, WireError> {
+fn encode(jobs: &[SendJob]) -> Result<Bytes, BrokerError> {
     let store_ms = now_ms();
     let mut w = BatchWriter::new();
     for job in jobs {
@@ -160,18 +181,18 @@ fn encode(jobs: &[SendJob]) -> Result<Bytes, WireError> {
                 keys: &m.keys,
                 properties: &m.properties,
                 body: &m.body,
-                born_ms: store_ms,
+                born_ms: job.origin.born_ms.unwrap_or(store_ms),
                 store_ms,
                 flags: m.flag,
-                reconsume_times: job.reconsume_times,
+                reconsume_times: job.origin.reconsume_times,
             })
-            .map_err(|e| WireError::Invalid(e.to_string()))?;
+            .map_err(|e| BrokerError::Invalid(e.to_string()))?;
         }
     }
     EntryPayload::Messages(Bytes::from(w.finish()))
         .encode()
         .map(Bytes::from)
-        .map_err(|e| WireError::Invalid(e.to_string()))
+        .map_err(|e| BrokerError::Invalid(e.to_string()))
 }
 
 async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
@@ -184,7 +205,7 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
             return;
         }
     };
-    let group = replica.group().to_owned();
+    let group = BrokerGroup::from(replica.group());
     match replica.write(payload).await {
         Ok((log_index, RaftResponse::Messages(outcomes))) => {
             let mut slot = 0usize;
@@ -205,7 +226,7 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
                     };
                     results.push(SendResult {
                         status: SendStatus::SendOk,
-                        msg_id: MsgId::new(&group, log_index, i as u32).to_string(),
+                        msg_id: MsgId::new(group.as_str(), log_index, i as u32).to_string(),
                         topic: job.topic.clone(),
                         broker_group: group.clone(),
                         queue_id: QueueId(q),
@@ -215,7 +236,7 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
                 }
                 slot += n;
                 let _ = job.reply.send(if missing {
-                    Err(WireError::TopicNotFound(job.topic.to_string()))
+                    Err(BrokerError::TopicNotFound(job.topic.clone()))
                 } else {
                     Ok(results)
                 });
@@ -223,13 +244,13 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
         }
         Ok((_, other)) => {
             for j in jobs {
-                let _ = j.reply.send(Err(WireError::Internal(format!(
+                let _ = j.reply.send(Err(BrokerError::Internal(format!(
                     "unexpected apply result {other:?}"
                 ))));
             }
         }
         Err(e) => {
-            let e = raft_to_wire(e);
+            let e = BrokerError::from(e);
             for j in jobs {
                 let _ = j.reply.send(Err(e.clone()));
             }

@@ -172,11 +172,11 @@ pub async fn topic(admin: &Admin, out: &Out, cmd: TopicCmd) -> anyhow::Result<()
                 let leader = g.leader.map(|l| l.0);
                 let nodes: Vec<_> = g.nodes.iter().map(|n| json!({"node_id": n.node_id.0, "addr": n.addr, "role": n.role.to_string()})).collect();
                 out.line(
-                    json!({"topic": name, "cluster": g.cluster, "group": g.group, "read_queues": g.read_queues, "write_queues": g.write_queues, "perm": g.perm.0, "leader": leader, "nodes": nodes}),
+                    json!({"topic": name, "cluster": g.cluster, "group": g.broker_group, "read_queues": g.read_queues, "write_queues": g.write_queues, "perm": g.perm.0, "leader": leader, "nodes": nodes}),
                     format!(
                         "{:<12} {:<16} queues r/w {}/{}  leader {}  nodes {}",
                         g.cluster,
-                        g.group,
+                        g.broker_group,
                         g.read_queues,
                         g.write_queues,
                         g.leader_addr().unwrap_or("-"),

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use raftmq_broker::BrokerConfig;
-use raftmq_namesrv::NamesrvConfig;
+use raftmq_broker::{BrokerConfig, ClientPort};
+use raftmq_namesrv::{NamesrvConfig, NamesrvPort};
 use raftmq_proto::transport::{bind, shutdown_signal};
 
 /// Options of `raftmq namesrv`.
@@ -37,7 +37,12 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
         expiry: Duration::from_secs(args.expiry_secs),
         ..NamesrvConfig::default()
     };
-    raftmq_namesrv::run(config, listener, shutdown_signal()).await;
+    raftmq_namesrv::run(
+        config,
+        vec![Box::new(NamesrvPort::new(listener))],
+        shutdown_signal(),
+    )
+    .await;
     Ok(())
 }
 
@@ -53,7 +58,13 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     }
     let client = bind(&config.listen).await?;
     let raft = bind(&config.raft_listen).await?;
-    raftmq_broker::run(config, client, raft, shutdown_signal()).await?;
+    raftmq_broker::run(
+        config,
+        raft,
+        vec![Box::new(ClientPort::new(client))],
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -123,15 +134,15 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     }
     let ns = tokio::spawn(raftmq_namesrv::run(
         NamesrvConfig::default(),
-        ns_listener,
+        vec![Box::new(NamesrvPort::new(ns_listener))],
         stop.clone().cancelled_owned(),
     ));
     let mut brokers = Vec::new();
     for (cfg, c, r) in nodes {
         brokers.push(tokio::spawn(raftmq_broker::run(
             cfg,
-            c,
             r,
+            vec![Box::new(ClientPort::new(c))],
             stop.clone().cancelled_owned(),
         )));
     }

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftmq_proto::broker::{CommitOffsetsRequest, GroupStatus, NodeStatus, QueueStatus};
+use raftmq_proto::broker::{BrokerGroupStatus, CommitOffsetsRequest, NodeStatus, QueueStatus};
 use raftmq_proto::message::group_hash;
-use raftmq_proto::namesrv::{GroupRoute, TopicRoute};
+use raftmq_proto::namesrv::{BrokerGroupRoute, TopicRoute};
 use raftmq_proto::{
-    names, GroupConfig, GroupName, MessageExt, MsgId, NodeId, Offset, QueueId, TopicConfig,
-    TopicName, WireError,
+    names, ConsumerGroup, ConsumerGroupConfig, MessageExt, MsgId, NodeId, Offset, QueueId,
+    TopicConfig, TopicName, WireError,
 };
 
 use crate::core::{ClientConfig, Core};
@@ -86,15 +86,15 @@ impl Admin {
         })
     }
 
-    async fn groups(&self) -> Result<Vec<GroupRoute>> {
+    async fn groups(&self) -> Result<Vec<BrokerGroupRoute>> {
         Ok(self.core.cluster().await?.groups)
     }
 
-    async fn group(&self, name: &str) -> Result<GroupRoute> {
+    async fn group(&self, name: &str) -> Result<BrokerGroupRoute> {
         self.groups()
             .await?
             .into_iter()
-            .find(|g| g.group == name)
+            .find(|g| g.broker_group.as_str() == name)
             .ok_or_else(|| Error::NoRoute {
                 topic: String::new(),
                 reason: format!(
@@ -140,7 +140,7 @@ impl Admin {
                     async move { b.upsert_topic(cx, c).await }
                 })
                 .await?;
-            done.push(g.group);
+            done.push(g.broker_group.0);
         }
         Ok(done)
     }
@@ -160,7 +160,7 @@ impl Admin {
                     async move { b.delete_topic(cx, t).await }
                 })
                 .await?;
-            done.push(g.group);
+            done.push(g.broker_group.0);
         }
         Ok(done)
     }
@@ -203,7 +203,7 @@ impl Admin {
                     async move { b.topic_status(cx, t).await }
                 })
                 .await?;
-            out.extend(qs.into_iter().map(|q| (g.group.clone(), q)));
+            out.extend(qs.into_iter().map(|q| (g.broker_group.0.clone(), q)));
         }
         Ok(out)
     }
@@ -216,13 +216,13 @@ impl Admin {
     pub async fn cluster_nodes(&self) -> Result<Vec<NodeInfo>> {
         let mut out = Vec::new();
         for g in self.groups().await? {
-            let mut leader_view: Option<GroupStatus> = None;
+            let mut leader_view: Option<BrokerGroupStatus> = None;
             let mut own: BTreeMap<u64, NodeStatus> = BTreeMap::new();
             for n in &g.nodes {
                 let status = self
                     .core
                     .call(&n.addr, self.core.config.rpc_timeout, |b, cx| async move {
-                        b.group_status(cx).await
+                        b.broker_group_status(cx).await
                     })
                     .await;
                 if let Ok(s) = status {
@@ -242,7 +242,7 @@ impl Admin {
                 let info = match own.get(&n.node_id.0) {
                     Some(s) => NodeInfo {
                         cluster: g.cluster.clone(),
-                        group: g.group.clone(),
+                        group: g.broker_group.0.clone(),
                         node_id: n.node_id.0,
                         role: s.role.to_string(),
                         term: s.term,
@@ -254,7 +254,7 @@ impl Admin {
                     },
                     None => NodeInfo {
                         cluster: g.cluster.clone(),
-                        group: g.group.clone(),
+                        group: g.broker_group.0.clone(),
                         node_id: n.node_id.0,
                         role: "unreachable".into(),
                         term: n.term,
@@ -275,11 +275,11 @@ impl Admin {
     ///
     /// # Errors
     /// Unknown group or no leader.
-    pub async fn group_status(&self, group: &str) -> Result<GroupStatus> {
+    pub async fn group_status(&self, group: &str) -> Result<BrokerGroupStatus> {
         let g = self.group(group).await?;
         self.core
             .call_leader(&g, ADMIN_TIMEOUT, |b, cx| async move {
-                b.group_status(cx).await
+                b.broker_group_status(cx).await
             })
             .await
     }
@@ -336,7 +336,7 @@ impl Admin {
     ///
     /// # Errors
     /// A group unreachable.
-    pub async fn list_groups(&self) -> Result<Vec<GroupConfig>> {
+    pub async fn list_groups(&self) -> Result<Vec<ConsumerGroupConfig>> {
         let mut all = BTreeMap::new();
         for g in self.groups().await? {
             for c in self
@@ -362,7 +362,7 @@ impl Admin {
         names::validate_group(group).map_err(Error::Invalid)?;
         let mut out = Vec::new();
         for g in self.groups().await? {
-            let name = GroupName::from(group);
+            let name = ConsumerGroup::from(group);
             let offsets = self
                 .core
                 .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
@@ -395,7 +395,7 @@ impl Admin {
                         .unwrap_or(q.min_offset.0);
                     out.push(QueueProgress {
                         topic: topic.to_string(),
-                        broker_group: g.group.clone(),
+                        broker_group: g.broker_group.0.clone(),
                         queue_id: q.queue_id.0,
                         broker_offset: q.max_offset.0,
                         consumer_offset: consumer,
@@ -434,10 +434,10 @@ impl Admin {
                     })
                     .await?;
                 offsets.push((TopicName::from(topic), QueueId(q), o));
-                out.push((g.group.clone(), q, o.0));
+                out.push((g.broker_group.0.clone(), q, o.0));
             }
             let req = CommitOffsetsRequest {
-                group: GroupName::from(group),
+                group: ConsumerGroup::from(group),
                 offsets,
             };
             self.core
@@ -461,7 +461,7 @@ impl Admin {
         let groups = self.groups().await?;
         let g = groups
             .into_iter()
-            .find(|g| group_hash(&g.group) == id.group_hash)
+            .find(|g| group_hash(g.broker_group.as_str()) == id.group_hash)
             .ok_or_else(|| Error::NoRoute {
                 topic: String::new(),
                 reason: format!("no live broker group stored message {msg_id}"),
@@ -508,7 +508,7 @@ impl Admin {
         queue: u32,
     ) -> Result<Option<Offset>> {
         let g = self.group(broker_group).await?;
-        let (gn, t) = (GroupName::from(group), TopicName::from(topic));
+        let (gn, t) = (ConsumerGroup::from(group), TopicName::from(topic));
         self.core
             .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
                 let (gn, t) = (gn.clone(), t.clone());

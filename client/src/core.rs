@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::HelloRequest;
-use raftmq_proto::namesrv::{ClusterRoute, GroupRoute, TopicRoute};
+use raftmq_proto::namesrv::{BrokerGroupRoute, ClusterRoute, TopicRoute};
 use raftmq_proto::{
-    BrokerServiceClient, NamesrvServiceClient, TopicName, WireError, PROTOCOL_VERSION,
+    BrokerGroup, BrokerServiceClient, NamesrvServiceClient, TopicName, WireError, PROTOCOL_VERSION,
 };
 use tarpc::client::RpcError;
 use tarpc::context::Context;
@@ -74,7 +74,7 @@ pub struct Core {
     next_namesrv: AtomicUsize,
     routes: Mutex<HashMap<TopicName, (Arc<TopicRoute>, Instant)>>,
     /// group -> leader client address learned from `NotLeader` hints.
-    leaders: Mutex<HashMap<String, String>>,
+    leaders: Mutex<HashMap<BrokerGroup, String>>,
     /// Addresses that just failed, avoided until the instant given.
     suspects: Mutex<HashMap<String, Instant>>,
     closed: AtomicBool,
@@ -302,7 +302,7 @@ impl Core {
                     let mut leaders = lock(&self.leaders);
                     for g in &route.groups {
                         if let Some(a) = g.leader_addr() {
-                            leaders.insert(g.group.clone(), a.to_owned());
+                            leaders.insert(g.broker_group.clone(), a.to_owned());
                         }
                     }
                 }
@@ -335,10 +335,10 @@ impl Core {
 
     /// Where to send writes for a group: the last leader hint, else the route's leader,
     /// else any node (it will answer with a hint).
-    pub fn leader_addr(&self, group: &GroupRoute) -> Option<String> {
+    pub fn leader_addr(&self, group: &BrokerGroupRoute) -> Option<String> {
         let now = Instant::now();
         let suspect = |a: &str| lock(&self.suspects).get(a).is_some_and(|t| *t > now);
-        if let Some(a) = lock(&self.leaders).get(&group.group).cloned() {
+        if let Some(a) = lock(&self.leaders).get(&group.broker_group).cloned() {
             if !suspect(&a) {
                 return Some(a);
             }
@@ -364,7 +364,12 @@ impl Core {
     }
 
     /// Records a `NotLeader` hint. Returns whether it named a new address.
-    pub fn learn_leader(&self, group: &str, err: &Error, route: Option<&GroupRoute>) -> bool {
+    pub fn learn_leader(
+        &self,
+        group: &BrokerGroup,
+        err: &Error,
+        route: Option<&BrokerGroupRoute>,
+    ) -> bool {
         let Error::Wire(WireError::NotLeader {
             leader,
             leader_addr,
@@ -391,7 +396,7 @@ impl Core {
         let mut leaders = lock(&self.leaders);
         match addr {
             Some(a) if leaders.get(group) != Some(&a) => {
-                leaders.insert(group.to_owned(), a);
+                leaders.insert(group.clone(), a);
                 true
             }
             Some(_) => false,
@@ -403,7 +408,7 @@ impl Core {
     }
 
     /// Forgets the leader hint of a group (after a failure at it).
-    pub fn forget_leader(&self, group: &str) {
+    pub fn forget_leader(&self, group: &BrokerGroup) {
         lock(&self.leaders).remove(group);
     }
 
@@ -414,7 +419,7 @@ impl Core {
     /// The last error once the time is up, or at once for non-retryable errors.
     pub async fn call_leader<T, F, Fut>(
         &self,
-        group: &GroupRoute,
+        group: &BrokerGroupRoute,
         total: Duration,
         f: F,
     ) -> Result<T>
@@ -429,7 +434,7 @@ impl Core {
         loop {
             let addr = self.leader_addr(&group).ok_or_else(|| Error::NoRoute {
                 topic: String::new(),
-                reason: format!("broker group {} has no live node", group.group),
+                reason: format!("broker group {} has no live node", group.broker_group),
             })?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = remaining
@@ -445,19 +450,23 @@ impl Core {
             {
                 return Err(err);
             }
-            if hops < 3 && self.learn_leader(&group.group, &err, Some(&group)) {
+            if hops < 3 && self.learn_leader(&group.broker_group, &err, Some(&group)) {
                 hops += 1;
                 continue;
             }
             hops = 0;
-            self.forget_leader(&group.group);
+            self.forget_leader(&group.broker_group);
             tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
                 .await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
             if let Ok(c) = self.cluster().await {
-                if let Some(g) = c.groups.into_iter().find(|g| g.group == group.group) {
+                if let Some(g) = c
+                    .groups
+                    .into_iter()
+                    .find(|g| g.broker_group == group.broker_group)
+                {
                     if let Some(a) = g.leader_addr() {
-                        lock(&self.leaders).insert(g.group.clone(), a.to_owned());
+                        lock(&self.leaders).insert(g.broker_group.clone(), a.to_owned());
                     }
                     group.nodes = g.nodes;
                     group.leader = g.leader;

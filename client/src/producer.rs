@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::{SendMessageRequest, SendMessageResponse};
 use raftmq_proto::namesrv::TopicRoute;
-use raftmq_proto::{names, Message, QueueId, SendResult, TopicName, WireError, MAX_MESSAGE_BYTES};
+use raftmq_proto::{
+    names, BrokerGroup, Message, QueueId, SendResult, TopicName, WireError, MAX_MESSAGE_BYTES,
+};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::core::{ClientConfig, Core};
@@ -23,7 +25,7 @@ pub struct MessageQueue {
     /// The topic.
     pub topic: TopicName,
     /// The broker group holding the queue.
-    pub broker_group: String,
+    pub broker_group: BrokerGroup,
     /// The queue within the topic on that group.
     pub queue_id: QueueId,
 }
@@ -43,7 +45,7 @@ pub fn write_queues(route: &TopicRoute) -> Vec<MessageQueue> {
         .flat_map(|g| {
             (0..g.write_queues).map(move |q| MessageQueue {
                 topic: route.topic.clone(),
-                broker_group: g.group.clone(),
+                broker_group: g.broker_group.clone(),
                 queue_id: QueueId(q),
             })
         })
@@ -201,7 +203,7 @@ struct Inner {
     window: Arc<Semaphore>,
     next: AtomicUsize,
     /// group -> avoid until.
-    avoid: Mutex<HashMap<String, Instant>>,
+    avoid: Mutex<HashMap<BrokerGroup, Instant>>,
     auto_batch: bool,
     /// Sends currently between `call_send` and their answer.
     sends_in_flight: AtomicUsize,
@@ -531,7 +533,7 @@ impl Future for SendHandle {
 }
 
 impl Inner {
-    fn avoided(&self, group: &str) -> bool {
+    fn avoided(&self, group: &BrokerGroup) -> bool {
         let avoid = self
             .avoid
             .lock()
@@ -539,7 +541,7 @@ impl Inner {
         avoid.get(group).is_some_and(|t| *t > Instant::now())
     }
 
-    fn note(&self, group: &str, latency: Duration, failed: bool) {
+    fn note(&self, group: &BrokerGroup, latency: Duration, failed: bool) {
         if !self.fault_avoidance {
             return;
         }
@@ -580,7 +582,7 @@ impl Inner {
                 .await;
             match res {
                 Ok(config) => {
-                    tracing::info!(topic = %topic, broker_group = %g.group, queues = config.write_queues, "the broker group auto-created the topic");
+                    tracing::info!(topic = %topic, broker_group = %g.broker_group, queues = config.write_queues, "the broker group auto-created the topic");
                     created = true;
                     break;
                 }
@@ -646,7 +648,7 @@ impl Inner {
         &self,
         route: &TopicRoute,
         target: &Target,
-        excluded: &HashSet<String>,
+        excluded: &HashSet<BrokerGroup>,
     ) -> Result<(usize, QueueId)> {
         let no_route = |reason: String| Error::NoRoute {
             topic: route.topic.to_string(),
@@ -661,7 +663,7 @@ impl Inner {
                 return route
                     .groups
                     .iter()
-                    .position(|g| g.group == q.broker_group)
+                    .position(|g| g.broker_group == q.broker_group)
                     .map(|g| (g, q.queue_id))
                     .ok_or_else(|| {
                         no_route(format!(
@@ -674,10 +676,10 @@ impl Inner {
             Target::Any => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 let nth = |i: usize| nth_write_queue(route, (start + i) % n);
-                let allowed = |g: usize| !excluded.contains(&route.groups[g].group);
+                let allowed = |g: usize| !excluded.contains(&route.groups[g].broker_group);
                 (0..n)
                     .map(nth)
-                    .find(|&(g, _)| allowed(g) && !self.avoided(&route.groups[g].group))
+                    .find(|&(g, _)| allowed(g) && !self.avoided(&route.groups[g].broker_group))
                     .or_else(|| (0..n).map(nth).find(|&(g, _)| allowed(g)))
                     .unwrap_or_else(|| nth(0))
             }
@@ -715,7 +717,7 @@ impl Inner {
             let grp = &route.groups[group];
             let addr = self.core.leader_addr(grp).ok_or_else(|| Error::NoRoute {
                 topic: topic.to_string(),
-                reason: format!("group {} has no live node", grp.group),
+                reason: format!("group {} has no live node", grp.broker_group),
             })?;
             let mut r = req.clone();
             r.queue_id = queue;
@@ -725,7 +727,7 @@ impl Inner {
             let res = self.call_send(&addr, r, timeout).await;
             let err = match res {
                 Ok(resp) => {
-                    self.note(&grp.group, now.elapsed(), false);
+                    self.note(&grp.broker_group, now.elapsed(), false);
                     return Ok(resp.results);
                 }
                 Err(e) => e,
@@ -733,16 +735,16 @@ impl Inner {
             if !err.is_retryable() || Instant::now() >= deadline {
                 return Err(err);
             }
-            if hops < 3 && self.core.learn_leader(&grp.group, &err, Some(grp)) {
+            if hops < 3 && self.core.learn_leader(&grp.broker_group, &err, Some(grp)) {
                 hops += 1;
-                tracing::debug!(group = %grp.group, error = %err, "following the leader hint");
+                tracing::debug!(group = %grp.broker_group, error = %err, "following the leader hint");
                 continue;
             }
             hops = 0;
-            tracing::debug!(group = %grp.group, addr = %addr, error = %err, "send attempt failed; retrying");
-            self.note(&grp.group, now.elapsed(), true);
-            self.core.forget_leader(&grp.group);
-            let failed = grp.group.clone();
+            tracing::debug!(group = %grp.broker_group, addr = %addr, error = %err, "send attempt failed; retrying");
+            self.note(&grp.broker_group, now.elapsed(), true);
+            self.core.forget_leader(&grp.broker_group);
+            let failed = grp.broker_group.clone();
             let wait = backoff.min(deadline.saturating_duration_since(Instant::now()));
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
@@ -783,10 +785,10 @@ mod tests {
     #[test]
     fn queue_indexing_matches_the_listed_writable_queues() {
         use raftmq_proto::config::Perm;
-        use raftmq_proto::namesrv::GroupRoute;
-        let group = |name: &str, queues: u32, perm: Perm| GroupRoute {
+        use raftmq_proto::namesrv::BrokerGroupRoute;
+        let group = |name: &str, queues: u32, perm: Perm| BrokerGroupRoute {
             cluster: "c".into(),
-            group: name.into(),
+            broker_group: name.into(),
             read_queues: queues,
             write_queues: queues,
             perm,
@@ -806,7 +808,7 @@ mod tests {
         for (i, q) in listed.iter().enumerate() {
             let (g, queue) = nth_write_queue(&route, i);
             assert_eq!(
-                (route.groups[g].group.as_str(), queue),
+                (route.groups[g].broker_group.as_str(), queue),
                 (q.broker_group.as_str(), q.queue_id)
             );
         }

@@ -6,10 +6,15 @@
 //!
 //! # Layout
 //! - [`routes`]: [`RouteTable`], registrations and the routes derived from them.
-//! - [`server`]: [`run`], serving [`NamesrvService`](raftmq_proto::NamesrvService).
+//! - [`core`]: [`Namesrv`], the operations, transport-neutral.
+//! - [`native`]: the native front end ([`NamesrvService`](raftmq_proto::NamesrvService)).
+//! - [`server`]: [`run`] and the NameServer port ([`NamesrvPort`]).
 
+pub mod core;
+pub mod native;
 pub mod routes;
 pub mod server;
 
+pub use core::{Namesrv, NamesrvError};
 pub use routes::RouteTable;
-pub use server::{run, NamesrvConfig};
+pub use server::{run, NamesrvConfig, NamesrvPort};

@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use raftmq_proto::namesrv::{
-    ClusterRoute, GroupRoute, NodeRoute, RegisterBrokerRequest, TopicRoute,
+    BrokerGroupRoute, ClusterRoute, NodeRoute, RegisterBrokerRequest, TopicRoute,
 };
-use raftmq_proto::{NodeId, Perm, Role, TopicName};
+use raftmq_proto::{BrokerGroup, NodeId, Perm, Role, TopicName};
 
-/// Key of a node: (cluster, group, node id).
+/// Key of a node: (cluster, broker group, node id).
 type NodeKey = (String, String, u64);
 
 #[derive(Debug, Clone)]
@@ -35,9 +35,13 @@ impl RouteTable {
 
     /// Records a registration at `now`.
     pub fn register(&mut self, reg: RegisterBrokerRequest, now: Instant) {
-        let key = (reg.cluster.clone(), reg.group.clone(), reg.node_id.0);
+        let key = (
+            reg.cluster.clone(),
+            reg.broker_group.0.clone(),
+            reg.node_id.0,
+        );
         if !self.nodes.contains_key(&key) {
-            tracing::info!(cluster = %reg.cluster, group = %reg.group, node_id = reg.node_id.0, addr = %reg.client_addr, "broker node registered");
+            tracing::info!(cluster = %reg.cluster, broker_group = %reg.broker_group, node_id = reg.node_id.0, addr = %reg.client_addr, "broker node registered");
         }
         self.nodes.insert(key, Entry { seen: now, reg });
     }
@@ -49,7 +53,12 @@ impl RouteTable {
             .remove(&(cluster.to_owned(), group.to_owned(), node.0))
             .is_some()
         {
-            tracing::info!(cluster, group, node_id = node.0, "broker node unregistered");
+            tracing::info!(
+                cluster,
+                broker_group = group,
+                node_id = node.0,
+                "broker node unregistered"
+            );
         }
     }
 
@@ -86,10 +95,14 @@ impl RouteTable {
             .or_else(|| nodes.iter().max_by_key(|n| n.term).and_then(|n| n.leader))
     }
 
-    fn group_route(cluster: &str, group: &str, nodes: &[&RegisterBrokerRequest]) -> GroupRoute {
-        GroupRoute {
+    fn group_route(
+        cluster: &str,
+        group: &str,
+        nodes: &[&RegisterBrokerRequest],
+    ) -> BrokerGroupRoute {
+        BrokerGroupRoute {
             cluster: cluster.to_owned(),
-            group: group.to_owned(),
+            broker_group: BrokerGroup::from(group),
             read_queues: 0,
             write_queues: 0,
             perm: Perm::RW,
@@ -168,7 +181,7 @@ mod tests {
     ) -> RegisterBrokerRequest {
         RegisterBrokerRequest {
             cluster: "c".into(),
-            group: group.into(),
+            broker_group: BrokerGroup::from(group),
             node_id: NodeId(node),
             client_addr: format!("{group}-{node}"),
             role,

@@ -1,16 +1,16 @@
-//! Serving the NameServer.
+//! Running the NameServer: its core, its front ends and the expiry sweep.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use raftmq_proto::namesrv::{ClusterRoute, RegisterBrokerRequest, TopicRoute};
-use raftmq_proto::{names, NamesrvService, NodeId, TopicName, WireError};
-use tarpc::context::Context;
+use raftmq_proto::transport::{FrontEnd, Serving};
+use raftmq_proto::NamesrvService as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::routes::RouteTable;
+use crate::core::Namesrv;
+use crate::native::NativeNamesrv;
 
 /// NameServer settings.
 #[derive(Debug, Clone)]
@@ -30,92 +30,65 @@ impl Default for NamesrvConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Server {
-    table: Arc<Mutex<RouteTable>>,
+/// The NameServer port: raftmq's native protocol.
+#[derive(Debug)]
+pub struct NamesrvPort {
+    listener: TcpListener,
 }
 
-impl Server {
-    fn with<T>(&self, f: impl FnOnce(&mut RouteTable) -> T) -> T {
-        let mut t = self
-            .table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut t)
+impl NamesrvPort {
+    /// Serves on `listener`.
+    pub fn new(listener: TcpListener) -> Self {
+        Self { listener }
     }
 }
 
-impl NamesrvService for Server {
-    async fn register_broker(
-        self,
-        _: Context,
-        req: RegisterBrokerRequest,
-    ) -> Result<(), WireError> {
-        names::validate_group(&req.group).map_err(WireError::Invalid)?;
-        if req.client_addr.is_empty() {
-            return Err(WireError::Invalid(
-                "registration without a client address".into(),
-            ));
+impl FrontEnd<Namesrv> for NamesrvPort {
+    fn describe(&self) -> String {
+        match self.listener.local_addr() {
+            Ok(a) => format!("NameServer port {a}"),
+            Err(_) => "NameServer port".to_owned(),
         }
-        self.with(|t| t.register(req, Instant::now()));
-        Ok(())
     }
 
-    async fn unregister_broker(
-        self,
-        _: Context,
-        cluster: String,
-        group: String,
-        node_id: NodeId,
-    ) -> Result<(), WireError> {
-        self.with(|t| t.unregister(&cluster, &group, node_id));
-        Ok(())
-    }
-
-    async fn get_route(self, _: Context, topic: TopicName) -> Result<TopicRoute, WireError> {
-        self.with(|t| t.route(&topic))
-            .ok_or_else(|| WireError::TopicNotFound(topic.to_string()))
-    }
-
-    async fn get_cluster(self, _: Context) -> Result<ClusterRoute, WireError> {
-        Ok(self.with(|t| t.cluster()))
-    }
-
-    async fn get_topics(self, _: Context) -> Result<Vec<TopicName>, WireError> {
-        Ok(self.with(|t| t.topics()))
+    fn serve(self: Box<Self>, core: Namesrv, stop: CancellationToken) -> Serving {
+        Box::pin(raftmq_proto::serve_tarpc!(
+            self.listener,
+            move |_| NativeNamesrv(core.clone()).serve(),
+            stop
+        ))
     }
 }
 
-/// Serves a NameServer on `listener` until `shutdown` resolves.
-pub async fn run(config: NamesrvConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let server = Server {
-        table: Arc::new(Mutex::new(RouteTable::new(config.expiry))),
-    };
+/// Serves a NameServer on `front_ends` until `shutdown` resolves.
+pub async fn run(
+    config: NamesrvConfig,
+    front_ends: Vec<Box<dyn FrontEnd<Namesrv>>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let core = Namesrv::new(config.expiry);
     let stop = CancellationToken::new();
-    if let Ok(a) = listener.local_addr() {
-        tracing::info!(addr = %a, expiry_s = config.expiry.as_secs(), "NameServer listening");
+    let tasks = TaskTracker::new();
+    for f in front_ends {
+        tracing::info!(serving = %f.describe(), expiry_s = config.expiry.as_secs(), "NameServer listening");
+        tasks.spawn(f.serve(core.clone(), stop.clone()));
     }
-    let sweeper = {
-        let server = server.clone();
+    {
+        let core = core.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(config.scan_every) => {}
                 }
-                server.with(|t| t.expire(Instant::now()));
+                core.expire();
             }
-        })
-    };
-    let serving = tokio::spawn(raftmq_proto::serve_tarpc!(
-        listener,
-        server.serve(),
-        stop.clone()
-    ));
+        });
+    }
+    tasks.close();
     shutdown.await;
     stop.cancel();
-    let _ = serving.await;
-    let _ = sweeper.await;
+    tasks.wait().await;
     tracing::info!("NameServer stopped");
 }

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{GroupConfig, TopicConfig};
+use crate::config::{ConsumerGroupConfig, TopicConfig};
 use crate::error::WireError;
-use crate::ids::{GroupName, NodeId, Offset, QueueId, TopicName};
+use crate::ids::{BrokerGroup, ConsumerGroup, NodeId, Offset, QueueId, TopicName};
 use crate::message::{Message, MessageExt, SendResult};
 
 /// Version of the client/broker/NameServer protocol; peers with another version are
@@ -28,7 +28,7 @@ pub struct HelloResponse {
     /// Cluster name.
     pub cluster: String,
     /// Broker group name.
-    pub group: String,
+    pub broker_group: BrokerGroup,
     /// Node id within the group.
     pub node_id: NodeId,
 }
@@ -57,7 +57,7 @@ pub struct SendMessageResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullMessageRequest {
     /// Consumer group (for logs and metrics).
-    pub consumer_group: GroupName,
+    pub consumer_group: ConsumerGroup,
     /// Topic.
     pub topic: TopicName,
     /// Queue.
@@ -102,7 +102,7 @@ pub struct QueueStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitOffsetsRequest {
     /// The consumer group.
-    pub group: GroupName,
+    pub group: ConsumerGroup,
     /// `(topic, queue, next offset to consume)`.
     pub offsets: Vec<(TopicName, QueueId, Offset)>,
 }
@@ -120,7 +120,7 @@ pub struct HeartbeatRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerGroupInfo {
     /// The group.
-    pub group: GroupName,
+    pub group: ConsumerGroup,
     /// `(topic, tag expression)` pairs.
     pub subscriptions: Vec<(TopicName, String)>,
     /// Broadcasting (true) or clustering (false).
@@ -132,7 +132,7 @@ pub struct ConsumerGroupInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendBackRequest {
     /// The consumer group that failed.
-    pub group: GroupName,
+    pub group: ConsumerGroup,
     /// Id of the message as the consumer received it.
     pub msg_id: String,
     /// Delay level of the next try (0 = `3 + reconsume_times`, RocketMQ's back-off).
@@ -145,7 +145,7 @@ pub struct SendBackRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockQueuesRequest {
     /// Consumer group.
-    pub group: GroupName,
+    pub group: ConsumerGroup,
     /// The client instance asking.
     pub client_id: String,
     /// Queues wanted (on this broker group).
@@ -213,11 +213,11 @@ pub struct NodeStatus {
 
 /// A broker group as one of its nodes sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupStatus {
+pub struct BrokerGroupStatus {
     /// Cluster name.
     pub cluster: String,
-    /// Group name.
-    pub group: String,
+    /// The broker group.
+    pub broker_group: BrokerGroup,
     /// The answering node.
     pub node_id: NodeId,
     /// The leader, if known.
@@ -240,13 +240,13 @@ pub trait BrokerService {
     async fn topic_status(topic: TopicName) -> Result<Vec<QueueStatus>, WireError>;
     /// A group's committed offset of a queue.
     async fn query_offset(
-        group: GroupName,
+        group: ConsumerGroup,
         topic: TopicName,
         queue_id: QueueId,
     ) -> Result<Option<Offset>, WireError>;
     /// Every committed offset of a group: `(topic, queue, offset)`.
     async fn group_offsets(
-        group: GroupName,
+        group: ConsumerGroup,
     ) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError>;
     /// Commits offsets (replicated before the answer).
     async fn commit_offsets(req: CommitOffsetsRequest) -> Result<(), WireError>;
@@ -259,7 +259,7 @@ pub trait BrokerService {
     /// Registers a client instance's groups and subscriptions.
     async fn heartbeat(req: HeartbeatRequest) -> Result<(), WireError>;
     /// Client ids of a consumer group's live members, sorted.
-    async fn consumer_list(group: GroupName) -> Result<Vec<String>, WireError>;
+    async fn consumer_list(group: ConsumerGroup) -> Result<Vec<String>, WireError>;
     /// Creates or updates a topic on this group.
     async fn upsert_topic(config: TopicConfig) -> Result<(), WireError>;
     /// Deletes a topic from this group.
@@ -270,13 +270,13 @@ pub trait BrokerService {
     /// auto-creates topics; `TopicNotFound` when it does not.
     async fn ensure_topic(topic: TopicName) -> Result<TopicConfig, WireError>;
     /// Creates or updates a consumer group.
-    async fn upsert_group(config: GroupConfig) -> Result<(), WireError>;
+    async fn upsert_group(config: ConsumerGroupConfig) -> Result<(), WireError>;
     /// Deletes a consumer group and its offsets.
-    async fn delete_group(group: GroupName) -> Result<(), WireError>;
+    async fn delete_group(group: ConsumerGroup) -> Result<(), WireError>;
     /// Every consumer group configured on this group.
-    async fn list_groups() -> Result<Vec<GroupConfig>, WireError>;
+    async fn list_groups() -> Result<Vec<ConsumerGroupConfig>, WireError>;
     /// The broker group's Raft status.
-    async fn group_status() -> Result<GroupStatus, WireError>;
+    async fn broker_group_status() -> Result<BrokerGroupStatus, WireError>;
     /// A message by id.
     async fn get_message(msg_id: String) -> Result<MessageExt, WireError>;
     /// Messages with a key, oldest first.

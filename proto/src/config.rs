@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{GroupName, TopicName};
+use crate::ids::{ConsumerGroup, TopicName};
 
 /// Permission bits of a topic on a group, as RocketMQ's `PermName`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,9 +64,9 @@ impl TopicConfig {
 
 /// A consumer group's configuration (RocketMQ's `SubscriptionGroupConfig`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupConfig {
+pub struct ConsumerGroupConfig {
     /// The group.
-    pub name: GroupName,
+    pub name: ConsumerGroup,
     /// Whether consumption is allowed.
     pub consume_enable: bool,
     /// Whether the group consumes in broadcasting mode.
@@ -75,9 +75,9 @@ pub struct GroupConfig {
     pub retry_max_times: u32,
 }
 
-impl GroupConfig {
+impl ConsumerGroupConfig {
     /// A group with RocketMQ's defaults.
-    pub fn new(name: impl Into<GroupName>) -> Self {
+    pub fn new(name: impl Into<ConsumerGroup>) -> Self {
         Self {
             name: name.into(),
             consume_enable: true,

@@ -90,6 +90,11 @@ name_id!(
     TopicName
 );
 name_id!(
-    /// A consumer or producer group name.
-    GroupName
+    /// A consumer (or producer) group name: the clients that share offsets. Not to be
+    /// confused with a [`BrokerGroup`].
+    ConsumerGroup
+);
+name_id!(
+    /// A broker group name (RocketMQ's `brokerName`): the nodes of one Raft group.
+    BrokerGroup
 );

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Offset, QueueId, TopicName};
+use crate::ids::{BrokerGroup, Offset, QueueId, TopicName};
 
 /// System property: when a delayed message is due, ms since the Unix epoch (set by the
 /// broker; the message waits in the timer index until then).
@@ -109,7 +109,7 @@ pub struct MessageExt {
     /// Topic.
     pub topic: TopicName,
     /// Broker group that stores it.
-    pub broker_group: String,
+    pub broker_group: BrokerGroup,
     /// Queue within the topic on that group.
     pub queue_id: QueueId,
     /// Offset within the queue.
@@ -168,7 +168,7 @@ pub struct SendResult {
     /// Topic.
     pub topic: TopicName,
     /// Broker group that stored it.
-    pub broker_group: String,
+    pub broker_group: BrokerGroup,
     /// Queue.
     pub queue_id: QueueId,
     /// Offset within the queue (`u64::MAX` for a delayed message until it is delivered).

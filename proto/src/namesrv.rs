@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::Role;
 use crate::config::{Perm, TopicConfig};
 use crate::error::WireError;
-use crate::ids::{NodeId, TopicName};
+use crate::ids::{BrokerGroup, NodeId, TopicName};
 
 /// A broker node announcing itself, its Raft role and its group's topics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,7 +13,7 @@ pub struct RegisterBrokerRequest {
     /// Cluster name.
     pub cluster: String,
     /// Broker group.
-    pub group: String,
+    pub broker_group: BrokerGroup,
     /// Node id.
     pub node_id: NodeId,
     /// Address clients use.
@@ -43,11 +43,11 @@ pub struct NodeRoute {
 
 /// One broker group serving a topic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupRoute {
+pub struct BrokerGroupRoute {
     /// Cluster name.
     pub cluster: String,
     /// Broker group.
-    pub group: String,
+    pub broker_group: BrokerGroup,
     /// Queues consumers read.
     pub read_queues: u32,
     /// Queues producers write.
@@ -60,7 +60,7 @@ pub struct GroupRoute {
     pub nodes: Vec<NodeRoute>,
 }
 
-impl GroupRoute {
+impl BrokerGroupRoute {
     /// The leader's client address, if known.
     pub fn leader_addr(&self) -> Option<&str> {
         let leader = self.leader?;
@@ -77,14 +77,14 @@ pub struct TopicRoute {
     /// The topic.
     pub topic: TopicName,
     /// Groups serving it, sorted by name.
-    pub groups: Vec<GroupRoute>,
+    pub groups: Vec<BrokerGroupRoute>,
 }
 
 /// Every live broker group, whatever topics it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRoute {
     /// Groups sorted by (cluster, group); their queue fields are zero.
-    pub groups: Vec<GroupRoute>,
+    pub groups: Vec<BrokerGroupRoute>,
 }
 
 /// The RPCs of a NameServer.
@@ -95,7 +95,7 @@ pub trait NamesrvService {
     /// Removes a broker node (on clean shutdown).
     async fn unregister_broker(
         cluster: String,
-        group: String,
+        broker_group: BrokerGroup,
         node_id: NodeId,
     ) -> Result<(), WireError>;
     /// The route of a topic.

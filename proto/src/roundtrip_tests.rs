@@ -6,14 +6,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::broker::{
-    CommitOffsetsRequest, ConsumerGroupInfo, GroupStatus, HeartbeatRequest, LockQueuesRequest,
-    LockQueuesResponse, NodeStatus, PullMessageRequest, PullMessageResponse, QueueStatus, Role,
-    SendBackRequest, SendMessageRequest, SendMessageResponse,
+    BrokerGroupStatus, CommitOffsetsRequest, ConsumerGroupInfo, HeartbeatRequest,
+    LockQueuesRequest, LockQueuesResponse, NodeStatus, PullMessageRequest, PullMessageResponse,
+    QueueStatus, Role, SendBackRequest, SendMessageRequest, SendMessageResponse,
 };
-use crate::namesrv::{GroupRoute, NodeRoute, RegisterBrokerRequest, TopicRoute};
+use crate::namesrv::{BrokerGroupRoute, NodeRoute, RegisterBrokerRequest, TopicRoute};
 use crate::{
-    GroupConfig, GroupName, Message, MessageExt, NodeId, Offset, Perm, QueueId, SendResult,
-    SendStatus, TopicConfig, TopicName, WireError,
+    BrokerGroup, ConsumerGroup, ConsumerGroupConfig, Message, MessageExt, NodeId, Offset, Perm,
+    QueueId, SendResult, SendStatus, TopicConfig, TopicName, WireError,
 };
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T) {
@@ -63,7 +63,7 @@ fn message_ext() -> impl Strategy<Value = MessageExt> {
         .prop_map(|(m, g, q, o, t, r)| MessageExt {
             msg_id: format!("{o:032X}"),
             topic: m.topic,
-            broker_group: g,
+            broker_group: BrokerGroup(g),
             queue_id: QueueId(q),
             queue_offset: Offset(o),
             tag: m.tag,
@@ -134,7 +134,7 @@ proptest! {
 
     #[test]
     fn requests(t in name(), g in name(), q in any::<u32>(), o in any::<u64>(), r in role()) {
-        let (topic, group) = (TopicName(t.clone()), GroupName(g.clone()));
+        let (topic, group) = (TopicName(t.clone()), ConsumerGroup(g.clone()));
         round_trip(&PullMessageRequest { consumer_group: group.clone(), topic: topic.clone(), queue_id: QueueId(q), offset: Offset(o),
             max_msgs: 32, max_bytes: 1 << 20, max_wait_ms: 15_000, tags: vec![t.clone()] });
         round_trip(&CommitOffsetsRequest { group: group.clone(), offsets: vec![(topic.clone(), QueueId(q), Offset(o))] });
@@ -145,13 +145,13 @@ proptest! {
         round_trip(&LockQueuesResponse { locked: vec![(topic.clone(), QueueId(q))], lease_ms: o });
         round_trip(&QueueStatus { queue_id: QueueId(q), min_offset: Offset(o), max_offset: Offset(o) });
         round_trip(&TopicConfig { name: topic.clone(), read_queues: q, write_queues: q, perm: Perm(6), order: true });
-        round_trip(&GroupConfig { name: group.clone(), consume_enable: true, broadcast: false, retry_max_times: q });
+        round_trip(&ConsumerGroupConfig { name: group.clone(), consume_enable: true, broadcast: false, retry_max_times: q });
         let node = NodeStatus { node_id: NodeId(o), role: r, term: o, last_log_index: o, commit_index: o, applied_index: o,
             lag: Some(o), client_addr: t.clone(), raft_addr: g.clone() };
-        round_trip(&GroupStatus { cluster: t.clone(), group: g.clone(), node_id: NodeId(o), leader: None, nodes: vec![node] });
-        round_trip(&RegisterBrokerRequest { cluster: t.clone(), group: g.clone(), node_id: NodeId(o), client_addr: t.clone(),
+        round_trip(&BrokerGroupStatus { cluster: t.clone(), broker_group: BrokerGroup(g.clone()), node_id: NodeId(o), leader: None, nodes: vec![node] });
+        round_trip(&RegisterBrokerRequest { cluster: t.clone(), broker_group: BrokerGroup(g.clone()), node_id: NodeId(o), client_addr: t.clone(),
             role: r, term: o, leader: Some(NodeId(o)), topics: vec![TopicConfig::new(topic.clone(), q)] });
-        round_trip(&TopicRoute { topic: topic.clone(), groups: vec![GroupRoute { cluster: t.clone(), group: g.clone(),
+        round_trip(&TopicRoute { topic: topic.clone(), groups: vec![BrokerGroupRoute { cluster: t.clone(), broker_group: BrokerGroup(g.clone()),
             read_queues: q, write_queues: q, perm: Perm::RW, leader: Some(NodeId(o)),
             nodes: vec![NodeRoute { node_id: NodeId(o), addr: t.clone(), role: r, term: o }] }] });
     }

@@ -4,12 +4,15 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,8 +28,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 4096;
 
 /// A tarpc transport over TCP.
-pub type TcpTransport<In, Out> =
-    tarpc::serde_transport::Transport<TcpStream, In, Out, Bincode<In, Out>>;
+pub type TcpTransport<In, Out> = IoTransport<TcpStream, In, Out>;
+
+/// A tarpc transport over any byte stream.
+pub type IoTransport<Io, In, Out> =
+    tarpc::serde_transport::Transport<Io, In, Out, Bincode<In, Out>>;
 
 /// Wraps a connected stream: `TCP_NODELAY` on, frames up to [`MAX_FRAME_BYTES`].
 pub fn framed<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
@@ -37,10 +43,20 @@ where
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "could not set TCP_NODELAY");
     }
+    framed_io(stream)
+}
+
+/// Wraps any byte stream in tarpc's framing: frames up to [`MAX_FRAME_BYTES`].
+pub fn framed_io<Io, In, Out>(io: Io) -> IoTransport<Io, In, Out>
+where
+    Io: AsyncRead + AsyncWrite,
+    In: DeserializeOwned,
+    Out: Serialize,
+{
     let codec = LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME_BYTES)
         .new_codec();
-    tarpc::serde_transport::new(Framed::new(stream, codec), Bincode::default())
+    tarpc::serde_transport::new(Framed::new(io, codec), Bincode::default())
 }
 
 /// Connects to `addr` with a timeout.
@@ -64,12 +80,13 @@ where
 }
 
 /// Accepts connections on `listener` until `shutdown` fires; `connection` runs one
-/// connection, spawning each request on the tracker it is given. On shutdown it stops
-/// accepting, gives in-flight requests up to [`SHUTDOWN_GRACE`] to finish, then closes
-/// every connection. Use it through [`crate::serve_tarpc!`].
+/// connection (given its peer address), spawning each request on the tracker it is given.
+/// On shutdown it stops accepting, gives in-flight requests up to [`SHUTDOWN_GRACE`] to
+/// finish, then closes every connection. [`crate::serve_tarpc!`] serves a tarpc service
+/// with it.
 pub async fn serve_with<F, Fut>(listener: TcpListener, shutdown: CancellationToken, connection: F)
 where
-    F: Fn(TcpStream, TaskTracker) -> Fut,
+    F: Fn(TcpStream, SocketAddr, TaskTracker) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let connections = TaskTracker::new();
@@ -89,7 +106,7 @@ where
                 continue;
             }
         };
-        let run = connection(stream, requests.clone());
+        let run = connection(stream, peer, requests.clone());
         let close = close.clone();
         connections.spawn(async move {
             tokio::select! {
@@ -111,29 +128,145 @@ where
     connections.wait().await;
 }
 
-/// Serves a tarpc service: `serve_tarpc!(listener, server.serve(), shutdown)`, where the
-/// second argument is the `Clone` value returned by the generated `serve()`.
+/// Serves a tarpc service: `serve_tarpc!(listener, |peer| server(peer).serve(), shutdown)`,
+/// where the closure builds the per-connection value of the generated `serve()` (so each
+/// connection can carry its own state, such as its peer address).
 #[macro_export]
 macro_rules! serve_tarpc {
-    ($listener:expr, $serve:expr, $shutdown:expr) => {{
-        let serve = $serve;
-        $crate::transport::serve_with($listener, $shutdown, move |stream, requests| {
-            use $crate::__private::{Channel as _, StreamExt as _};
-            let channel =
-                $crate::__private::BaseChannel::with_defaults($crate::transport::framed(stream))
-                    .max_concurrent_requests($crate::transport::MAX_REQUESTS_PER_CONNECTION);
-            let serve = serve.clone();
-            async move {
-                channel
-                    .execute(serve)
-                    .for_each(|request| {
-                        requests.spawn(request);
-                        std::future::ready(())
-                    })
-                    .await
-            }
+    ($listener:expr, $make:expr, $shutdown:expr) => {{
+        let make = $make;
+        $crate::transport::serve_with($listener, $shutdown, move |stream, peer, requests| {
+            let serve = make(peer);
+            $crate::tarpc_connection!($crate::transport::framed(stream), serve, requests)
         })
     }};
+}
+
+/// Serves one tarpc connection (a transport from [`framed`] or [`framed_io`]), spawning
+/// each request on `requests`; an `async` block that ends when the connection does.
+#[macro_export]
+macro_rules! tarpc_connection {
+    ($transport:expr, $serve:expr, $requests:expr) => {{
+        use $crate::__private::{Channel as _, StreamExt as _};
+        let channel = $crate::__private::BaseChannel::with_defaults($transport)
+            .max_concurrent_requests($crate::transport::MAX_REQUESTS_PER_CONNECTION);
+        let serve = $serve;
+        let requests = $requests;
+        async move {
+            channel
+                .execute(serve)
+                .for_each(|request| {
+                    requests.spawn(request);
+                    std::future::ready(())
+                })
+                .await
+        }
+    }};
+}
+
+/// A stream whose first bytes were already read (to tell protocols apart): reads return
+/// them first, then the rest of the stream; writes go straight through.
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `prefix` then `inner`.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.at < self.prefix.len() {
+            let n = (self.prefix.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.prefix[at..at + n]);
+            self.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Reads until `buf` holds `want` bytes or `decide` can decide from fewer; `Ok(false)` if
+/// the peer closed first.
+///
+/// # Errors
+/// The read failed.
+pub async fn read_prefix<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    want: usize,
+    mut decided: impl FnMut(&[u8]) -> bool,
+) -> io::Result<bool> {
+    use tokio::io::AsyncReadExt as _;
+    while buf.len() < want && !decided(buf) {
+        let mut chunk = [0u8; 64];
+        let room = (want - buf.len()).min(chunk.len());
+        let n = stream.read(&mut chunk[..room]).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(true)
+}
+
+/// A future a front end serves with.
+pub type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One way clients reach a server's core (`Core`: the broker's or the NameServer's):
+/// typically a listener and the protocol(s) spoken on it. The server starts each of its
+/// front ends once its core is up and cancels `stop` on shutdown; a front end then stops
+/// accepting and finishes in-flight requests (see [`serve_with`]).
+pub trait FrontEnd<Core>: Send {
+    /// What it serves, for logs (`"client port 127.0.0.1:10911"`).
+    fn describe(&self) -> String;
+    /// Serves until `stop` is cancelled.
+    fn serve(self: Box<Self>, core: Core, stop: CancellationToken) -> Serving;
 }
 
 /// Binds a listener, naming the address in the error.
@@ -166,4 +299,46 @@ pub async fn shutdown_signal() {
 /// The local address of a listener, for logs.
 pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
     listener.local_addr().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_read_prefix_is_replayed_before_the_rest() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(b"0123456789abcdef").await.unwrap();
+        drop(a);
+        let mut prefix = Vec::new();
+        assert!(
+            read_prefix(&mut b, &mut prefix, 10, |p| p.len() >= 4 && p[0] == b'x')
+                .await
+                .unwrap()
+        );
+        assert_eq!(prefix, b"0123456789");
+        let mut all = Vec::new();
+        Prefixed::new(prefix, b)
+            .read_to_end(&mut all)
+            .await
+            .unwrap();
+        assert_eq!(all, b"0123456789abcdef");
+    }
+
+    #[tokio::test]
+    async fn a_prefix_read_stops_when_decided_or_closed() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(b"xyz").await.unwrap();
+        let mut prefix = Vec::new();
+        assert!(
+            read_prefix(&mut b, &mut prefix, 10, |p| p.first() == Some(&b'x'))
+                .await
+                .unwrap()
+        );
+        assert_eq!(prefix, b"xyz");
+        drop(a);
+        let mut more = Vec::new();
+        assert!(!read_prefix(&mut b, &mut more, 10, |_| false).await.unwrap());
+    }
 }

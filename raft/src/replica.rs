@@ -9,7 +9,7 @@ use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
-use raftmq_proto::broker::{GroupStatus, NodeStatus, Role};
+use raftmq_proto::broker::{BrokerGroupStatus, NodeStatus, Role};
 use raftmq_proto::NodeId;
 use raftmq_store::Store;
 use tokio::sync::watch;
@@ -336,7 +336,8 @@ impl Replica {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
     }
 
-    fn not_leader(&self) -> Error {
+    /// The `NotLeader` error naming the leader when another node leads.
+    pub fn not_leader(&self) -> Error {
         match self.leader() {
             Some((id, node)) if id != self.config.node_id => Error::NotLeader {
                 leader: Some(id),
@@ -448,7 +449,7 @@ impl Replica {
     }
 
     /// The group as this node sees it.
-    pub fn status(&self) -> GroupStatus {
+    pub fn status(&self) -> BrokerGroupStatus {
         let m = self.raft.metrics().borrow_watched().clone();
         let me = self.config.node_id;
         let role = |s: ServerState| match s {
@@ -498,9 +499,9 @@ impl Replica {
                 raft_addr: node.raft_addr.clone(),
             });
         }
-        GroupStatus {
+        BrokerGroupStatus {
             cluster: self.config.cluster.clone(),
-            group: self.config.group.clone(),
+            broker_group: raftmq_proto::BrokerGroup(self.config.group.clone()),
             node_id: NodeId(me),
             leader: m.current_leader.map(NodeId),
             nodes,

@@ -50,7 +50,10 @@ async fn start_group(n: u64) -> anyhow::Result<Vec<Node>> {
         let stop = CancellationToken::new();
         let serve = raftmq_proto::serve_tarpc!(
             listener,
-            raftmq_proto::RaftService::serve(replica.server()),
+            {
+                let server = replica.server();
+                move |_| raftmq_proto::RaftService::serve(server.clone())
+            },
             stop.clone()
         );
         tokio::spawn(serve);

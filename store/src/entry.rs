@@ -9,7 +9,9 @@
 //! ```
 
 use bytes::Bytes;
-use raftmq_proto::{GroupConfig, GroupName, Offset, Perm, QueueId, TopicConfig, TopicName};
+use raftmq_proto::{
+    ConsumerGroup, ConsumerGroupConfig, Offset, Perm, QueueId, TopicConfig, TopicName,
+};
 
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
@@ -66,13 +68,13 @@ pub enum Command {
     /// Delete a topic and its queues.
     DeleteTopic(TopicName),
     /// Create or update a consumer group.
-    UpsertGroup(GroupConfig),
+    UpsertGroup(ConsumerGroupConfig),
     /// Delete a consumer group and its offsets.
-    DeleteGroup(GroupName),
+    DeleteGroup(ConsumerGroup),
     /// Commit consumer offsets of one group.
     CommitOffsets {
         /// The consumer group.
-        group: GroupName,
+        group: ConsumerGroup,
         /// New offsets: the next offset to consume in each queue.
         offsets: Vec<(TopicName, QueueId, Offset)>,
     },
@@ -91,7 +93,7 @@ pub enum Command {
     /// Lock queues for one orderly consumer (granted when free, expired, or already its).
     LockQueues {
         /// Consumer group.
-        group: GroupName,
+        group: ConsumerGroup,
         /// Client instance.
         client: String,
         /// Queues wanted.
@@ -104,7 +106,7 @@ pub enum Command {
     /// Release queues a client holds.
     UnlockQueues {
         /// Consumer group.
-        group: GroupName,
+        group: ConsumerGroup,
         /// Client instance.
         client: String,
         /// Queues to release.
@@ -197,7 +199,7 @@ pub(crate) fn decode_topic(r: &mut Reader) -> Result<TopicConfig> {
     })
 }
 
-pub(crate) fn encode_group(w: &mut Writer, g: &GroupConfig) -> Result<()> {
+pub(crate) fn encode_group(w: &mut Writer, g: &ConsumerGroupConfig) -> Result<()> {
     w.bytes16(g.name.as_str().as_bytes())?;
     w.u8(u8::from(g.consume_enable))
         .u8(u8::from(g.broadcast))
@@ -205,9 +207,9 @@ pub(crate) fn encode_group(w: &mut Writer, g: &GroupConfig) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn decode_group(r: &mut Reader) -> Result<GroupConfig> {
-    Ok(GroupConfig {
-        name: GroupName(r.str16()?),
+pub(crate) fn decode_group(r: &mut Reader) -> Result<ConsumerGroupConfig> {
+    Ok(ConsumerGroupConfig {
+        name: ConsumerGroup(r.str16()?),
         consume_enable: r.u8()? != 0,
         broadcast: r.u8()? != 0,
         retry_max_times: r.u32()?,
@@ -285,9 +287,9 @@ impl Command {
             CMD_UPSERT_TOPIC => Command::UpsertTopic(decode_topic(r)?),
             CMD_DELETE_TOPIC => Command::DeleteTopic(TopicName(r.str16()?)),
             CMD_UPSERT_GROUP => Command::UpsertGroup(decode_group(r)?),
-            CMD_DELETE_GROUP => Command::DeleteGroup(GroupName(r.str16()?)),
+            CMD_DELETE_GROUP => Command::DeleteGroup(ConsumerGroup(r.str16()?)),
             CMD_COMMIT_OFFSETS => {
-                let group = GroupName(r.str16()?);
+                let group = ConsumerGroup(r.str16()?);
                 let n = r.u32()?;
                 let mut offsets = Vec::with_capacity(n.min(1024) as usize);
                 for _ in 0..n {
@@ -313,14 +315,14 @@ impl Command {
                 }
             }
             CMD_LOCK_QUEUES => Command::LockQueues {
-                group: GroupName(r.str16()?),
+                group: ConsumerGroup(r.str16()?),
                 client: r.str16()?,
                 queues: decode_queues(r)?,
                 now_ms: r.u64()?,
                 lease_ms: r.u64()?,
             },
             CMD_UNLOCK_QUEUES => Command::UnlockQueues {
-                group: GroupName(r.str16()?),
+                group: ConsumerGroup(r.str16()?),
                 client: r.str16()?,
                 queues: decode_queues(r)?,
             },
@@ -351,7 +353,7 @@ mod tests {
         )));
         round_trip(EntryPayload::Command(Command::DeleteTopic("T".into())));
         round_trip(EntryPayload::Command(Command::UpsertGroup(
-            GroupConfig::new("g"),
+            ConsumerGroupConfig::new("g"),
         )));
         round_trip(EntryPayload::Command(Command::DeleteGroup("g".into())));
         round_trip(EntryPayload::Command(Command::CommitOffsets {

@@ -499,7 +499,7 @@ pub fn decode_topic_meta(v: &[u8]) -> Result<(u64, raftmq_proto::TopicConfig)> {
 }
 
 /// Encodes a group's meta value.
-pub fn encode_group_meta(g: &raftmq_proto::GroupConfig) -> Result<Vec<u8>> {
+pub fn encode_group_meta(g: &raftmq_proto::ConsumerGroupConfig) -> Result<Vec<u8>> {
     let mut w = Writer::new();
     w.u8(1);
     crate::entry::encode_group(&mut w, g)?;
@@ -507,7 +507,7 @@ pub fn encode_group_meta(g: &raftmq_proto::GroupConfig) -> Result<Vec<u8>> {
 }
 
 /// Decodes a group's meta value.
-pub fn decode_group_meta(v: &[u8]) -> Result<raftmq_proto::GroupConfig> {
+pub fn decode_group_meta(v: &[u8]) -> Result<raftmq_proto::ConsumerGroupConfig> {
     let mut r = Reader::new(Bytes::copy_from_slice(v), "group metadata");
     let ver = r.u8()?;
     if ver != 1 {

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use raftmq_proto::{GroupConfig, TopicConfig};
+use raftmq_proto::{ConsumerGroupConfig, TopicConfig};
 use rocksdb::WriteBatch;
 
 use crate::batch::{BatchReader, MessageView};
@@ -137,7 +137,7 @@ pub(crate) type LockKey = (String, String, u32);
 pub(crate) struct SmState {
     pub(crate) applied: Option<(u64, u64)>,
     pub(crate) topics: BTreeMap<String, TopicMeta>,
-    pub(crate) groups: BTreeMap<String, GroupConfig>,
+    pub(crate) groups: BTreeMap<String, ConsumerGroupConfig>,
     pub(crate) queue_next: HashMap<(String, u32), u64>,
     pub(crate) checkpoint: Option<u64>,
     /// Orderly-consumption queue locks: (group, topic, queue) -> (client, expiry ms).
@@ -513,12 +513,12 @@ impl Store {
     }
 
     /// A group's configuration.
-    pub fn group(&self, name: &str) -> Option<GroupConfig> {
+    pub fn group(&self, name: &str) -> Option<ConsumerGroupConfig> {
         self.lock().groups.get(name).cloned()
     }
 
     /// Every group, by name.
-    pub fn groups(&self) -> Vec<GroupConfig> {
+    pub fn groups(&self) -> Vec<ConsumerGroupConfig> {
         self.lock().groups.values().cloned().collect()
     }
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use raftmq_proto::message::PROP_DELIVER_AT;
-use raftmq_proto::{GroupName, Offset, QueueId, TopicName};
+use raftmq_proto::{ConsumerGroup, Offset, QueueId, TopicName};
 
 use super::*;
 use crate::batch::{BatchWriter, MessageRef};
@@ -176,10 +176,10 @@ fn commands_change_topics_groups_and_offsets_and_survive_restart() {
         h.create_topic("U", 2);
         h.send(&[("T", 1, "", ""), ("U", 0, "", "")]);
         h.commit(EntryPayload::Command(Command::UpsertGroup(
-            GroupConfig::new("g"),
+            ConsumerGroupConfig::new("g"),
         )));
         h.commit(EntryPayload::Command(Command::CommitOffsets {
-            group: GroupName::from("g"),
+            group: ConsumerGroup::from("g"),
             offsets: vec![
                 (TopicName::from("T"), QueueId(1), Offset(1)),
                 (TopicName::from("U"), QueueId(0), Offset(1)),
@@ -462,7 +462,7 @@ fn queue_locks_are_exclusive_until_they_expire() {
     ];
     let lock = |client: &str, now_ms: u64| {
         EntryPayload::Command(Command::LockQueues {
-            group: GroupName::from("g"),
+            group: ConsumerGroup::from("g"),
             client: client.into(),
             queues: q.clone(),
             now_ms,
@@ -492,7 +492,7 @@ fn queue_locks_are_exclusive_until_they_expire() {
         "after expiry"
     );
     h.commit(EntryPayload::Command(Command::UnlockQueues {
-        group: GroupName::from("g"),
+        group: ConsumerGroup::from("g"),
         client: "b".into(),
         queues: q[..1].to_vec(),
     }));

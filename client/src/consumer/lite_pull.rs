@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::PullMessageRequest;
-use raftmq_proto::{names, GroupName, MessageExt, Offset, TopicName, WireError};
+use raftmq_proto::{names, ConsumerGroup, MessageExt, Offset, TopicName, WireError};
 
 use super::allocate::AllocateStrategy;
 use super::filter::TagFilter;
@@ -83,7 +83,7 @@ impl LitePullConsumerBuilder {
         names::validate_group(&self.group)
             .map_err(|e| Error::Invalid(format!("consumer group: {e}")))?;
         let core = Arc::new(Core::new(self.client)?);
-        let group = GroupName::from(self.group.as_str());
+        let group = ConsumerGroup::from(self.group.as_str());
         Ok(LitePullConsumer {
             member: Member {
                 core: core.clone(),

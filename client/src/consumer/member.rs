@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use raftmq_proto::broker::{ConsumerGroupInfo, HeartbeatRequest};
-use raftmq_proto::namesrv::{GroupRoute, TopicRoute};
-use raftmq_proto::{names, GroupName, QueueId, TopicName};
+use raftmq_proto::namesrv::{BrokerGroupRoute, TopicRoute};
+use raftmq_proto::{names, BrokerGroup, ConsumerGroup, QueueId, TopicName};
 
 use super::allocate::AllocateStrategy;
 use super::filter::TagFilter;
@@ -20,7 +20,7 @@ use crate::producer::MessageQueue;
 #[derive(Debug)]
 pub(crate) struct Member {
     pub(crate) core: Arc<Core>,
-    pub(crate) group: GroupName,
+    pub(crate) group: ConsumerGroup,
     pub(crate) model: MessageModel,
     pub(crate) strategy: AllocateStrategy,
     pub(crate) consume_from: ConsumeFrom,
@@ -35,7 +35,7 @@ pub(crate) fn readable_queues(route: &TopicRoute) -> Vec<MessageQueue> {
         .flat_map(|g| {
             (0..g.read_queues).map(move |q| MessageQueue {
                 topic: route.topic.clone(),
-                broker_group: g.group.clone(),
+                broker_group: g.broker_group.clone(),
                 queue_id: QueueId(q),
             })
         })
@@ -49,12 +49,12 @@ pub(crate) fn is_retry(topic: &TopicName) -> bool {
 
 impl Member {
     /// The route of the broker group holding `mq`.
-    pub(crate) async fn group_route(&self, mq: &MessageQueue) -> Result<GroupRoute> {
+    pub(crate) async fn group_route(&self, mq: &MessageQueue) -> Result<BrokerGroupRoute> {
         let route = self.core.route(&mq.topic, false).await?;
         route
             .groups
             .iter()
-            .find(|g| g.group == mq.broker_group)
+            .find(|g| g.broker_group == mq.broker_group)
             .cloned()
             .ok_or_else(|| Error::NoRoute {
                 topic: mq.topic.to_string(),
@@ -63,12 +63,13 @@ impl Member {
     }
 
     /// Every broker group serving one of `topics`.
-    pub(crate) async fn broker_groups(&self, topics: &[TopicName]) -> Vec<GroupRoute> {
-        let mut out: BTreeMap<String, GroupRoute> = BTreeMap::new();
+    pub(crate) async fn broker_groups(&self, topics: &[TopicName]) -> Vec<BrokerGroupRoute> {
+        let mut out: BTreeMap<BrokerGroup, BrokerGroupRoute> = BTreeMap::new();
         for t in topics {
             if let Ok(r) = self.core.route(t, false).await {
                 for g in &r.groups {
-                    out.entry(g.group.clone()).or_insert_with(|| g.clone());
+                    out.entry(g.broker_group.clone())
+                        .or_insert_with(|| g.clone());
                 }
             }
         }
@@ -105,7 +106,7 @@ impl Member {
                 })
                 .await;
             if let Err(e) = res {
-                tracing::debug!(broker_group = %g.group, error = %e, "heartbeat failed");
+                tracing::debug!(broker_group = %g.broker_group, error = %e, "heartbeat failed");
             }
         }
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raftmq_proto::broker::CommitOffsetsRequest;
-use raftmq_proto::{GroupName, Offset};
+use raftmq_proto::{BrokerGroup, ConsumerGroup, Offset};
 
 use crate::core::Core;
 use crate::error::{Error, Result};
@@ -28,7 +28,7 @@ pub(crate) enum OffsetStore {
         /// Connections.
         core: Arc<Core>,
         /// The consumer group.
-        group: GroupName,
+        group: ConsumerGroup,
         /// offset, dirty.
         map: Mutex<HashMap<MessageQueue, (u64, bool)>>,
     },
@@ -47,7 +47,7 @@ fn local_key(mq: &MessageQueue) -> String {
 
 impl OffsetStore {
     /// Broker-side offsets for `group`.
-    pub(crate) fn remote(core: Arc<Core>, group: GroupName) -> Self {
+    pub(crate) fn remote(core: Arc<Core>, group: ConsumerGroup) -> Self {
         OffsetStore::Remote {
             core,
             group,
@@ -94,7 +94,7 @@ impl OffsetStore {
                 let g = route
                     .groups
                     .iter()
-                    .find(|g| g.group == mq.broker_group)
+                    .find(|g| g.broker_group == mq.broker_group)
                     .cloned()
                     .ok_or_else(|| Error::NoRoute {
                         topic: mq.topic.to_string(),
@@ -154,7 +154,7 @@ impl OffsetStore {
                     .filter(|(mq, (_, d))| *d && only.is_none_or(|o| o == *mq))
                     .map(|(mq, (o, _))| (mq.clone(), *o))
                     .collect();
-                let mut by_group: BTreeMap<String, Vec<(MessageQueue, u64)>> = BTreeMap::new();
+                let mut by_group: BTreeMap<BrokerGroup, Vec<(MessageQueue, u64)>> = BTreeMap::new();
                 for (mq, o) in dirty {
                     by_group
                         .entry(mq.broker_group.clone())
@@ -173,7 +173,8 @@ impl OffsetStore {
                             continue;
                         }
                     };
-                    let Some(g) = route.groups.iter().find(|g| g.group == bg).cloned() else {
+                    let Some(g) = route.groups.iter().find(|g| g.broker_group == bg).cloned()
+                    else {
                         continue;
                     };
                     let req = CommitOffsetsRequest {

@@ -21,8 +21,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use raftmq_proto::broker::{LockQueuesRequest, PullMessageRequest, SendBackRequest};
 use raftmq_proto::message::PROP_RETRY_TOPIC;
-use raftmq_proto::namesrv::GroupRoute;
-use raftmq_proto::{names, GroupName, MessageExt, Offset, TopicName, WireError};
+use raftmq_proto::namesrv::BrokerGroupRoute;
+use raftmq_proto::{names, BrokerGroup, ConsumerGroup, MessageExt, Offset, TopicName, WireError};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -302,7 +302,7 @@ impl PushConsumerBuilder {
     async fn launch(self, listener: Listener) -> Result<PushConsumer> {
         let mut subs = self.check()?;
         let core = Arc::new(Core::new(self.client)?);
-        let group = GroupName::from(self.group.as_str());
+        let group = ConsumerGroup::from(self.group.as_str());
         let offsets = match self.settings.model {
             MessageModel::Clustering => {
                 // Failed messages come back through the group's retry topic.
@@ -373,7 +373,7 @@ pub struct PushConsumer {
 struct Inner {
     member: Member,
     core: Arc<Core>,
-    group: GroupName,
+    group: ConsumerGroup,
     subs: Vec<(TopicName, TagFilter)>,
     listener: Listener,
     offsets: OffsetStore,
@@ -460,7 +460,7 @@ impl Inner {
         self.settings.model == MessageModel::Clustering
     }
 
-    async fn group_route(&self, mq: &MessageQueue) -> Result<GroupRoute> {
+    async fn group_route(&self, mq: &MessageQueue) -> Result<BrokerGroupRoute> {
         self.member.group_route(mq).await
     }
 
@@ -674,7 +674,7 @@ impl Inner {
                     continue;
                 }
                 Some((Err(e), g)) => {
-                    if self.core.learn_leader(&g.group, &e, Some(&g)) {
+                    if self.core.learn_leader(&g.broker_group, &e, Some(&g)) {
                         continue;
                     }
                     match &e {
@@ -690,7 +690,7 @@ impl Inner {
                         }
                         _ => {}
                     }
-                    self.core.forget_leader(&g.group);
+                    self.core.forget_leader(&g.broker_group);
                     Some(e)
                 }
                 None => None,
@@ -776,17 +776,19 @@ impl Inner {
 
     async fn send_back(&self, m: &MessageExt) -> Result<()> {
         let route = self.core.route(&m.topic, false).await;
-        let g = match route
-            .ok()
-            .and_then(|r| r.groups.iter().find(|g| g.group == m.broker_group).cloned())
-        {
+        let g = match route.ok().and_then(|r| {
+            r.groups
+                .iter()
+                .find(|g| g.broker_group == m.broker_group)
+                .cloned()
+        }) {
             Some(g) => g,
             None => {
                 let cluster = self.core.cluster().await?;
                 cluster
                     .groups
                     .into_iter()
-                    .find(|g| g.group == m.broker_group)
+                    .find(|g| g.broker_group == m.broker_group)
                     .ok_or_else(|| Error::NoRoute {
                         topic: m.topic.to_string(),
                         reason: format!("broker group {} is gone", m.broker_group),
@@ -859,7 +861,7 @@ impl Inner {
         let mut every = Duration::from_secs(20);
         loop {
             let queues: Vec<Arc<ProcessQueue>> = lock(&self.assigned).values().cloned().collect();
-            let mut by_group: BTreeMap<String, Vec<Arc<ProcessQueue>>> = BTreeMap::new();
+            let mut by_group: BTreeMap<BrokerGroup, Vec<Arc<ProcessQueue>>> = BTreeMap::new();
             for pq in queues {
                 by_group
                     .entry(pq.mq.broker_group.clone())
@@ -918,7 +920,7 @@ impl Inner {
     }
 
     async fn unlock(&self, queues: Vec<MessageQueue>) {
-        let mut by_group: BTreeMap<String, Vec<MessageQueue>> = BTreeMap::new();
+        let mut by_group: BTreeMap<BrokerGroup, Vec<MessageQueue>> = BTreeMap::new();
         for mq in queues {
             by_group
                 .entry(mq.broker_group.clone())

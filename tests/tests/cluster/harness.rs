@@ -13,7 +13,7 @@ use bytes::Bytes;
 use raftmq_client::core::{ClientConfig, Core};
 use raftmq_client::Admin;
 use raftmq_proto::broker::PullMessageRequest;
-use raftmq_proto::{GroupName, Offset, QueueId, TopicName};
+use raftmq_proto::{ConsumerGroup, Offset, QueueId, TopicName};
 
 use crate::proxy::{self, Faults};
 
@@ -364,7 +364,7 @@ impl Cluster {
                 for (id, addr) in nodes {
                     let s = core
                         .call(addr, Duration::from_secs(1), |c, cx| async move {
-                            c.group_status(cx).await
+                            c.broker_group_status(cx).await
                         })
                         .await;
                     if let Ok(s) = s {
@@ -391,7 +391,7 @@ impl Cluster {
         let mut offset = 0;
         loop {
             let req = PullMessageRequest {
-                consumer_group: GroupName::from("test-reader"),
+                consumer_group: ConsumerGroup::from("test-reader"),
                 topic: TopicName::from(topic),
                 queue_id: QueueId(queue),
                 offset: Offset(offset),

@@ -65,7 +65,7 @@ async fn t10_two_groups_share_a_topic_and_fail_over_on_their_own() -> anyhow::Re
         route
             .groups
             .iter()
-            .map(|g| g.group.as_str())
+            .map(|g| g.broker_group.as_str())
             .collect::<Vec<_>>(),
         vec!["broker-a", "broker-b"]
     );

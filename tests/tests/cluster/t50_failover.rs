@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use raftmq_client::{Message, Producer};
 use raftmq_proto::broker::{CommitOffsetsRequest, SendMessageRequest};
-use raftmq_proto::{GroupName, Offset, QueueId, TopicName};
+use raftmq_proto::{ConsumerGroup, Offset, QueueId, TopicName};
 
 use crate::harness::{wait_until, Cluster, Tuning};
 
@@ -190,7 +190,7 @@ async fn t50_partitioned_leader_cannot_ack_and_converges_after_heal() -> anyhow:
             for (id, addr) in others {
                 if let Ok(s) = core
                     .call(addr, Duration::from_secs(1), |b, cx| async move {
-                        b.group_status(cx).await
+                        b.broker_group_status(cx).await
                     })
                     .await
                 {
@@ -237,7 +237,7 @@ async fn t50_committed_offsets_survive_leader_failover() -> anyhow::Result<()> {
     let core = c.core()?;
     let addr = c.node("broker-a", leader).client_addr.clone();
     let req = CommitOffsetsRequest {
-        group: GroupName::from("g1"),
+        group: ConsumerGroup::from("g1"),
         offsets: vec![
             (TopicName::from("Off"), QueueId(0), Offset(5)),
             (TopicName::from("Off"), QueueId(1), Offset(7)),

@@ -1,0 +1,323 @@
+//! The native front end: [`BrokerService`] over tarpc, a thin adapter over the
+//! [`Broker`] core. Errors become [`WireError`] here and nowhere else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftmq_proto::broker::{
+    BrokerGroupStatus, CommitOffsetsRequest, HeartbeatRequest, HelloRequest, HelloResponse,
+    LockQueuesRequest, LockQueuesResponse, PullMessageRequest, PullMessageResponse, QueueStatus,
+    SendBackRequest, SendMessageRequest, SendMessageResponse,
+};
+use raftmq_proto::{
+    BrokerService, ConsumerGroup, ConsumerGroupConfig, MessageExt, MsgId, NodeId, Offset, QueueId,
+    TopicConfig, TopicName, WireError,
+};
+use tarpc::context::Context;
+
+use crate::convert::message_ext;
+use crate::core::pull::PullRequest;
+use crate::core::query::MsgLocation;
+use crate::core::retry::{RetryDelay, SendBack};
+use crate::core::send::SendOptions;
+use crate::core::{Broker, BrokerError, ConnectionCtx};
+
+/// Maps a core error to the wire, once, at the RPC boundary.
+pub fn to_wire(e: BrokerError) -> WireError {
+    match e {
+        BrokerError::NotLeader {
+            leader,
+            leader_addr,
+        } => WireError::NotLeader {
+            leader,
+            leader_addr,
+        },
+        BrokerError::Busy(m) => WireError::Busy(m),
+        BrokerError::Indeterminate(m) => WireError::Timeout(m),
+        BrokerError::TopicNotFound(t) => WireError::TopicNotFound(t.0),
+        BrokerError::GroupNotFound(g) => WireError::GroupNotFound(g.0),
+        BrokerError::MessageNotFound(m) => WireError::MessageNotFound(m),
+        BrokerError::OffsetTooSmall { offset, min } => WireError::OffsetTooSmall { offset, min },
+        BrokerError::OffsetTooLarge { offset, max } => WireError::OffsetTooLarge { offset, max },
+        BrokerError::Invalid(m) => WireError::Invalid(m),
+        // The native protocol has carried topic permissions as `Unauthorized` since v1.
+        BrokerError::PermissionDenied(m) => WireError::Unauthorized(m),
+        BrokerError::Internal(m) => WireError::Internal(m),
+    }
+}
+
+/// One native connection: the core plus who is asking. Cloned per request.
+#[derive(Debug, Clone)]
+pub struct NativeConnection {
+    broker: Broker,
+    conn: Arc<ConnectionCtx>,
+}
+
+impl NativeConnection {
+    /// A connection from `conn`'s peer.
+    pub fn new(broker: Broker, conn: Arc<ConnectionCtx>) -> Self {
+        Self { broker, conn }
+    }
+
+    fn group(&self) -> String {
+        self.broker.group().0
+    }
+
+    fn ext(&self, m: raftmq_store::StoredMessage) -> MessageExt {
+        message_ext(&self.group(), m)
+    }
+}
+
+impl BrokerService for NativeConnection {
+    async fn hello(self, _: Context, req: HelloRequest) -> Result<HelloResponse, WireError> {
+        self.broker.hello(&self.conn, req).map_err(to_wire)
+    }
+
+    async fn send(
+        self,
+        _: Context,
+        req: SendMessageRequest,
+    ) -> Result<SendMessageResponse, WireError> {
+        let results = self
+            .broker
+            .send(&self.conn, req, SendOptions::default())
+            .await
+            .map_err(to_wire)?;
+        Ok(SendMessageResponse { results })
+    }
+
+    async fn send_many(
+        self,
+        _: Context,
+        reqs: Vec<SendMessageRequest>,
+    ) -> Result<Vec<Result<SendMessageResponse, WireError>>, WireError> {
+        let results = self
+            .broker
+            .send_many(&self.conn, reqs)
+            .await
+            .map_err(to_wire)?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.map(|results| SendMessageResponse { results })
+                    .map_err(to_wire)
+            })
+            .collect())
+    }
+
+    async fn pull(
+        self,
+        _: Context,
+        req: PullMessageRequest,
+    ) -> Result<PullMessageResponse, WireError> {
+        let read = self
+            .broker
+            .pull(
+                &self.conn,
+                PullRequest {
+                    topic: req.topic,
+                    queue_id: req.queue_id,
+                    offset: req.offset,
+                    max_msgs: req.max_msgs,
+                    max_bytes: req.max_bytes,
+                    max_wait: Duration::from_millis(req.max_wait_ms),
+                    tags: req.tags,
+                },
+            )
+            .await
+            .map_err(to_wire)?;
+        Ok(PullMessageResponse {
+            messages: read.messages.into_iter().map(|m| self.ext(m)).collect(),
+            next_offset: read.next_offset,
+            min_offset: read.min_offset,
+            max_offset: read.max_offset,
+        })
+    }
+
+    async fn topic_status(
+        self,
+        _: Context,
+        topic: TopicName,
+    ) -> Result<Vec<QueueStatus>, WireError> {
+        self.broker.queue_status(topic).await.map_err(to_wire)
+    }
+
+    async fn query_offset(
+        self,
+        _: Context,
+        group: ConsumerGroup,
+        topic: TopicName,
+        queue_id: QueueId,
+    ) -> Result<Option<Offset>, WireError> {
+        self.broker
+            .query_offset(group, topic, queue_id)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn group_offsets(
+        self,
+        _: Context,
+        group: ConsumerGroup,
+    ) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError> {
+        self.broker.group_offsets(group).await.map_err(to_wire)
+    }
+
+    async fn commit_offsets(self, _: Context, req: CommitOffsetsRequest) -> Result<(), WireError> {
+        self.broker
+            .commit_offsets(&self.conn, req)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn offset_for_time(
+        self,
+        _: Context,
+        topic: TopicName,
+        queue_id: QueueId,
+        ms: u64,
+    ) -> Result<Offset, WireError> {
+        self.broker
+            .offset_for_time(topic, queue_id, ms)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn heartbeat(self, _: Context, req: HeartbeatRequest) -> Result<(), WireError> {
+        self.broker
+            .heartbeat(&self.conn, req, None)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn consumer_list(
+        self,
+        _: Context,
+        group: ConsumerGroup,
+    ) -> Result<Vec<String>, WireError> {
+        Ok(self.broker.consumer_list(&group))
+    }
+
+    async fn upsert_topic(self, _: Context, config: TopicConfig) -> Result<(), WireError> {
+        self.broker.upsert_topic(config).await.map_err(to_wire)
+    }
+
+    async fn delete_topic(self, _: Context, topic: TopicName) -> Result<(), WireError> {
+        self.broker.delete_topic(topic).await.map_err(to_wire)
+    }
+
+    async fn list_topics(self, _: Context) -> Result<Vec<TopicConfig>, WireError> {
+        Ok(self.broker.list_topics())
+    }
+
+    async fn ensure_topic(self, _: Context, topic: TopicName) -> Result<TopicConfig, WireError> {
+        self.broker.ensure_topic(topic).await.map_err(to_wire)
+    }
+
+    async fn upsert_group(self, _: Context, config: ConsumerGroupConfig) -> Result<(), WireError> {
+        self.broker.upsert_group(config).await.map_err(to_wire)
+    }
+
+    async fn delete_group(self, _: Context, group: ConsumerGroup) -> Result<(), WireError> {
+        self.broker.delete_group(group).await.map_err(to_wire)
+    }
+
+    async fn list_groups(self, _: Context) -> Result<Vec<ConsumerGroupConfig>, WireError> {
+        self.broker.list_groups().await.map_err(to_wire)
+    }
+
+    async fn broker_group_status(self, _: Context) -> Result<BrokerGroupStatus, WireError> {
+        Ok(self.broker.broker_group_status())
+    }
+
+    async fn get_message(self, _: Context, msg_id: String) -> Result<MessageExt, WireError> {
+        let m = self.broker.get_message(&msg_id).await.map_err(to_wire)?;
+        Ok(self.ext(m))
+    }
+
+    async fn query_by_key(
+        self,
+        _: Context,
+        topic: TopicName,
+        key: String,
+        max: u32,
+    ) -> Result<Vec<MessageExt>, WireError> {
+        let found = self
+            .broker
+            .query_by_key(topic, key, max)
+            .await
+            .map_err(to_wire)?;
+        Ok(found.into_iter().map(|m| self.ext(m)).collect())
+    }
+
+    async fn add_node(
+        self,
+        _: Context,
+        node_id: NodeId,
+        raft_addr: String,
+        client_addr: String,
+    ) -> Result<(), WireError> {
+        self.broker
+            .add_node(&self.conn, node_id, raft_addr, client_addr)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn remove_node(self, _: Context, node_id: NodeId) -> Result<(), WireError> {
+        self.broker
+            .remove_node(&self.conn, node_id)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn transfer_leader(self, _: Context, to: NodeId) -> Result<(), WireError> {
+        self.broker
+            .transfer_leader(&self.conn, to)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn send_back(self, _: Context, req: SendBackRequest) -> Result<(), WireError> {
+        let group = self.group();
+        let id = MsgId::parse(&req.msg_id)
+            .ok_or_else(|| WireError::Invalid(format!("{:?} is not a message id", req.msg_id)))?;
+        let at = MsgLocation::of_native_id(&id, &group).ok_or_else(|| {
+            WireError::Invalid(format!(
+                "message {} was not stored by broker group {group}; send it back there",
+                req.msg_id
+            ))
+        })?;
+        let back = SendBack {
+            group: req.group,
+            at,
+            delay: match req.delay_level {
+                0 => RetryDelay::Backoff,
+                l => RetryDelay::Level(l),
+            },
+            max_reconsume_times: req.max_reconsume_times,
+            origin_msg_id: req.msg_id,
+        };
+        self.broker
+            .send_back(&self.conn, back)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn lock_queues(
+        self,
+        _: Context,
+        req: LockQueuesRequest,
+    ) -> Result<LockQueuesResponse, WireError> {
+        self.broker
+            .lock_queues(&self.conn, req)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn unlock_queues(self, _: Context, req: LockQueuesRequest) -> Result<(), WireError> {
+        self.broker
+            .unlock_queues(&self.conn, req)
+            .await
+            .map_err(to_wire)
+    }
+}

@@ -1,0 +1,89 @@
+//! [`Namesrv`]: the NameServer's operations, independent of the protocol that asks for
+//! them (raftmq's native tarpc protocol or RocketMQ remoting).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raftmq_proto::namesrv::{ClusterRoute, RegisterBrokerRequest, TopicRoute};
+use raftmq_proto::{names, BrokerGroup, NodeId, TopicName};
+
+use crate::routes::RouteTable;
+
+/// Why a NameServer operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NamesrvError {
+    /// The request is malformed.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// No live broker group serves the topic.
+    #[error("no live broker group serves topic {0}")]
+    TopicNotFound(TopicName),
+}
+
+/// The NameServer's state and operations. Cheap to clone: every front end holds one.
+#[derive(Debug, Clone)]
+pub struct Namesrv {
+    table: Arc<Mutex<RouteTable>>,
+}
+
+impl Namesrv {
+    /// A NameServer that forgets broker nodes silent for `expiry`.
+    pub fn new(expiry: Duration) -> Self {
+        Self {
+            table: Arc::new(Mutex::new(RouteTable::new(expiry))),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut RouteTable) -> T) -> T {
+        // Soft state, rebuilt by registrations: a panic elsewhere cannot corrupt it.
+        let mut t = self
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut t)
+    }
+
+    /// Registers (or refreshes) a broker node.
+    ///
+    /// # Errors
+    /// A bad group name or no client address.
+    pub fn register(&self, req: RegisterBrokerRequest) -> Result<(), NamesrvError> {
+        names::validate_group(req.broker_group.as_str()).map_err(NamesrvError::Invalid)?;
+        if req.client_addr.is_empty() {
+            return Err(NamesrvError::Invalid(
+                "registration without a client address".into(),
+            ));
+        }
+        self.with(|t| t.register(req, Instant::now()));
+        Ok(())
+    }
+
+    /// Forgets a broker node (on its clean shutdown).
+    pub fn unregister(&self, cluster: &str, group: &BrokerGroup, node: NodeId) {
+        self.with(|t| t.unregister(cluster, group.as_str(), node));
+    }
+
+    /// The route of a topic.
+    ///
+    /// # Errors
+    /// No live group serves it.
+    pub fn route(&self, topic: &TopicName) -> Result<TopicRoute, NamesrvError> {
+        self.with(|t| t.route(topic))
+            .ok_or_else(|| NamesrvError::TopicNotFound(topic.clone()))
+    }
+
+    /// Every live broker group and node.
+    pub fn cluster(&self) -> ClusterRoute {
+        self.with(|t| t.cluster())
+    }
+
+    /// Every topic a live group serves, sorted.
+    pub fn topics(&self) -> Vec<TopicName> {
+        self.with(|t| t.topics())
+    }
+
+    /// Drops nodes silent for the expiry.
+    pub fn expire(&self) {
+        self.with(|t| t.expire(Instant::now()));
+    }
+}
