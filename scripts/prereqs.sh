@@ -4,6 +4,7 @@
 set -euo pipefail
 
 # libclang-dev: RocksDB's bindgen. iptables, iproute2: the chaos harness's partitions.
+# Then the Python venv with the RocketMQ C++ client (scripts/remoting-venv.sh).
 packages=(libclang-dev iptables iproute2)
 
 missing=()
@@ -15,9 +16,8 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
-fi
-if [ "$(id -u)" -eq 0 ]; then
+    :
+elif [ "$(id -u)" -eq 0 ]; then
     echo "installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -27,3 +27,7 @@ else
     echo "run: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
 fi
+
+# The Apache RocketMQ C++ client (PyPI rocketmq, pinned with its hash) in a venv, for the
+# remoting compatibility tests.
+"$(dirname "$0")/remoting-venv.sh"

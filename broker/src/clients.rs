@@ -5,6 +5,7 @@
 //! Each node keeps its own registry: consumers heartbeat every node of a group.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,11 +25,35 @@ pub enum Push {
 /// no more pushes (it still rebalances on its own timer).
 pub type PushSender = mpsc::Sender<Push>;
 
+/// Where a client instance connects from, as admin tools show it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOrigin {
+    /// Its address, when the transport knows it.
+    pub addr: Option<SocketAddr>,
+    /// Its language (`JAVA`, `CPP`, `RUST` ...).
+    pub language: String,
+    /// Its protocol version (RocketMQ's `MQVersion` ordinal, or raftmq's protocol version).
+    pub version: i32,
+    /// Where pushes to its connection go (remoting clients only).
+    pub push: Option<PushSender>,
+}
+
+/// One live member of a consumer group, as admin tools show it.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    /// The client instance.
+    pub client_id: String,
+    /// Where it connects from.
+    pub origin: ClientOrigin,
+    /// What it reported for the group.
+    pub info: ConsumerGroupInfo,
+}
+
 #[derive(Debug)]
 struct Member {
     seen: Instant,
     info: ConsumerGroupInfo,
-    push: Option<PushSender>,
+    origin: ClientOrigin,
 }
 
 /// Members of one group by client id.
@@ -63,7 +88,7 @@ impl ClientRegistry {
         &self,
         client_id: &str,
         groups: Vec<ConsumerGroupInfo>,
-        push: Option<PushSender>,
+        origin: ClientOrigin,
         now: Instant,
     ) -> Vec<ConsumerGroup> {
         let mut all = self.lock();
@@ -80,7 +105,7 @@ impl ClientRegistry {
             let member = Member {
                 seen: now,
                 info: g,
-                push: push.clone(),
+                origin: origin.clone(),
             };
             if members.insert(client_id.to_owned(), member).is_none() {
                 changed.push(ConsumerGroup::from(name));
@@ -113,6 +138,21 @@ impl ClientRegistry {
         members.keys().cloned().collect()
     }
 
+    /// Live members of a group at `now`, with where they connect from.
+    pub fn member_infos(&self, group: &str, now: Instant) -> Vec<MemberInfo> {
+        let all = self.lock();
+        all.get(group)
+            .into_iter()
+            .flatten()
+            .filter(|(_, m)| now.duration_since(m.seen) < self.expiry)
+            .map(|(id, m)| MemberInfo {
+                client_id: id.clone(),
+                origin: m.origin.clone(),
+                info: m.info.clone(),
+            })
+            .collect()
+    }
+
     /// The expression a live member of `group` subscribed `topic` with.
     pub fn subscription(&self, group: &str, topic: &str, now: Instant) -> Option<String> {
         let all = self.lock();
@@ -132,7 +172,7 @@ impl ClientRegistry {
         let all = self.lock();
         for g in groups {
             for m in all.get(g.as_str()).into_iter().flat_map(|m| m.values()) {
-                if let Some(push) = &m.push {
+                if let Some(push) = &m.origin.push {
                     // Full or closed: the client rebalances on its own timer anyway.
                     let _ = push.try_send(Push::ConsumerIdsChanged(g.clone()));
                 }
@@ -164,17 +204,24 @@ mod tests {
     fn members_join_leave_and_expire() {
         let r = ClientRegistry::new(Duration::from_millis(50));
         let t0 = Instant::now();
-        assert_eq!(names(r.heartbeat("b", vec![info("g")], None, t0)), ["g"]);
         assert_eq!(
-            names(r.heartbeat("a", vec![info("g"), info("h")], None, t0)),
+            names(r.heartbeat("b", vec![info("g")], ClientOrigin::default(), t0)),
+            ["g"]
+        );
+        assert_eq!(
+            names(r.heartbeat("a", vec![info("g"), info("h")], ClientOrigin::default(), t0)),
             ["g", "h"]
         );
         assert!(r
-            .heartbeat("a", vec![info("g"), info("h")], None, t0)
+            .heartbeat("a", vec![info("g"), info("h")], ClientOrigin::default(), t0)
             .is_empty());
+        assert_eq!(r.member_infos("g", t0).len(), 2);
         assert_eq!(r.members("g", t0), vec!["a", "b"]);
         assert_eq!(r.subscription("h", "T", t0).as_deref(), Some("h-tags"));
-        assert_eq!(names(r.heartbeat("a", vec![], None, t0)), ["g", "h"]);
+        assert_eq!(
+            names(r.heartbeat("a", vec![], ClientOrigin::default(), t0)),
+            ["g", "h"]
+        );
         assert_eq!(r.members("g", t0), vec!["b"]);
         assert!(r.members("h", t0).is_empty());
         assert!(r.members("g", t0 + Duration::from_millis(80)).is_empty());
@@ -189,8 +236,12 @@ mod tests {
         let r = ClientRegistry::new(Duration::from_secs(120));
         let now = Instant::now();
         let (tx, mut rx) = mpsc::channel(4);
-        r.heartbeat("a", vec![info("g"), info("h")], Some(tx), now);
-        r.heartbeat("b", vec![info("g")], None, now);
+        let pushed = ClientOrigin {
+            push: Some(tx),
+            ..ClientOrigin::default()
+        };
+        r.heartbeat("a", vec![info("g"), info("h")], pushed, now);
+        r.heartbeat("b", vec![info("g")], ClientOrigin::default(), now);
         assert_eq!(names(r.unregister("b", Some("g"))), ["g"]);
         assert!(r.unregister("b", None).is_empty());
         r.notify(&[ConsumerGroup::from("g")]);

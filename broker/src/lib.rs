@@ -11,7 +11,9 @@
 //! - [`config`]: [`BrokerConfig`], the TOML file.
 //! - [`node`]: [`run`], the node's lifecycle.
 //! - [`core`]: [`Broker`], every client operation, transport-neutral.
-//! - [`rpc`]: the front ends ([`FrontEnd`]): the native tarpc protocol.
+//! - [`rpc`]: the front ends ([`FrontEnd`]): the client port, native protocol and RocketMQ
+//!   remoting on one listener.
+//! - [`remoting`]: the RocketMQ remoting front end.
 //! - [`send`]: group commit of concurrent sends into one Raft entry.
 //! - [`registration`]: registering with NameServers.
 //! - [`scheduler`]: delivering delayed messages and retries when due.
@@ -26,6 +28,7 @@ pub mod core;
 pub mod error;
 pub mod node;
 pub mod registration;
+pub mod remoting;
 pub mod rpc;
 pub mod scheduler;
 pub mod send;

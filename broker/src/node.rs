@@ -131,6 +131,8 @@ pub async fn run(
         store: store.clone(),
         proposer,
         topics_changed: Notify::new(),
+        forwarder: Default::default(),
+        pending_commits: Default::default(),
     });
     let broker = Broker::new(shared.clone());
     let front_end_tasks = TaskTracker::new();
@@ -139,6 +141,10 @@ pub async fn run(
         front_end_tasks.spawn(f.serve(broker.clone(), stop.clone()));
     }
     front_end_tasks.close();
+    let commits = tasks.spawn(crate::core::offsets::run_commits(
+        broker.clone(),
+        stop.clone(),
+    ));
     {
         let r = replica.clone();
         tasks.spawn(async move {
@@ -167,6 +173,7 @@ pub async fn run(
     }
     stop.cancel();
     front_end_tasks.wait().await;
+    let _ = commits.await;
     replica.shutdown().await;
     raft_stop.cancel();
     let _ = raft_server.await;

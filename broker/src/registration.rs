@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use raftmq_proto::namesrv::RegisterBrokerRequest;
-use raftmq_proto::{BrokerGroup, NamesrvServiceClient, NodeId};
+use raftmq_proto::{BrokerGroup, NamesrvServiceClient, NodeId, Perm, TopicConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::core::send::AUTO_CREATE_TOPIC;
 use crate::core::Shared;
 
 /// Deadline of one registration call.
@@ -48,8 +49,21 @@ fn request(shared: &Shared) -> RegisterBrokerRequest {
         role,
         term,
         leader: shared.replica.leader().map(|(id, _)| NodeId(id)),
-        topics: shared.store.topics(),
+        topics: published_topics(shared),
     }
+}
+
+/// The group's topics, plus, when it auto-creates topics, RocketMQ's template topic
+/// `TBW102` (perm 7: inherit, read, write): RocketMQ clients ask for its route when a topic
+/// does not exist yet, then send to a queue of it and the broker creates the topic.
+fn published_topics(shared: &Shared) -> Vec<TopicConfig> {
+    let mut topics = shared.store.topics();
+    if shared.config.auto_create_topics {
+        let mut template = TopicConfig::new(AUTO_CREATE_TOPIC, shared.config.default_queues);
+        template.perm = Perm(Perm::READ | Perm::WRITE | 1);
+        topics.push(template);
+    }
+    topics
 }
 
 async fn register_all(shared: &Shared, clients: &mut Clients) {

@@ -82,6 +82,11 @@ impl Namesrv {
         self.with(|t| t.topics())
     }
 
+    /// Every topic a live group of `cluster` serves, sorted.
+    pub fn topics_of_cluster(&self, cluster: &str) -> Vec<TopicName> {
+        self.with(|t| t.topics_of_cluster(cluster))
+    }
+
     /// Drops nodes silent for the expiry.
     pub fn expire(&self) {
         self.with(|t| t.expire(Instant::now()));

@@ -8,10 +8,12 @@
 //! - [`routes`]: [`RouteTable`], registrations and the routes derived from them.
 //! - [`core`]: [`Namesrv`], the operations, transport-neutral.
 //! - [`native`]: the native front end ([`NamesrvService`](raftmq_proto::NamesrvService)).
+//! - [`remoting`]: the RocketMQ remoting front end (routes, cluster info, topic lists).
 //! - [`server`]: [`run`] and the NameServer port ([`NamesrvPort`]).
 
 pub mod core;
 pub mod native;
+pub mod remoting;
 pub mod routes;
 pub mod server;
 

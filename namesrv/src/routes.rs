@@ -158,10 +158,20 @@ impl RouteTable {
 
     /// Every topic any live node reports.
     pub fn topics(&self) -> Vec<TopicName> {
+        self.topics_where(|_| true)
+    }
+
+    /// Every topic a live node of `cluster` reports.
+    pub fn topics_of_cluster(&self, cluster: &str) -> Vec<TopicName> {
+        self.topics_where(|(c, _, _)| c == cluster)
+    }
+
+    fn topics_where(&self, keep: impl Fn(&NodeKey) -> bool) -> Vec<TopicName> {
         let set: BTreeSet<TopicName> = self
             .nodes
-            .values()
-            .flat_map(|e| e.reg.topics.iter().map(|t| t.name.clone()))
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .flat_map(|(_, e)| e.reg.topics.iter().map(|t| t.name.clone()))
             .collect();
         set.into_iter().collect()
     }

@@ -3,8 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use raftmq_proto::transport::{FrontEnd, Serving};
+use raftmq_proto::transport::{framed_io, serve_with, sniff, FrontEnd, Serving};
 use raftmq_proto::NamesrvService as _;
+use raftmq_remoting::detect::{detect, Protocol, PREFIX_LEN};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,7 +31,12 @@ impl Default for NamesrvConfig {
     }
 }
 
-/// The NameServer port: raftmq's native protocol.
+/// How long a new connection may take to send the bytes that tell its protocol.
+const DETECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The NameServer port: raftmq's native protocol and RocketMQ remoting, told apart by a
+/// connection's first bytes, so RocketMQ clients configured with `namesrvAddr =
+/// host:9876` and the `raftmq` CLI use the same address.
 #[derive(Debug)]
 pub struct NamesrvPort {
     listener: TcpListener,
@@ -52,10 +58,28 @@ impl FrontEnd<Namesrv> for NamesrvPort {
     }
 
     fn serve(self: Box<Self>, core: Namesrv, stop: CancellationToken) -> Serving {
-        Box::pin(raftmq_proto::serve_tarpc!(
+        Box::pin(serve_with(
             self.listener,
-            move |_| NativeNamesrv(core.clone()).serve(),
-            stop
+            stop,
+            move |stream, peer, requests| {
+                let core = core.clone();
+                async move {
+                    let Some((protocol, io)) =
+                        sniff(stream, PREFIX_LEN, detect, DETECT_TIMEOUT).await
+                    else {
+                        return;
+                    };
+                    match protocol {
+                        Protocol::Remoting => {
+                            crate::remoting::serve_connection(io, peer, core, requests).await
+                        }
+                        Protocol::Native => {
+                            let serve = NativeNamesrv(core).serve();
+                            raftmq_proto::tarpc_connection!(framed_io(io), serve, requests).await
+                        }
+                    }
+                }
+            },
         ))
     }
 }

@@ -46,6 +46,19 @@ pub struct SendMessageRequest {
     pub messages: Vec<Message>,
 }
 
+/// How a send differs from a plain one: what a RocketMQ client said about its messages,
+/// kept when a follower forwards the send to the leader.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendOptions {
+    /// The producer's clock when the messages were made, ms (the broker's when `None`).
+    pub born_ms: Option<u64>,
+    /// Tries so far, for sends to a retry topic.
+    pub reconsume_times: u32,
+    /// Queues to give the topic if this send auto-creates it (clamped to the broker's
+    /// `default_queues`); the broker's default when `None`.
+    pub create_queues: Option<u32>,
+}
+
 /// Where each message of a send went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendMessageResponse {
@@ -306,4 +319,10 @@ pub trait BrokerService {
     async fn lock_queues(req: LockQueuesRequest) -> Result<LockQueuesResponse, WireError>;
     /// Releases queue locks.
     async fn unlock_queues(req: LockQueuesRequest) -> Result<(), WireError>;
+    /// Stores messages with options (leader only): what a follower forwards for a
+    /// RocketMQ client.
+    async fn send_with(
+        req: SendMessageRequest,
+        options: SendOptions,
+    ) -> Result<SendMessageResponse, WireError>;
 }

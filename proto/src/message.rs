@@ -12,6 +12,9 @@ pub const PROP_DELIVER_AT: &str = "__DELIVER_AT";
 pub const PROP_RETRY_TOPIC: &str = "RETRY_TOPIC";
 /// System property of a retried or dead-lettered message: the id of the original.
 pub const PROP_ORIGIN_MSG_ID: &str = "ORIGIN_MSG_ID";
+/// The client's own message id (RocketMQ's `UNIQ_KEY`, set by Java, C++ and Rust
+/// producers): kept as a property and indexed like a key, so it can be looked up.
+pub const PROP_UNIQ_KEY: &str = "UNIQ_KEY";
 /// Longest delay a message may ask for: 3 days (RocketMQ's `timerMaxDelaySec`).
 pub const MAX_DELAY_MS: u64 = 3 * 24 * 3600 * 1000;
 

@@ -11,6 +11,11 @@ pub const MAX_SYSTEM_TOPIC_LEN: usize = 255;
 /// Longest group name.
 pub const MAX_GROUP_LEN: usize = 255;
 
+/// Whether a topic is a consumer group's retry or dead-letter topic.
+pub fn is_system_topic(topic: &str) -> bool {
+    topic.starts_with(RETRY_PREFIX) || topic.starts_with(DLQ_PREFIX)
+}
+
 /// The retry topic of a consumer group.
 pub fn retry_topic(group: &str) -> String {
     format!("{RETRY_PREFIX}{group}")

@@ -231,6 +231,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
+/// Reads the first bytes of a new connection until `decide` names its protocol (it sees
+/// at most `want` bytes), within `timeout`; returns the protocol and the stream with those
+/// bytes put back. `None` when the peer closed, failed or stayed silent.
+pub async fn sniff<T>(
+    mut stream: TcpStream,
+    want: usize,
+    decide: impl Fn(&[u8]) -> Option<T>,
+    timeout: Duration,
+) -> Option<(T, Prefixed<TcpStream>)> {
+    let mut prefix = Vec::with_capacity(want);
+    let read = tokio::time::timeout(
+        timeout,
+        read_prefix(&mut stream, &mut prefix, want, |p| decide(p).is_some()),
+    )
+    .await;
+    if !matches!(read, Ok(Ok(true))) {
+        return None;
+    }
+    let protocol = decide(&prefix)?;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+    Some((protocol, Prefixed::new(prefix, stream)))
+}
+
 /// Reads until `buf` holds `want` bytes or `decide` can decide from fewer; `Ok(false)` if
 /// the peer closed first.
 ///

@@ -27,7 +27,7 @@ use crate::index::{
     Indexes, MetaKey, TimerKey, CF_CQ, CF_KEYS, CF_META, CF_OFFSETS, CF_TIMERS,
 };
 use crate::log::CommitLog;
-use raftmq_proto::message::PROP_DELIVER_AT;
+use raftmq_proto::message::{PROP_DELIVER_AT, PROP_UNIQ_KEY};
 
 /// Settings of a [`Store`].
 #[derive(Debug, Clone)]
@@ -843,7 +843,7 @@ pub(crate) fn dispatch_batch(
             size: m.encoded_len as u32,
         };
         idx.cq_put(derived, m.topic(), m.queue_id, offset, &unit)?;
-        for key in m.keys() {
+        for key in m.keys().chain(m.property(PROP_UNIQ_KEY)) {
             if !key.is_empty() && !key.contains('\0') {
                 derived.put_cf(
                     keys_cf,

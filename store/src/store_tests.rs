@@ -168,6 +168,33 @@ fn offsets_are_dense_per_queue_and_messages_read_back() {
 }
 
 #[test]
+fn a_clients_uniq_key_is_indexed_like_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::open(dir.path());
+    h.create_topic("T", 1);
+    let mut w = BatchWriter::new();
+    let props = vec![("UNIQ_KEY".to_owned(), "0A0000010000FFFF".to_owned())];
+    w.push(&MessageRef {
+        topic: "T",
+        queue_id: 0,
+        tag: "",
+        keys: &["k".to_owned()],
+        properties: &props,
+        body: b"x",
+        born_ms: 1,
+        store_ms: 1,
+        flags: 0,
+        reconsume_times: 0,
+    })
+    .unwrap();
+    h.commit(EntryPayload::Messages(Bytes::from(w.finish())));
+    for key in ["k", "0A0000010000FFFF"] {
+        let pos = h.store.positions_by_key("T", key, 10).unwrap();
+        assert_eq!(pos.len(), 1, "{key}");
+    }
+}
+
+#[test]
 fn commands_change_topics_groups_and_offsets_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     {

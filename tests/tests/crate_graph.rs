@@ -5,17 +5,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
-    let all = ["proto", "store", "raft", "broker", "namesrv", "client"];
+    let all = [
+        "proto", "remoting", "store", "raft", "broker", "namesrv", "client",
+    ];
     [
         ("proto", vec![]),
+        ("remoting", vec![]),
         ("store", vec!["proto"]),
         ("raft", vec!["proto", "store"]),
-        ("broker", vec!["proto", "store", "raft"]),
-        ("namesrv", vec!["proto"]),
+        ("broker", vec!["proto", "remoting", "store", "raft"]),
+        ("namesrv", vec!["proto", "remoting"]),
         ("client", vec!["proto"]),
         ("cli", all.to_vec()),
         ("jepsen", vec!["client", "proto"]),
-        ("tests", vec!["client", "proto", "broker", "namesrv"]),
+        (
+            "tests",
+            vec!["client", "proto", "remoting", "broker", "namesrv"],
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k, v.into_iter().collect()))

@@ -10,13 +10,13 @@ use raftmq_raft::RaftResponse;
 use raftmq_store::Command;
 
 use super::{Broker, BrokerError, ConnectionCtx};
-use crate::clients::PushSender;
+use crate::clients::{ClientOrigin, MemberInfo};
 use crate::convert::now_ms;
 
 impl Broker {
     /// Registers a client instance's groups and subscriptions; members of a group whose
-    /// member set changed are told at once when they can be pushed to. `push` is where
-    /// this client's own pushes go (remoting connections).
+    /// member set changed are told at once when they can be pushed to. `origin` says
+    /// where the client connects from and where its own pushes go.
     ///
     /// # Errors
     /// No client id.
@@ -24,7 +24,7 @@ impl Broker {
         &self,
         ctx: &ConnectionCtx,
         req: HeartbeatRequest,
-        push: Option<PushSender>,
+        origin: ClientOrigin,
     ) -> Result<(), BrokerError> {
         if req.client_id.is_empty() {
             return Err(BrokerError::invalid("heartbeat without a client id"));
@@ -43,7 +43,7 @@ impl Broker {
         let changed = self.shared.clients.heartbeat(
             &req.client_id,
             req.consumer_groups,
-            push,
+            origin,
             Instant::now(),
         );
         self.shared.clients.notify(&changed);
@@ -63,6 +63,13 @@ impl Broker {
     /// Client ids of a consumer group's live members, sorted.
     pub fn consumer_list(&self, group: &ConsumerGroup) -> Vec<String> {
         self.shared.clients.members(group.as_str(), Instant::now())
+    }
+
+    /// Live members of a consumer group with where they connect from.
+    pub fn consumer_connections(&self, group: &ConsumerGroup) -> Vec<MemberInfo> {
+        self.shared
+            .clients
+            .member_infos(group.as_str(), Instant::now())
     }
 
     /// The expression a live member of `group` subscribed `topic` with, by heartbeat.

@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //! - [`error`]: [`BrokerError`], what an operation can fail with.
+//! - [`forward`]: leader-only work asked of a follower, done on the leader.
 //! - [`send`]: storing messages (validation, delays, auto-created topics).
 //! - [`pull`]: reading a queue with long polling.
 //! - [`offsets`]: queue bounds and consumer offsets.
@@ -22,6 +23,7 @@
 pub mod admin;
 pub mod coordination;
 pub mod error;
+pub mod forward;
 pub mod offsets;
 pub mod pull;
 pub mod query;
@@ -50,6 +52,8 @@ pub enum Protocol {
     Native,
     /// RocketMQ remoting v4 (Java, C++, Go, Python, Node clients).
     Remoting,
+    /// The broker's own background work.
+    Internal,
 }
 
 /// Who is asking: one per client connection, shared by its requests.
@@ -90,6 +94,10 @@ pub struct Shared {
     pub(crate) topics_changed: Notify,
     /// Delay of each level, ms.
     pub(crate) delay_levels: Vec<u64>,
+    /// Connections to the leader, for work forwarded by a follower.
+    pub(crate) forwarder: forward::Forwarder,
+    /// Offset commits waiting for the next coalesced round.
+    pub(crate) pending_commits: offsets::PendingCommits,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.

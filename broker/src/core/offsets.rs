@@ -1,9 +1,16 @@
 //! Queue bounds and consumer offsets. Offsets are committed through Raft, so a new leader
-//! has exactly the committed positions.
+//! has exactly the committed positions; the commits RocketMQ consumers send with every pull
+//! are coalesced first ([`Broker::commit_offset_soon`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use raftmq_proto::broker::{CommitOffsetsRequest, QueueStatus};
 use raftmq_proto::{names, ConsumerGroup, Offset, QueueId, TopicName};
 use raftmq_store::Command;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::{blocking, Broker, BrokerError, ConnectionCtx};
 
@@ -126,4 +133,90 @@ impl Broker {
         })
         .await
     }
+}
+
+/// How often offsets committed "soon" are replicated: one `CommitOffsets` entry per group
+/// per interval, however many pulls carried a commit.
+pub const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
+type Waiter = oneshot::Sender<Result<(), BrokerError>>;
+/// One group's offsets to commit, by queue.
+type GroupCommits = BTreeMap<(TopicName, QueueId), Offset>;
+
+/// Offsets waiting for the next coalesced commit.
+#[derive(Debug, Default)]
+pub struct PendingCommits {
+    groups: Mutex<HashMap<ConsumerGroup, (GroupCommits, Vec<Waiter>)>>,
+}
+
+impl Broker {
+    /// Queues an offset commit for the next coalesced round (at most [`COMMIT_EVERY`]
+    /// away); the receiver learns whether it was replicated. RocketMQ consumers commit in
+    /// every pull and every 5 s per queue; one Raft entry per pull would cost more than
+    /// the pull.
+    pub fn commit_offset_soon(
+        &self,
+        group: ConsumerGroup,
+        topic: TopicName,
+        queue_id: QueueId,
+        offset: Offset,
+    ) -> oneshot::Receiver<Result<(), BrokerError>> {
+        let (tx, rx) = oneshot::channel();
+        let mut groups = self
+            .shared
+            .pending_commits
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (offsets, waiters) = groups.entry(group).or_default();
+        offsets.insert((topic, queue_id), offset);
+        waiters.push(tx);
+        rx
+    }
+
+    /// Replicates the queued commits, on the leader or forwarded to it.
+    async fn flush_commits(&self, ctx: &ConnectionCtx) {
+        let pending = std::mem::take(
+            &mut *self
+                .shared
+                .pending_commits
+                .groups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (group, (offsets, waiters)) in pending {
+            let req = CommitOffsetsRequest {
+                group,
+                offsets: offsets.into_iter().map(|((t, q), o)| (t, q, o)).collect(),
+            };
+            let r = self
+                .on_leader(
+                    || self.commit_offsets(ctx, req.clone()),
+                    |c, cx| {
+                        let req = req.clone();
+                        async move { c.commit_offsets(cx, req).await }
+                    },
+                )
+                .await;
+            if let Err(e) = &r {
+                tracing::debug!(group = %req.group, error = %e, "coalesced offset commit failed");
+            }
+            for w in waiters {
+                let _ = w.send(r.clone());
+            }
+        }
+    }
+}
+
+/// Replicates coalesced offset commits every [`COMMIT_EVERY`] until `stop`, then once more.
+pub(crate) async fn run_commits(broker: Broker, stop: CancellationToken) {
+    let ctx = ConnectionCtx::new(None, super::Protocol::Internal);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(COMMIT_EVERY) => {}
+        }
+        broker.flush_commits(&ctx).await;
+    }
+    broker.flush_commits(&ctx).await;
 }

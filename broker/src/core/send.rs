@@ -1,6 +1,6 @@
 //! Storing messages: validation, delays, topic auto-creation, then the send batcher.
 
-use raftmq_proto::broker::SendMessageRequest;
+use raftmq_proto::broker::{SendMessageRequest, SendOptions};
 use raftmq_proto::message::{DELAY_LEVELS_MS, MAX_DELAY_MS, PROP_DELIVER_AT};
 use raftmq_proto::{names, Message, SendResult, TopicConfig, TopicName, MAX_MESSAGE_BYTES};
 use raftmq_store::Command;
@@ -16,18 +16,6 @@ pub const MAX_SENDS_PER_CALL: usize = 4096;
 /// a broker that auto-creates topics publishes it (perm 7) and refuses sends to it.
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
 
-/// How a send differs from a plain native one.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SendOptions {
-    /// The producer's clock when the message was made, ms (the broker's when `None`).
-    pub born_ms: Option<u64>,
-    /// Tries so far, for sends to a retry topic.
-    pub reconsume_times: u32,
-    /// Queues to give the topic if this send auto-creates it (clamped to the broker's
-    /// `default_queues`); the broker's default when `None`.
-    pub create_queues: Option<u32>,
-}
-
 impl Broker {
     /// Validates and stores one send (leader only).
     ///
@@ -42,6 +30,9 @@ impl Broker {
     ) -> Result<Vec<SendResult>, BrokerError> {
         validate_send(&req)?;
         self.check_leader()?;
+        if names::is_system_topic(req.topic.as_str()) {
+            self.ensure_system_topic(&req.topic).await?;
+        }
         let topic = self.topic_or_create(&req.topic, opts.create_queues).await?;
         if !topic.perm.writable() {
             return Err(BrokerError::PermissionDenied(format!(

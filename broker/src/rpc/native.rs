@@ -7,19 +7,19 @@ use std::time::Duration;
 use raftmq_proto::broker::{
     BrokerGroupStatus, CommitOffsetsRequest, HeartbeatRequest, HelloRequest, HelloResponse,
     LockQueuesRequest, LockQueuesResponse, PullMessageRequest, PullMessageResponse, QueueStatus,
-    SendBackRequest, SendMessageRequest, SendMessageResponse,
+    SendBackRequest, SendMessageRequest, SendMessageResponse, SendOptions,
 };
 use raftmq_proto::{
     BrokerService, ConsumerGroup, ConsumerGroupConfig, MessageExt, MsgId, NodeId, Offset, QueueId,
-    TopicConfig, TopicName, WireError,
+    TopicConfig, TopicName, WireError, PROTOCOL_VERSION,
 };
 use tarpc::context::Context;
 
+use crate::clients::ClientOrigin;
 use crate::convert::message_ext;
 use crate::core::pull::PullRequest;
 use crate::core::query::MsgLocation;
 use crate::core::retry::{RetryDelay, SendBack};
-use crate::core::send::SendOptions;
 use crate::core::{Broker, BrokerError, ConnectionCtx};
 
 /// Maps a core error to the wire, once, at the RPC boundary.
@@ -184,8 +184,14 @@ impl BrokerService for NativeConnection {
     }
 
     async fn heartbeat(self, _: Context, req: HeartbeatRequest) -> Result<(), WireError> {
+        let origin = ClientOrigin {
+            addr: self.conn.peer,
+            language: "RUST".to_owned(),
+            version: i32::from(PROTOCOL_VERSION),
+            push: None,
+        };
         self.broker
-            .heartbeat(&self.conn, req, None)
+            .heartbeat(&self.conn, req, origin)
             .await
             .map_err(to_wire)
     }
@@ -319,5 +325,19 @@ impl BrokerService for NativeConnection {
             .unlock_queues(&self.conn, req)
             .await
             .map_err(to_wire)
+    }
+
+    async fn send_with(
+        self,
+        _: Context,
+        req: SendMessageRequest,
+        options: SendOptions,
+    ) -> Result<SendMessageResponse, WireError> {
+        let results = self
+            .broker
+            .send(&self.conn, req, options)
+            .await
+            .map_err(to_wire)?;
+        Ok(SendMessageResponse { results })
     }
 }

@@ -1,17 +1,20 @@
 //! Multi-process integration tests: real `raftmq` processes, kill -9, partitions through
 //! a userspace fault proxy, and generous polling timeouts.
 //!
-//! Scenario files follow openraft's numbering: `t10_` basic, `t50_` failures.
+//! Scenario files follow openraft's numbering: `t10_` basic, `t20_` delivery, `t30_` the
+//! binary, `t40_` RocketMQ clients, `t50_` failures.
 
 // Test helpers may unwrap: a poisoned lock or a missing node is a test bug.
 #![allow(clippy::unwrap_used)]
 
 mod harness;
 mod proxy;
+mod rmq;
 mod t10_basic;
 mod t20_consumers;
 mod t20_delivery;
 mod t30_cli;
 mod t30_examples;
+mod t40_remoting;
 mod t50_failover;
 mod t50_membership;

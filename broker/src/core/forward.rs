@@ -1,0 +1,164 @@
+//! Leader-only work asked of a follower, done on the leader: the follower calls the
+//! leader's client port (raftmq's native protocol) and answers its own client itself.
+//!
+//! RocketMQ clients learn of a new master only on their 30 s route poll, and the C++ client
+//! sends retries to the node that served the message: a follower that forwarded nothing
+//! would fail their writes for up to 30 s after every leader change.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use raftmq_proto::{BrokerServiceClient, WireError};
+use tarpc::client::RpcError;
+
+use super::{Broker, BrokerError};
+
+/// Deadline of one forwarded call: below the clients' 3 s send timeout.
+const FORWARD_TIMEOUT: Duration = Duration::from_millis(2500);
+/// How long dialing the leader may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Leader changes followed within one forwarded call.
+const MAX_HOPS: usize = 2;
+
+/// Connections to leaders, one per address, re-dialed after a transport failure.
+#[derive(Debug, Default)]
+pub struct Forwarder {
+    clients: Mutex<HashMap<String, BrokerServiceClient>>,
+}
+
+impl Forwarder {
+    fn cached(&self, addr: &str) -> Option<BrokerServiceClient> {
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(addr)
+            .cloned()
+    }
+
+    fn forget(&self, addr: &str) {
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(addr);
+    }
+
+    async fn client(&self, addr: &str) -> Result<BrokerServiceClient, BrokerError> {
+        if let Some(c) = self.cached(addr) {
+            return Ok(c);
+        }
+        let t = raftmq_proto::transport::connect(addr, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| {
+                tracing::debug!(leader = %addr, error = %e, "cannot reach the leader to forward to");
+                BrokerError::NotLeader {
+                    leader: None,
+                    leader_addr: None,
+                }
+            })?;
+        let c = BrokerServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+}
+
+fn from_wire(e: WireError) -> BrokerError {
+    match e {
+        WireError::NotLeader {
+            leader,
+            leader_addr,
+        } => BrokerError::NotLeader {
+            leader,
+            leader_addr,
+        },
+        WireError::Busy(m) => BrokerError::Busy(m),
+        WireError::Timeout(m) => BrokerError::Indeterminate(m),
+        WireError::TopicNotFound(t) => BrokerError::TopicNotFound(t.into()),
+        WireError::GroupNotFound(g) => BrokerError::GroupNotFound(g.into()),
+        WireError::MessageNotFound(m) => BrokerError::MessageNotFound(m),
+        WireError::OffsetTooSmall { offset, min } => BrokerError::OffsetTooSmall { offset, min },
+        WireError::OffsetTooLarge { offset, max } => BrokerError::OffsetTooLarge { offset, max },
+        WireError::Invalid(m) => BrokerError::Invalid(m),
+        WireError::Unauthorized(m) => BrokerError::PermissionDenied(m),
+        WireError::Internal(m) => BrokerError::Internal(m),
+    }
+}
+
+impl Broker {
+    /// Runs `local` here when this node leads; otherwise sends `remote` to the leader (up
+    /// to [`MAX_HOPS`] leader changes), so the caller's client sees no `NotLeader`.
+    ///
+    /// # Errors
+    /// `NotLeader` when no leader is known or it cannot be reached (the caller answers
+    /// "service not available", which every RocketMQ client retries); the operation's own
+    /// errors otherwise. A forwarded call that timed out is `Indeterminate`.
+    pub async fn on_leader<T, L, LF, R, RF>(&self, local: L, remote: R) -> Result<T, BrokerError>
+    where
+        L: FnOnce() -> LF,
+        LF: Future<Output = Result<T, BrokerError>>,
+        R: Fn(BrokerServiceClient, tarpc::context::Context) -> RF,
+        RF: Future<Output = Result<Result<T, WireError>, RpcError>>,
+    {
+        let first = if self.is_leader() {
+            local().await
+        } else {
+            Err(self.shared.replica.not_leader().into())
+        };
+        let mut err = match first {
+            Err(e @ BrokerError::NotLeader { .. }) => e,
+            other => return other,
+        };
+        for _ in 0..MAX_HOPS {
+            let BrokerError::NotLeader {
+                leader_addr: Some(addr),
+                ..
+            } = &err
+            else {
+                return Err(err);
+            };
+            if addr == self.advertise_addr() {
+                return Err(err);
+            }
+            let addr = addr.clone();
+            let client = self.client_for(&addr).await?;
+            let mut ctx = tarpc::context::current();
+            ctx.deadline = Instant::now() + FORWARD_TIMEOUT;
+            err = match remote(client, ctx).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => from_wire(e),
+                Err(RpcError::DeadlineExceeded) => {
+                    return Err(BrokerError::Indeterminate(format!(
+                        "the leader at {addr} did not answer within {} ms",
+                        FORWARD_TIMEOUT.as_millis()
+                    )))
+                }
+                Err(e @ (RpcError::Shutdown | RpcError::Send(_))) => {
+                    // A cached connection that broke before the request left: not sent,
+                    // dial again.
+                    self.shared.forwarder.forget(&addr);
+                    tracing::debug!(leader = %addr, error = %e, "re-dialing the leader");
+                    err
+                }
+                Err(e) => {
+                    self.shared.forwarder.forget(&addr);
+                    // The request may have reached the leader before the connection broke.
+                    return Err(BrokerError::Indeterminate(format!(
+                        "the connection to the leader at {addr} failed: {e}"
+                    )));
+                }
+            };
+            if !matches!(err, BrokerError::NotLeader { .. }) {
+                return Err(err);
+            }
+        }
+        Err(err)
+    }
+
+    async fn client_for(&self, addr: &str) -> Result<BrokerServiceClient, BrokerError> {
+        self.shared.forwarder.client(addr).await
+    }
+}

@@ -1,0 +1,265 @@
+//! The RocketMQ remoting front end: existing Java, C++, Go, Python and Node clients talk to
+//! the [`Broker`] core unchanged. It shares the client port with the native protocol
+//! (told apart by the first bytes, [`raftmq_remoting::detect`]).
+//!
+//! ```text
+//!  frames ─► reader ─┬─► handler task per request (a held pull blocks nothing else)
+//!                    │        │ response (unless the request is oneway)
+//!  pushes (40) ──────┼────────┴─► writer ─► frames
+//! ```
+//!
+//! Every node serves every request: leader-only work (sends, offset commits, locks,
+//! send-back) is forwarded to the leader by the core ([`Broker::on_leader`]), so a client
+//! still talking to a demoted leader sees no error; with no leader the answer is
+//! SERVICE_NOT_AVAILABLE (14), which every client retries.
+//!
+//! # Layout
+//! - [`send`]: SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320).
+//! - [`pull`]: PULL_MESSAGE (11) and the stored-record encoding.
+//! - [`consumer`]: offsets (14, 15, 29-32), heartbeats (34, 35), consumer lists (38),
+//!   send-back (36), locks (41, 42), CHECK_CLIENT_CONFIG (46).
+//! - [`query`]: QUERY_MESSAGE (12), VIEW_MESSAGE_BY_ID (33).
+//! - [`admin`]: the topic and group codes `mqadmin` uses.
+
+pub mod admin;
+pub mod consumer;
+pub mod pull;
+pub mod query;
+pub mod send;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use raftmq_remoting::codes::{request, response};
+use raftmq_remoting::command::FLAG_ONEWAY;
+use raftmq_remoting::{CodecError, FrameCodec, RemotingCommand};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clients::{Push, PushSender};
+use crate::core::{Broker, BrokerError, ConnectionCtx, Protocol};
+
+/// Requests one connection may have in flight (held pulls included) before new ones get
+/// SYSTEM_BUSY.
+const MAX_IN_FLIGHT: usize = 4096;
+/// Responses waiting for the writer.
+const WRITE_QUEUE: usize = 1024;
+/// Pushes waiting for the writer; more are dropped (clients rebalance on a timer too).
+const PUSH_QUEUE: usize = 16;
+
+/// What every handler of one connection needs.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The core.
+    pub broker: Broker,
+    /// Who is asking.
+    pub conn: Arc<ConnectionCtx>,
+    /// This node's address as records carry it (STOREHOST, and offset message ids).
+    pub store_host: SocketAddrV4,
+    /// Where pushes to this connection go (heartbeats register it).
+    pub push: PushSender,
+    /// Cancelled on shutdown: held pulls answer at once.
+    pub stop: CancellationToken,
+}
+
+/// The IPv4 address records name for a node advertised as `addr` (`host:port`): the
+/// C++ client and ali-ons read only IPv4 store hosts. A name is resolved once; an
+/// address that is not IPv4 gives `0.0.0.0` with the port.
+pub fn store_host(addr: &str) -> SocketAddrV4 {
+    let resolved = addr
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .find_map(|a| match a {
+            SocketAddr::V4(v4) => Some(v4),
+            SocketAddr::V6(v6) => v6
+                .ip()
+                .to_ipv4_mapped()
+                .map(|ip| SocketAddrV4::new(ip, v6.port())),
+        });
+    resolved.unwrap_or_else(|| {
+        let port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)
+    })
+}
+
+/// A response to `req` with `code` and a remark.
+pub fn reply(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> RemotingCommand {
+    RemotingCommand::response_to(req, code).with_remark(remark)
+}
+
+/// The response code RocketMQ clients act on for a core error: what they retry
+/// (14, 1, 17, 16) and what they throw (2, 13).
+pub fn error_code(e: &BrokerError) -> i32 {
+    match e {
+        BrokerError::NotLeader { .. } => response::SERVICE_NOT_AVAILABLE,
+        BrokerError::Busy(_) => response::SYSTEM_BUSY,
+        BrokerError::TopicNotFound(_) => response::TOPIC_NOT_EXIST,
+        BrokerError::GroupNotFound(_) => response::SUBSCRIPTION_GROUP_NOT_EXIST,
+        BrokerError::PermissionDenied(_) => response::NO_PERMISSION,
+        BrokerError::Invalid(_) => response::MESSAGE_ILLEGAL,
+        BrokerError::Indeterminate(_)
+        | BrokerError::Internal(_)
+        | BrokerError::MessageNotFound(_)
+        | BrokerError::OffsetTooSmall { .. }
+        | BrokerError::OffsetTooLarge { .. } => response::SYSTEM_ERROR,
+    }
+}
+
+/// The answer to a failed request.
+pub fn error_reply(req: &RemotingCommand, e: &BrokerError) -> RemotingCommand {
+    reply(req, error_code(e), e.to_string())
+}
+
+/// The answer to a request whose header does not decode.
+pub fn bad_request(req: &RemotingCommand, e: &CodecError) -> RemotingCommand {
+    reply(req, response::SYSTEM_ERROR, e.to_string())
+}
+
+impl Session {
+    /// Handles one request (the answer is dropped for a oneway request).
+    async fn handle(&self, req: RemotingCommand) -> RemotingCommand {
+        use request as c;
+        match req.code {
+            c::SEND_MESSAGE | c::SEND_MESSAGE_V2 | c::SEND_BATCH_MESSAGE => {
+                send::send(self, &req).await
+            }
+            c::PULL_MESSAGE => pull::pull(self, &req).await,
+            c::QUERY_CONSUMER_OFFSET => consumer::query_offset(self, &req).await,
+            c::UPDATE_CONSUMER_OFFSET => consumer::update_offset(self, &req).await,
+            c::SEARCH_OFFSET_BY_TIMESTAMP
+            | c::GET_MAX_OFFSET
+            | c::GET_MIN_OFFSET
+            | c::GET_EARLIEST_MSG_STORETIME => consumer::queue_offset(self, &req).await,
+            c::HEART_BEAT => consumer::heartbeat(self, &req).await,
+            c::UNREGISTER_CLIENT => consumer::unregister(self, &req),
+            c::GET_CONSUMER_LIST_BY_GROUP => consumer::consumer_list(self, &req),
+            c::CONSUMER_SEND_MSG_BACK => consumer::send_back(self, &req).await,
+            c::LOCK_BATCH_MQ => consumer::lock(self, &req).await,
+            c::UNLOCK_BATCH_MQ => consumer::unlock(self, &req).await,
+            c::CHECK_CLIENT_CONFIG => consumer::check_client_config(&req),
+            c::QUERY_MESSAGE => query::query_message(self, &req).await,
+            c::VIEW_MESSAGE_BY_ID => query::view_message(self, &req).await,
+            c::END_TRANSACTION => reply(
+                &req,
+                response::NO_PERMISSION,
+                "transactional messages are not supported by this broker yet",
+            ),
+            code => match admin::handle(self, &req).await {
+                Some(r) => r,
+                None => reply(
+                    &req,
+                    response::REQUEST_CODE_NOT_SUPPORTED,
+                    format!(" request type {code} not supported"),
+                ),
+            },
+        }
+    }
+}
+
+fn push_command(p: Push, opaque: i32) -> RemotingCommand {
+    match p {
+        Push::ConsumerIdsChanged(group) => {
+            let mut cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED, opaque)
+                .with_ext("consumerGroup", group);
+            cmd.flag = FLAG_ONEWAY;
+            cmd
+        }
+    }
+}
+
+/// Serves one remoting connection until it closes or `stop` fires; each request runs on
+/// `requests`. On close, the client instance it carried leaves its consumer groups.
+pub async fn serve_connection<Io>(
+    io: Io,
+    peer: SocketAddr,
+    broker: Broker,
+    stop: CancellationToken,
+    requests: TaskTracker,
+) where
+    Io: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut sink, mut frames) = Framed::new(io, FrameCodec::default()).split();
+    let (tx, mut rx) = mpsc::channel::<RemotingCommand>(WRITE_QUEUE);
+    let (push, mut pushes) = mpsc::channel::<Push>(PUSH_QUEUE);
+    let session = Session {
+        store_host: store_host(broker.advertise_addr()),
+        conn: Arc::new(ConnectionCtx::new(Some(peer), Protocol::Remoting)),
+        broker,
+        push,
+        stop: stop.clone(),
+    };
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let writer = async move {
+        let opaque = AtomicI32::new(1);
+        loop {
+            let cmd = tokio::select! {
+                c = rx.recv() => match c { Some(c) => c, None => return },
+                p = pushes.recv() => match p {
+                    Some(p) => push_command(p, opaque.fetch_add(1, Ordering::Relaxed)),
+                    None => return,
+                },
+            };
+            if let Err(e) = sink.send(cmd).await {
+                tracing::debug!(%peer, error = %e, "remoting connection write failed");
+                return;
+            }
+        }
+    };
+    let reader = {
+        let session = session.clone();
+        async move {
+            while let Some(frame) = frames.next().await {
+                let req = match frame {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "closing a remoting connection: bad frame");
+                        return;
+                    }
+                };
+                if req.is_response() {
+                    // Answers to our pushes (oneway) or to nothing we asked: ignore.
+                    continue;
+                }
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                    let busy = reply(
+                        &req,
+                        response::SYSTEM_BUSY,
+                        "[REJECTREQUEST]system busy, too many requests in flight on this connection",
+                    );
+                    if tx.send(busy).await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                let (session, tx) = (session.clone(), tx.clone());
+                requests.spawn(async move {
+                    let oneway = req.is_oneway();
+                    let resp = session.handle(req).await;
+                    if !oneway {
+                        let _ = tx.send(resp).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    };
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
+    }
+    if let Some(client) = session.conn.client_id.get() {
+        session.broker.unregister_client(client, None);
+    }
+    tracing::trace!(%peer, "remoting connection closed");
+}
