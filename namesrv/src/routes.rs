@@ -22,6 +22,10 @@ struct Entry {
 pub struct RouteTable {
     expiry: Duration,
     nodes: BTreeMap<NodeKey, Entry>,
+    /// The last leader each group's registrations named: kept while an election leaves
+    /// nobody claiming leadership, so routes keep a writable node (a follower forwards
+    /// writes to the new leader) instead of briefly naming none.
+    last_leader: BTreeMap<(String, String), NodeId>,
 }
 
 impl RouteTable {
@@ -30,6 +34,7 @@ impl RouteTable {
         Self {
             expiry,
             nodes: BTreeMap::new(),
+            last_leader: BTreeMap::new(),
         }
     }
 
@@ -43,7 +48,21 @@ impl RouteTable {
         if !self.nodes.contains_key(&key) {
             tracing::info!(cluster = %reg.cluster, broker_group = %reg.broker_group, node_id = reg.node_id.0, addr = %reg.client_addr, "broker node registered");
         }
+        let group = (key.0.clone(), key.1.clone());
         self.nodes.insert(key, Entry { seen: now, reg });
+        let nodes: Vec<&RegisterBrokerRequest> = self
+            .nodes
+            .range(
+                (group.0.clone(), group.1.clone(), 0)
+                    ..=(group.0.clone(), group.1.clone(), u64::MAX),
+            )
+            .map(|(_, e)| &e.reg)
+            .collect();
+        if let Some(l) = Self::claimed_leader(&nodes) {
+            if self.last_leader.insert(group.clone(), l) != Some(l) {
+                tracing::info!(cluster = %group.0, broker_group = %group.1, leader = l.0, "broker group leader changed");
+            }
+        }
     }
 
     /// Forgets a node.
@@ -85,8 +104,23 @@ impl RouteTable {
     }
 
     /// The leader of a group: a node claiming leadership with the highest term, else
-    /// what the highest-term node believes.
-    fn leader(nodes: &[&RegisterBrokerRequest]) -> Option<NodeId> {
+    /// what the highest-term node believes, else (during an election) the last one named
+    /// while it is still registered.
+    fn leader(
+        &self,
+        cluster: &str,
+        group: &str,
+        nodes: &[&RegisterBrokerRequest],
+    ) -> Option<NodeId> {
+        Self::claimed_leader(nodes).or_else(|| {
+            let last = *self
+                .last_leader
+                .get(&(cluster.to_owned(), group.to_owned()))?;
+            nodes.iter().any(|n| n.node_id == last).then_some(last)
+        })
+    }
+
+    fn claimed_leader(nodes: &[&RegisterBrokerRequest]) -> Option<NodeId> {
         nodes
             .iter()
             .filter(|n| n.role == Role::Leader)
@@ -96,6 +130,7 @@ impl RouteTable {
     }
 
     fn group_route(
+        &self,
         cluster: &str,
         group: &str,
         nodes: &[&RegisterBrokerRequest],
@@ -106,7 +141,7 @@ impl RouteTable {
             read_queues: 0,
             write_queues: 0,
             perm: Perm::RW,
-            leader: Self::leader(nodes),
+            leader: self.leader(cluster, group, nodes),
             nodes: nodes
                 .iter()
                 .map(|n| NodeRoute {
@@ -124,7 +159,7 @@ impl RouteTable {
         let mut groups = Vec::new();
         for ((cluster, group), nodes) in self.groups() {
             // Prefer the leader's view of the topic; any replica's will do.
-            let leader = Self::leader(&nodes);
+            let leader = self.leader(&cluster, &group, &nodes);
             let source = nodes
                 .iter()
                 .filter(|n| n.topics.iter().any(|t| &t.name == topic))
@@ -133,7 +168,7 @@ impl RouteTable {
             let Some(t) = source.topics.iter().find(|t| &t.name == topic) else {
                 continue;
             };
-            let mut route = Self::group_route(&cluster, &group, &nodes);
+            let mut route = self.group_route(&cluster, &group, &nodes);
             route.read_queues = t.read_queues;
             route.write_queues = t.write_queues;
             route.perm = t.perm;
@@ -151,7 +186,7 @@ impl RouteTable {
             groups: self
                 .groups()
                 .iter()
-                .map(|((c, g), nodes)| Self::group_route(c, g, nodes))
+                .map(|((c, g), nodes)| self.group_route(c, g, nodes))
                 .collect(),
         }
     }
@@ -219,5 +254,12 @@ mod tests {
         assert_eq!(t.topics().len(), 2);
         assert_eq!(t.expire(now + Duration::from_secs(121)), 4);
         assert!(t.route(&TopicName::from("T")).is_none());
+
+        // During an election nobody claims leadership: the last leader stays in routes.
+        t.register(reg("c", 1, Role::Leader, 5, &["W"]), now);
+        t.register(reg("c", 2, Role::Follower, 5, &["W"]), now);
+        t.register(reg("c", 1, Role::Candidate, 6, &["W"]), now);
+        let w = t.route(&TopicName::from("W")).unwrap();
+        assert_eq!(w.groups[0].leader, Some(NodeId(1)));
     }
 }

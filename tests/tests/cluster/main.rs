@@ -18,3 +18,4 @@ mod t30_examples;
 mod t40_remoting;
 mod t50_failover;
 mod t50_membership;
+mod t50_remoting;
