@@ -79,3 +79,61 @@ impl raftmq_proto::transport::FrontEnd<Broker> for ClientPort {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftmq_proto::broker::HelloRequest;
+    use raftmq_proto::namesrv::RegisterBrokerRequest;
+    use raftmq_proto::{BrokerGroup, BrokerServiceClient, NamesrvServiceClient, NodeId, Role};
+    use tokio::io::AsyncReadExt;
+
+    /// The first bytes a native client sends on a new connection with this deadline.
+    async fn first_bytes(deadline: Duration, namesrv: bool) -> Vec<u8> {
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = std::time::Instant::now() + deadline;
+        let call = if namesrv {
+            let c = NamesrvServiceClient::new(Default::default(), framed_io(client)).spawn();
+            let req = RegisterBrokerRequest {
+                cluster: "DefaultCluster".into(),
+                broker_group: BrokerGroup::from("broker-a"),
+                node_id: NodeId(1),
+                client_addr: "127.0.0.1:10911".into(),
+                role: Role::Leader,
+                term: 3,
+                leader: Some(NodeId(1)),
+                topics: Vec::new(),
+            };
+            tokio::spawn(async move { drop(c.register_broker(ctx, req).await) })
+        } else {
+            let c = BrokerServiceClient::new(Default::default(), framed_io(client)).spawn();
+            let req = HelloRequest {
+                protocol_version: raftmq_proto::PROTOCOL_VERSION,
+                client_id: "test".into(),
+            };
+            tokio::spawn(async move { drop(c.hello(ctx, req).await) })
+        };
+        let mut buf = vec![0u8; PREFIX_LEN];
+        server.read_exact(&mut buf).await.unwrap();
+        call.abort();
+        buf
+    }
+
+    #[tokio::test]
+    async fn real_native_first_frames_are_never_taken_for_remoting() {
+        // Deadlines from 1 ms to 20 minutes, whatever the nanoseconds happen to be.
+        let mut d = Duration::from_micros(997);
+        while d < Duration::from_secs(1200) {
+            for namesrv in [false, true] {
+                let b = first_bytes(d, namesrv).await;
+                assert_eq!(
+                    detect(&b),
+                    Some(Detected::Native),
+                    "deadline {d:?}: {b:02x?}"
+                );
+            }
+            d = d * 7 / 3 + Duration::from_nanos(12_345);
+        }
+    }
+}

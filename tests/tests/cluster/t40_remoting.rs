@@ -283,14 +283,17 @@ fn failed_messages_come_back_through_retry(ns: &str) -> anyhow::Result<()> {
             .iter()
             .filter(|r| str_of(r, "body") == body)
             .collect();
-        assert_eq!(tries.len(), 2, "body {body}: {tries:?}");
-        assert_eq!(str_of(tries[0], "result"), "RECONSUME_LATER");
-        assert_eq!(str_of(tries[1], "result"), "CONSUME_SUCCESS");
-        assert_eq!(int_of(tries[1], "reconsume_times"), 1);
-        assert_eq!(tries[1]["props"]["RETRY_TOPIC"], "CppRetry");
-        assert_eq!(
-            str_of(tries[0], "id"),
-            str_of(tries[1], "id"),
+        // The C++ client sends back a whole pulled batch when one message fails, so a
+        // message may come back once more than it failed; each comes back through
+        // %RETRY% and is acknowledged in the end.
+        assert!(tries.len() >= 2, "body {body}: {tries:?}");
+        let last = tries[tries.len() - 1];
+        assert_eq!(str_of(tries[0], "result"), "RECONSUME_LATER", "body {body}");
+        assert_eq!(str_of(last, "result"), "CONSUME_SUCCESS", "body {body}");
+        assert!(int_of(last, "reconsume_times") >= 1, "body {body}: {last}");
+        assert_eq!(last["props"]["RETRY_TOPIC"], "CppRetry");
+        assert!(
+            tries.iter().all(|t| str_of(t, "id") == str_of(last, "id")),
             "the id survives the retry"
         );
     }
@@ -405,8 +408,14 @@ async fn t40_remoting_wire_held_pulls_block_nothing_and_every_node_serves() -> a
     let follower = if leader == 1 { 2 } else { 1 };
     let faddr = c.node("broker-a", follower).client_addr.clone();
     wait_until("the topic on the follower", T, || async {
-        let r = c.admin()?.topic_route("Wire").await?;
-        anyhow::ensure!(!r.groups.is_empty());
+        let mut w = Wire::connect(&faddr).await?;
+        let r = w
+            .call(
+                RemotingCommand::request(request::GET_TOPIC_STATS_INFO, 0)
+                    .with_ext("topic", "Wire"),
+            )
+            .await?;
+        anyhow::ensure!(r.code == response::SUCCESS, "{:?}", r.remark);
         Ok(())
     })
     .await?;
@@ -479,40 +488,46 @@ async fn t40_remoting_wire_held_pulls_block_nothing_and_every_node_serves() -> a
 
     tracing::info!("--- every node finds the message by commit-log offset and by UNIQ_KEY");
     for n in 1..=3 {
-        let mut w = Wire::connect(&c.node("broker-a", n).client_addr).await?;
-        let view = w
-            .call(
-                RemotingCommand::request(request::VIEW_MESSAGE_BY_ID, 0).with_ext("offset", offset),
-            )
-            .await?;
-        assert_eq!(view.code, response::SUCCESS, "node {n}: {:?}", view.remark);
-        let r = Record::decode_all(view.body.clone())?;
+        let addr = c.node("broker-a", n).client_addr.clone();
+        // A node applies the committed entry a moment after the leader answered.
+        let found = wait_until(&format!("the message on node {n}"), T, || async {
+            let mut w = Wire::connect(&addr).await?;
+            let view = w
+                .call(
+                    RemotingCommand::request(request::VIEW_MESSAGE_BY_ID, 0)
+                        .with_ext("offset", offset),
+                )
+                .await?;
+            anyhow::ensure!(view.code == response::SUCCESS, "{:?}", view.remark);
+            let q = QueryMessageHeader {
+                topic: "Wire".into(),
+                key: "ABCDEF0123456789ABCDEF0123456789".into(),
+                max_num: 32,
+                begin_timestamp: 0,
+                end_timestamp: i64::MAX,
+                unique: true,
+            };
+            let by_key = w
+                .call(request_with(request::QUERY_MESSAGE, q.to_ext()))
+                .await?;
+            anyhow::ensure!(by_key.code == response::SUCCESS, "{:?}", by_key.remark);
+            let unknown = w.call(RemotingCommand::request(9999, 0)).await?;
+            anyhow::ensure!(unknown.code == response::REQUEST_CODE_NOT_SUPPORTED);
+            Ok((view, by_key))
+        })
+        .await?;
+        let r = Record::decode_all(found.0.body.clone())?;
         assert_eq!(&r[0].body[..], b"over the wire", "node {n}");
         let props = parse_properties(&r[0].properties);
         assert!(
             props.contains(&("TAGS".into(), "T1".into())),
             "node {n}: {props:?}"
         );
-        let q = QueryMessageHeader {
-            topic: "Wire".into(),
-            key: "ABCDEF0123456789ABCDEF0123456789".into(),
-            max_num: 32,
-            begin_timestamp: 0,
-            end_timestamp: i64::MAX,
-            unique: true,
-        };
-        let found = w
-            .call(request_with(request::QUERY_MESSAGE, q.to_ext()))
-            .await?;
         assert_eq!(
-            found.code,
-            response::SUCCESS,
-            "node {n}: {:?}",
-            found.remark
+            Record::decode_all(found.1.body.clone())?.len(),
+            1,
+            "node {n}"
         );
-        assert_eq!(Record::decode_all(found.body.clone())?.len(), 1);
-        let unknown = w.call(RemotingCommand::request(9999, 0)).await?;
-        assert_eq!(unknown.code, response::REQUEST_CODE_NOT_SUPPORTED);
     }
     Ok(())
 }
@@ -527,4 +542,147 @@ async fn wait_for_held_pull(w: &mut Wire, pull: &PullHeader) -> anyhow::Result<i
         "the pull on an empty queue was answered at once"
     );
     Ok(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_remoting_admin_codes_manage_topics_and_groups() -> anyhow::Result<()> {
+    let c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
+    let leader = c.wait_leader("broker-a", T).await?;
+    let follower = if leader == 1 { 2 } else { 1 };
+    // Writes asked of a follower are forwarded to the leader.
+    let mut b = Wire::connect(&c.node("broker-a", follower).client_addr).await?;
+    let mut ns = Wire::connect(&c.namesrv).await?;
+    let body = |r: &RemotingCommand| String::from_utf8_lossy(&r.body).into_owned();
+
+    tracing::info!("--- topics: create, list, stats, delete");
+    let create = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC, 0)
+        .with_ext("topic", "AdminT")
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("readQueueNums", 4)
+        .with_ext("writeQueueNums", 4)
+        .with_ext("perm", 6)
+        .with_ext("topicFilterType", "SINGLE_TAG")
+        .with_ext("order", false);
+    let r = b.call(create).await?;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    wait_until("AdminT in the NameServer's topic list", T, || async {
+        let mut ns = Wire::connect(&c.namesrv).await?;
+        let r = ns
+            .call(RemotingCommand::request(
+                request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+                0,
+            ))
+            .await?;
+        anyhow::ensure!(body(&r).contains("\"AdminT\""), "{}", body(&r));
+        Ok(())
+    })
+    .await?;
+    // The follower applies the leader's entry a moment later.
+    wait_until("the topic on the follower", T, || async {
+        let mut b = Wire::connect(&c.node("broker-a", follower).client_addr).await?;
+        let all = b
+            .call(RemotingCommand::request(request::GET_ALL_TOPIC_CONFIG, 0))
+            .await?;
+        let v: Value = serde_json::from_slice(&all.body)?;
+        anyhow::ensure!(
+            v["topicConfigTable"]["AdminT"]["writeQueueNums"] == 4,
+            "{v}"
+        );
+        Ok(())
+    })
+    .await?;
+    let stats = b
+        .call(
+            RemotingCommand::request(request::GET_TOPIC_STATS_INFO, 0).with_ext("topic", "AdminT"),
+        )
+        .await?;
+    assert_eq!(stats.code, response::SUCCESS);
+    assert!(
+        body(&stats).contains(r#"{"brokerName":"broker-a","queueId":3,"topic":"AdminT"}:{"lastUpdateTimestamp":0,"maxOffset":0,"minOffset":0}"#),
+        "{}",
+        body(&stats)
+    );
+    let cluster = ns
+        .call(RemotingCommand::request(
+            request::GET_BROKER_CLUSTER_INFO,
+            0,
+        ))
+        .await?;
+    assert!(body(&cluster).contains(r#""clusterAddrTable":{"TestCluster":["broker-a"]}"#));
+
+    tracing::info!("--- consumer groups: create, list, offsets, stats, delete");
+    let group = br#"{"brokerId":0,"consumeBroadcastEnable":false,"consumeEnable":true,"consumeFromMinEnable":false,"groupName":"ag","notifyConsumerIdsChangedEnable":true,"retryMaxTimes":3,"retryQueueNums":1,"whichBrokerWhenConsumeSlowly":1}"#;
+    let r = b
+        .call(
+            RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, 0)
+                .with_body(&group[..]),
+        )
+        .await?;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let commit = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET, 0)
+        .with_ext("consumerGroup", "ag")
+        .with_ext("topic", "AdminT")
+        .with_ext("queueId", 2)
+        .with_ext("commitOffset", 0);
+    assert_eq!(b.call(commit).await?.code, response::SUCCESS);
+    wait_until("the group's offsets on the follower", T, || async {
+        let mut b = Wire::connect(&c.node("broker-a", follower).client_addr).await?;
+        let groups = b
+            .call(RemotingCommand::request(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, 0))
+            .await?;
+        let v: Value = serde_json::from_slice(&groups.body)?;
+        anyhow::ensure!(v["subscriptionGroupTable"]["ag"]["retryMaxTimes"] == 3, "{v}");
+        let s = b
+            .call(RemotingCommand::request(request::GET_CONSUME_STATS, 0).with_ext("consumerGroup", "ag"))
+            .await?;
+        anyhow::ensure!(
+            body(&s).contains(r#"{"brokerName":"broker-a","queueId":2,"topic":"AdminT"}:{"brokerOffset":0,"consumerOffset":0"#),
+            "{}",
+            body(&s)
+        );
+        Ok(())
+    })
+    .await?;
+    let no_members = b
+        .call(
+            RemotingCommand::request(request::GET_CONSUMER_CONNECTION_LIST, 0)
+                .with_ext("consumerGroup", "ag"),
+        )
+        .await?;
+    assert_eq!(no_members.code, 206);
+    let del = b
+        .call(
+            RemotingCommand::request(request::DELETE_SUBSCRIPTIONGROUP, 0)
+                .with_ext("groupName", "ag"),
+        )
+        .await?;
+    assert_eq!(del.code, response::SUCCESS);
+    let del = b
+        .call(
+            RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER, 0)
+                .with_ext("topic", "AdminT"),
+        )
+        .await?;
+    assert_eq!(del.code, response::SUCCESS);
+
+    tracing::info!("--- refused codes say why");
+    let r = b
+        .call(RemotingCommand::request(25, 0).with_body(&b"a=b\n"[..]))
+        .await?;
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert!(r.remark.unwrap_or_default().contains("TOML"));
+    let r = b
+        .call(RemotingCommand::request(request::END_TRANSACTION, 0))
+        .await?;
+    assert_eq!(r.code, response::NO_PERMISSION);
+    let r = b
+        .call(RemotingCommand::request(
+            request::GET_BROKER_RUNTIME_INFO,
+            0,
+        ))
+        .await?;
+    let v: Value = serde_json::from_slice(&r.body)?;
+    assert_eq!(v["table"]["brokerVersionDesc"], "V4_9_7");
+    assert_eq!(v["table"]["raftRole"], "follower");
+    Ok(())
 }
