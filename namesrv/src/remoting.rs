@@ -9,15 +9,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use futures::{SinkExt, StreamExt};
 use raftmq_proto::namesrv::BrokerGroupRoute;
 use raftmq_proto::TopicName;
 use raftmq_remoting::body::{to_json, BrokerData, ClusterInfo, QueueData, TopicRouteData};
 use raftmq_remoting::codes::{request, response};
-use raftmq_remoting::{Ext, FrameCodec, RemotingCommand};
+use raftmq_remoting::{Ext, RemotingCommand};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
 use tokio_util::task::TaskTracker;
 
 use crate::core::Namesrv;
@@ -27,6 +24,8 @@ const PUT_KV_CONFIG: i32 = 100;
 const DELETE_KV_CONFIG: i32 = 102;
 /// KV config of a namespace.
 const GET_KVLIST_BY_NAMESPACE: i32 = 219;
+/// Requests one connection may have in flight.
+const MAX_IN_FLIGHT: usize = 1024;
 
 fn reply(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> RemotingCommand {
     RemotingCommand::response_to(req, code).with_remark(remark)
@@ -154,46 +153,24 @@ pub fn handle(ns: &Namesrv, req: &RemotingCommand) -> RemotingCommand {
     }
 }
 
-/// Serves one remoting connection until it closes. Requests are answered in order (all
-/// are immediate table reads).
+/// Serves one remoting connection until it closes.
 pub async fn serve_connection<Io>(io: Io, peer: SocketAddr, ns: Namesrv, requests: TaskTracker)
 where
     Io: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut sink, mut frames) = Framed::new(io, FrameCodec::default()).split();
-    let (tx, mut rx) = mpsc::channel::<RemotingCommand>(256);
-    let writer = async move {
-        while let Some(c) = rx.recv().await {
-            if sink.send(c).await.is_err() {
-                return;
-            }
-        }
+    let handler = move |req: RemotingCommand| {
+        let resp = handle(&ns, &req);
+        std::future::ready(resp)
     };
-    let reader = async move {
-        while let Some(frame) = frames.next().await {
-            let req = match frame {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "closing a remoting connection: bad frame");
-                    return;
-                }
-            };
-            if req.is_response() {
-                continue;
-            }
-            let (ns, tx) = (ns.clone(), tx.clone());
-            requests.spawn(async move {
-                let resp = handle(&ns, &req);
-                if !req.is_oneway() {
-                    let _ = tx.send(resp).await;
-                }
-            });
-        }
-    };
-    tokio::select! {
-        _ = reader => {}
-        _ = writer => {}
-    }
+    raftmq_remoting::connection::serve(
+        io,
+        peer,
+        requests,
+        MAX_IN_FLIGHT,
+        futures::stream::pending(),
+        handler,
+    )
+    .await;
 }
 
 #[cfg(test)]

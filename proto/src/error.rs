@@ -67,7 +67,8 @@ pub enum WireError {
     MessageNotFound(String),
 }
 
-fn leader_hint(leader: &Option<NodeId>, addr: &Option<String>) -> String {
+/// How a "not the leader" error names the leader: `; the leader is node 2 at host:port`.
+pub fn leader_hint(leader: &Option<NodeId>, addr: &Option<String>) -> String {
     match (leader, addr) {
         (Some(id), Some(a)) => format!("; the leader is node {id} at {a}"),
         (Some(id), None) => format!("; the leader is node {id}"),

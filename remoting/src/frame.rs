@@ -45,18 +45,9 @@ pub fn decode_frame(frame: Bytes) -> Result<RemotingCommand, CodecError> {
             total - 4
         )));
     }
-    let h = header::decode(kind, &frame[8..8 + header_len])?;
-    Ok(RemotingCommand {
-        code: h.code,
-        language: h.language,
-        version: h.version,
-        opaque: h.opaque,
-        flag: h.flag,
-        remark: h.remark,
-        ext: h.ext,
-        body: frame.slice(8 + header_len..),
-        serialize: kind,
-    })
+    let mut cmd = header::decode(kind, &frame[8..8 + header_len])?;
+    cmd.body = frame.slice(8 + header_len..);
+    Ok(cmd)
 }
 
 /// Encodes a command as one frame.

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use crate::command::{language_code, language_name, RemotingCommand, SerializeType};
@@ -21,19 +22,8 @@ use crate::error::CodecError;
 const JSON: &str = "JSON";
 const BINARY: &str = "ROCKETMQ";
 
-/// Fields of a header, before the body is attached.
-pub(crate) struct Header {
-    pub code: i32,
-    pub language: String,
-    pub version: i32,
-    pub opaque: i32,
-    pub flag: i32,
-    pub remark: Option<String>,
-    pub ext: BTreeMap<String, String>,
-}
-
-/// Decodes a header of the given type.
-pub(crate) fn decode(kind: SerializeType, bytes: &[u8]) -> Result<Header, CodecError> {
+/// Decodes a header of the given type: a command without its body.
+pub(crate) fn decode(kind: SerializeType, bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
     match kind {
         SerializeType::Json => decode_json(bytes),
         SerializeType::RocketMq => decode_binary(bytes),
@@ -76,7 +66,7 @@ fn int_field(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<
         .map_err(|_| CodecError::header(JSON, format!("{name} {n} is out of range")))
 }
 
-fn decode_json(bytes: &[u8]) -> Result<Header, CodecError> {
+fn decode_json(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
     let v: Value =
         serde_json::from_slice(bytes).map_err(|e| CodecError::header(JSON, e.to_string()))?;
     let Value::Object(obj) = v else {
@@ -105,7 +95,7 @@ fn decode_json(bytes: &[u8]) -> Result<Header, CodecError> {
             ))
         }
     }
-    Ok(Header {
+    Ok(RemotingCommand {
         code,
         language,
         version: int_field(&obj, "version")?.unwrap_or(0),
@@ -113,6 +103,8 @@ fn decode_json(bytes: &[u8]) -> Result<Header, CodecError> {
         flag: int_field(&obj, "flag")?.unwrap_or(0),
         remark: obj.get("remark").and_then(text_of),
         ext,
+        body: Bytes::new(),
+        serialize: SerializeType::Json,
     })
 }
 
@@ -204,7 +196,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_binary(bytes: &[u8]) -> Result<Header, CodecError> {
+fn decode_binary(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
     let mut c = Cursor { buf: bytes, at: 0 };
     let code = i32::from(c.i16("code")?);
     let language = language_name(c.take(1, "language")?[0]).to_owned();
@@ -227,7 +219,7 @@ fn decode_binary(bytes: &[u8]) -> Result<Header, CodecError> {
             ext.insert(k, v);
         }
     }
-    Ok(Header {
+    Ok(RemotingCommand {
         code,
         language,
         version,
@@ -235,6 +227,8 @@ fn decode_binary(bytes: &[u8]) -> Result<Header, CodecError> {
         flag,
         remark,
         ext,
+        body: Bytes::new(),
+        serialize: SerializeType::RocketMq,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The RocketMQ 4.x "remoting" protocol, as existing Java, C++, Go, Python and Node clients
-//! speak it: a codec only, with no I/O and no knowledge of raftmq's broker.
+//! speak it: the codec and a connection loop, with no knowledge of raftmq's broker.
 //!
 //! ```text
 //!  u32 total_len | u32 (serialize_type << 24 | header_len) | header | body
@@ -16,6 +16,7 @@
 //! # Layout
 //! - [`command`]: [`RemotingCommand`], flags and response construction.
 //! - [`frame`]: [`FrameCodec`], the length-prefixed frames (a tokio-util codec).
+//! - [`connection`]: serving one connection, requests concurrently, with server pushes.
 //! - [`header`]: the JSON and ROCKETMQ binary header encodings.
 //! - [`codes`]: request and response codes.
 //! - [`ext`]: typed reads of a request's ext fields ([`Ext`]).
@@ -29,6 +30,7 @@
 pub mod body;
 pub mod codes;
 pub mod command;
+pub mod connection;
 pub mod detect;
 pub mod error;
 pub mod ext;

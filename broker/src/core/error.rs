@@ -2,6 +2,7 @@
 //! that carries the answer. Each front end maps it once: to `WireError` for raftmq's
 //! native protocol, to a response code for RocketMQ remoting.
 
+use raftmq_proto::error::leader_hint;
 use raftmq_proto::{ConsumerGroup, NodeId, TopicName};
 
 /// Why a broker operation failed. Every variant says whether the operation may have
@@ -56,14 +57,6 @@ pub enum BrokerError {
     /// An internal failure; the outcome is unknown.
     #[error("internal broker error (outcome unknown): {0}")]
     Internal(String),
-}
-
-fn leader_hint(leader: &Option<NodeId>, addr: &Option<String>) -> String {
-    match (leader, addr) {
-        (Some(id), Some(a)) => format!("; the leader is node {id} at {a}"),
-        (Some(id), None) => format!("; the leader is node {id}"),
-        _ => "; no leader is known (an election may be in progress)".to_owned(),
-    }
 }
 
 impl BrokerError {

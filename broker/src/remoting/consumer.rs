@@ -294,8 +294,9 @@ fn lock_request(
     })
 }
 
-/// LOCK_BATCH_MQ (41): locks (replicated leases) for an orderly consumer.
-pub async fn lock(s: &Session, req: &RemotingCommand) -> RemotingCommand {
+/// LOCK_BATCH_MQ (41): locks (replicated leases) for an orderly consumer; with `lock`
+/// false, UNLOCK_BATCH_MQ (42) releases them.
+pub async fn lock(s: &Session, req: &RemotingCommand, lock: bool) -> RemotingCommand {
     let lr = match lock_request(s, req) {
         Ok(l) => l,
         Err(r) => return *r,
@@ -303,15 +304,31 @@ pub async fn lock(s: &Session, req: &RemotingCommand) -> RemotingCommand {
     let r = s
         .broker
         .on_leader(
-            || s.broker.lock_queues(&s.conn, lr.clone()),
+            || async {
+                if lock {
+                    s.broker.lock_queues(&s.conn, lr.clone()).await.map(Some)
+                } else {
+                    s.broker
+                        .unlock_queues(&s.conn, lr.clone())
+                        .await
+                        .map(|()| None)
+                }
+            },
             |c, cx| {
                 let lr = lr.clone();
-                async move { c.lock_queues(cx, lr).await }
+                async move {
+                    if lock {
+                        c.lock_queues(cx, lr).await.map(|r| r.map(Some))
+                    } else {
+                        c.unlock_queues(cx, lr).await.map(|r| r.map(|()| None))
+                    }
+                }
             },
         )
         .await;
     match r {
-        Ok(locked) => {
+        Ok(None) => ok(req),
+        Ok(Some(locked)) => {
             let group = s.broker.group();
             ok(req).with_body(to_json(&LockBatchResponse {
                 lock_ok_mq_set: locked
@@ -325,28 +342,6 @@ pub async fn lock(s: &Session, req: &RemotingCommand) -> RemotingCommand {
                     .collect(),
             }))
         }
-        Err(e) => error_reply(req, &e),
-    }
-}
-
-/// UNLOCK_BATCH_MQ (42).
-pub async fn unlock(s: &Session, req: &RemotingCommand) -> RemotingCommand {
-    let lr = match lock_request(s, req) {
-        Ok(l) => l,
-        Err(r) => return *r,
-    };
-    let r = s
-        .broker
-        .on_leader(
-            || s.broker.unlock_queues(&s.conn, lr.clone()),
-            |c, cx| {
-                let lr = lr.clone();
-                async move { c.unlock_queues(cx, lr).await }
-            },
-        )
-        .await;
-    match r {
-        Ok(()) => ok(req),
         Err(e) => error_reply(req, &e),
     }
 }

@@ -2,11 +2,8 @@
 //! the [`Broker`] core unchanged. It shares the client port with the native protocol
 //! (told apart by the first bytes, [`raftmq_remoting::detect`]).
 //!
-//! ```text
-//!  frames ─► reader ─┬─► handler task per request (a held pull blocks nothing else)
-//!                    │        │ response (unless the request is oneway)
-//!  pushes (40) ──────┼────────┴─► writer ─► frames
-//! ```
+//! Requests on one connection run concurrently ([`raftmq_remoting::connection`]): a held
+//! pull blocks nothing else; NOTIFY_CONSUMER_IDS_CHANGED (40) is pushed on it.
 //!
 //! Every node serves every request: leader-only work (sends, offset commits, locks,
 //! send-back) is forwarded to the leader by the core ([`Broker::on_leader`]), so a client
@@ -28,16 +25,13 @@ pub mod query;
 pub mod send;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use futures::{SinkExt, StreamExt};
 use raftmq_remoting::codes::{request, response};
 use raftmq_remoting::command::FLAG_ONEWAY;
-use raftmq_remoting::{CodecError, FrameCodec, RemotingCommand};
+use raftmq_remoting::{CodecError, RemotingCommand};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, Semaphore};
-use tokio_util::codec::Framed;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -47,8 +41,6 @@ use crate::core::{Broker, BrokerError, ConnectionCtx, Protocol};
 /// Requests one connection may have in flight (held pulls included) before new ones get
 /// SYSTEM_BUSY.
 const MAX_IN_FLIGHT: usize = 4096;
-/// Responses waiting for the writer.
-const WRITE_QUEUE: usize = 1024;
 /// Pushes waiting for the writer; more are dropped (clients rebalance on a timer too).
 const PUSH_QUEUE: usize = 16;
 
@@ -145,8 +137,8 @@ impl Session {
             c::UNREGISTER_CLIENT => consumer::unregister(self, &req),
             c::GET_CONSUMER_LIST_BY_GROUP => consumer::consumer_list(self, &req),
             c::CONSUMER_SEND_MSG_BACK => consumer::send_back(self, &req).await,
-            c::LOCK_BATCH_MQ => consumer::lock(self, &req).await,
-            c::UNLOCK_BATCH_MQ => consumer::unlock(self, &req).await,
+            c::LOCK_BATCH_MQ => consumer::lock(self, &req, true).await,
+            c::UNLOCK_BATCH_MQ => consumer::lock(self, &req, false).await,
             c::CHECK_CLIENT_CONFIG => consumer::check_client_config(&req),
             c::QUERY_MESSAGE => query::query_message(self, &req).await,
             c::VIEW_MESSAGE_BY_ID => query::view_message(self, &req).await,
@@ -167,10 +159,11 @@ impl Session {
     }
 }
 
-fn push_command(p: Push, opaque: i32) -> RemotingCommand {
+/// A push as the broker request clients expect (the connection numbers it).
+fn push_command(p: Push) -> RemotingCommand {
     match p {
         Push::ConsumerIdsChanged(group) => {
-            let mut cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED, opaque)
+            let mut cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED, 0)
                 .with_ext("consumerGroup", group);
             cmd.flag = FLAG_ONEWAY;
             cmd
@@ -178,8 +171,8 @@ fn push_command(p: Push, opaque: i32) -> RemotingCommand {
     }
 }
 
-/// Serves one remoting connection until it closes or `stop` fires; each request runs on
-/// `requests`. On close, the client instance it carried leaves its consumer groups.
+/// Serves one remoting connection until it closes; each request runs on `requests`. On
+/// close, the client instance it carried leaves its consumer groups.
 pub async fn serve_connection<Io>(
     io: Io,
     peer: SocketAddr,
@@ -189,75 +182,25 @@ pub async fn serve_connection<Io>(
 ) where
     Io: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut sink, mut frames) = Framed::new(io, FrameCodec::default()).split();
-    let (tx, mut rx) = mpsc::channel::<RemotingCommand>(WRITE_QUEUE);
     let (push, mut pushes) = mpsc::channel::<Push>(PUSH_QUEUE);
     let session = Session {
         store_host: store_host(broker.advertise_addr()),
         conn: Arc::new(ConnectionCtx::new(Some(peer), Protocol::Remoting)),
         broker,
         push,
-        stop: stop.clone(),
+        stop,
     };
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let writer = async move {
-        let opaque = AtomicI32::new(1);
-        loop {
-            let cmd = tokio::select! {
-                c = rx.recv() => match c { Some(c) => c, None => return },
-                p = pushes.recv() => match p {
-                    Some(p) => push_command(p, opaque.fetch_add(1, Ordering::Relaxed)),
-                    None => return,
-                },
-            };
-            if let Err(e) = sink.send(cmd).await {
-                tracing::debug!(%peer, error = %e, "remoting connection write failed");
-                return;
-            }
-        }
-    };
-    let reader = {
+    let pushed = Box::pin(futures::stream::poll_fn(move |cx| {
+        pushes.poll_recv(cx).map(|p| p.map(push_command))
+    }));
+    let handler = {
         let session = session.clone();
-        async move {
-            while let Some(frame) = frames.next().await {
-                let req = match frame {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "closing a remoting connection: bad frame");
-                        return;
-                    }
-                };
-                if req.is_response() {
-                    // Answers to our pushes (oneway) or to nothing we asked: ignore.
-                    continue;
-                }
-                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                    let busy = reply(
-                        &req,
-                        response::SYSTEM_BUSY,
-                        "[REJECTREQUEST]system busy, too many requests in flight on this connection",
-                    );
-                    if tx.send(busy).await.is_err() {
-                        return;
-                    }
-                    continue;
-                };
-                let (session, tx) = (session.clone(), tx.clone());
-                requests.spawn(async move {
-                    let oneway = req.is_oneway();
-                    let resp = session.handle(req).await;
-                    if !oneway {
-                        let _ = tx.send(resp).await;
-                    }
-                    drop(permit);
-                });
-            }
+        move |req| {
+            let session = session.clone();
+            async move { session.handle(req).await }
         }
     };
-    tokio::select! {
-        _ = reader => {}
-        _ = writer => {}
-    }
+    raftmq_remoting::connection::serve(io, peer, requests, MAX_IN_FLIGHT, pushed, handler).await;
     if let Some(client) = session.conn.client_id.get() {
         session.broker.unregister_client(client, None);
     }
