@@ -13,6 +13,9 @@ pub enum Error {
     /// Raft failed to start.
     #[error("raft: {0}")]
     Raft(#[from] raftmq_raft::Error),
+    /// The data directory is in use by another process, or cannot be locked.
+    #[error(transparent)]
+    Lock(#[from] crate::data_lock::LockError),
     /// Binding a port or another I/O operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

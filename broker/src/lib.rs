@@ -16,19 +16,23 @@
 //! - [`remoting`]: the RocketMQ remoting front end.
 //! - [`send`]: group commit of concurrent sends into one Raft entry.
 //! - [`registration`]: registering with NameServers.
+//! - [`roles`]: one log line per change of who leads.
 //! - [`scheduler`]: delivering delayed messages and retries when due.
 //! - [`clients`]: consumer-group membership from heartbeats.
 //! - [`convert`]: stored messages as consumers see them.
+//! - [`data_lock`]: one process per data directory.
 //! - [`error`]: [`Error`], why a node cannot start or run.
 
 pub mod clients;
 pub mod config;
 pub mod convert;
 pub mod core;
+pub mod data_lock;
 pub mod error;
 pub mod node;
 pub mod registration;
 pub mod remoting;
+pub mod roles;
 pub mod rpc;
 pub mod scheduler;
 pub mod send;

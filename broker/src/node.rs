@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::clients::ClientRegistry;
 use crate::config::{BrokerConfig, Flush};
 use crate::core::{Broker, Shared};
+use crate::data_lock::DataDirLock;
 use crate::error::Error;
 use crate::rpc::FrontEnd;
 use crate::send::Proposer;
@@ -81,7 +82,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir)?;
+    // Before anything under it is opened: a second process must not touch a live log.
+    let _lock = DataDirLock::acquire(&data_dir)?;
     let store_dir = data_dir.join("store");
     let sc = store_config(&config);
     let store = Arc::new(
@@ -157,6 +159,7 @@ pub async fn run(
     tasks.spawn(publish_client_addr(shared.clone(), connector, stop.clone()));
     tasks.spawn(retention(shared.clone(), stop.clone()));
     tasks.spawn(crate::scheduler::run(shared.clone(), stop.clone()));
+    tasks.spawn(crate::roles::run(replica.clone(), stop.clone()));
 
     let fatal = tokio::select! {
         _ = shutdown => None,

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// raftmq: a RocketMQ-style message broker whose broker groups are Raft groups.
 #[derive(Debug, Parser)]
-#[command(name = "raftmq", version, about, long_about = None)]
+#[command(name = "raftmq", version, about, long_about = None, after_help = LOGGING_HELP)]
 struct Cli {
     /// NameServer addresses, comma-separated.
     #[arg(
@@ -57,6 +57,19 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// How to change what servers log (shown by `--help`).
+const LOGGING_HELP: &str =
+    "Logging: servers log to stderr, one line per state change that matters (role \
+changes, peers lost and back). RUST_LOG overrides the default filter with tracing's syntax, \
+e.g. RUST_LOG=debug, or RUST_LOG=info,raftmq_broker=debug,openraft=info. Defaults: broker \
+`info,tarpc=error,openraft=error`; namesrv `info,tarpc=error`; dev \
+`warn,raftmq_broker::roles=info,raftmq_broker::node=info,...`; other commands `error`.";
+
+/// The default filter of `raftmq broker`: openraft's own warnings are per RPC (about ten a
+/// second while a peer is down) and tarpc warns at every client disconnect; the broker says
+/// what matters itself (`roles`, `peer_health`).
+const BROKER_LOG: &str = "info,tarpc=error,openraft=error";
+
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -94,15 +107,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Namesrv(args) => {
-            init_tracing("info,tarpc=warn");
+            init_tracing("info,tarpc=error");
             on_worker(&runtime, servers::namesrv(args))
         }
         Command::Broker(args) => {
-            init_tracing("info,tarpc=warn,openraft=warn");
+            init_tracing(BROKER_LOG);
             on_worker(&runtime, servers::broker(args))
         }
         Command::Dev(args) => {
-            init_tracing("warn,raftmq_broker::node=info");
+            init_tracing(
+                "warn,tarpc=error,openraft=error,raftmq_broker::node=info,raftmq_broker::roles=info",
+            );
             on_worker(&runtime, servers::dev(args))
         }
         command => {

@@ -159,6 +159,16 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     };
     let nodes = tokio::select! {
         n = tokio::time::timeout(Duration::from_secs(60), ready) => n.context("the dev cluster did not elect a leader within 60 s")?,
+        // A node that fails to start (its data dir locked by another process, say) says so
+        // at once instead of after the leader wait.
+        (r, _, _) = futures::future::select_all(brokers.iter_mut()) => {
+            stop.cancel();
+            return Err(match r {
+                Ok(Ok(())) => anyhow::anyhow!("a broker node stopped before the cluster was ready"),
+                Ok(Err(e)) => anyhow::Error::from(e).context("a broker node failed to start"),
+                Err(e) => anyhow::anyhow!("a broker node panicked: {e}"),
+            });
+        }
         _ = shutdown_signal() => {
             stop.cancel();
             return Ok(());

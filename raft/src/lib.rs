@@ -9,6 +9,7 @@
 //! - [`state_machine`]: the state machine over the store, and snapshots.
 //! - [`network`]: the tarpc Raft network (client side).
 //! - [`commit_hold`]: commit-only AppendEntries held for the next append to carry.
+//! - [`peer_health`]: a log line when a peer goes away and when it is back, not per RPC.
 //! - [`server`]: the Raft port (server side).
 //! - [`transfer`]: snapshot transfer with the log entries the receiver lacks.
 mod blocking;
@@ -17,6 +18,7 @@ pub mod commit_hold;
 pub mod error;
 pub mod log_store;
 pub mod network;
+pub mod peer_health;
 pub mod replica;
 pub mod server;
 pub mod state_machine;

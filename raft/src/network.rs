@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::commit_hold::hold_commit_only;
+use crate::peer_health::PeerHealth;
 use crate::state_machine::{RaftSnapshot, SnapshotImage};
 use crate::transfer::{SnapshotReply, SnapshotStep};
 use crate::types::{RaftNode, TypeConfig, Vote};
@@ -107,6 +108,7 @@ pub struct NetworkFactory {
     store: Arc<Store>,
     connector: Arc<dyn Connector>,
     commit_hold: Duration,
+    health: PeerHealth,
 }
 
 impl NetworkFactory {
@@ -125,6 +127,7 @@ impl NetworkFactory {
             store,
             connector,
             commit_hold,
+            health: PeerHealth::default(),
         }
     }
 }
@@ -143,6 +146,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             commit_hold: self.commit_hold,
             client: None,
             last_answer: Instant::now(),
+            health: self.health.clone(),
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct Network {
     client: Option<RaftServiceClient>,
     /// When the current connection was opened or last answered.
     last_answer: Instant,
+    /// Logs the peer going away and coming back, once each.
+    health: PeerHealth,
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Bytes, RPCError<TypeConfig>> {
@@ -194,9 +200,17 @@ impl Network {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let stream = self.connector.connect(&self.addr).await.map_err(|e| {
-            Unreachable::from_string(format!("node {} at {}: {e}", self.target, self.addr))
-        })?;
+        let stream = match self.connector.connect(&self.addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.health
+                    .log(self.me, self.target, &self.addr, Err(&e.to_string()));
+                return Err(Unreachable::from_string(format!(
+                    "node {} at {}: {e}",
+                    self.target, self.addr
+                )));
+            }
+        };
         let transport = raftmq_proto::transport::framed(stream);
         let client = RaftServiceClient::new(tarpc::client::Config::default(), transport).spawn();
         self.client = Some(client.clone());
@@ -228,6 +242,13 @@ impl Network {
         .await;
         if let Ok(Ok(_)) = &res {
             self.last_answer = Instant::now();
+            self.health.log(self.me, self.target, &self.addr, Ok(()));
+        } else {
+            let why = match &res {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("no answer within {} ms", timeout.as_millis()),
+            };
+            self.health.log(self.me, self.target, &self.addr, Err(&why));
         }
         match res {
             Ok(Ok(Ok(bytes))) => Ok(bytes),

@@ -251,17 +251,15 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(&n.log)?;
-        let child = Command::new(&self.bin)
-            .args(["broker", "--config"])
+        // The broker's own default filter unless a test run asks for another.
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["broker", "--config"])
             .arg(&n.config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RAFTMQ_TEST_BROKER_LOG")
-                    .unwrap_or_else(|_| "info,tarpc=warn,openraft=warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
+            .env_remove("RUST_LOG");
+        if let Ok(filter) = std::env::var("RAFTMQ_TEST_BROKER_LOG") {
+            cmd.env("RUST_LOG", filter);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn()?;
         n.child = Some(child);
         Ok(())
     }
@@ -418,6 +416,11 @@ impl Cluster {
                 offset += 1;
             }
         }
+    }
+
+    /// The log of a node so far.
+    pub fn log_text(&self, group: &str, id: u64) -> String {
+        std::fs::read_to_string(&self.node(group, id).log).unwrap_or_default()
     }
 
     /// The log of a node (for failure messages).

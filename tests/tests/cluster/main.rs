@@ -18,4 +18,5 @@ mod t30_examples;
 mod t40_remoting;
 mod t50_failover;
 mod t50_membership;
+mod t50_operator;
 mod t50_remoting;

@@ -1,0 +1,138 @@
+//! Operator mistakes the broker must survive: a second process on a live data dir.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use raftmq_client::{Message, Producer};
+
+use crate::harness::{free_port, raftmq_bin, Cluster, Tuning};
+
+const T: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_second_process_on_a_live_data_dir_fails_at_once_and_the_first_loses_nothing(
+) -> anyhow::Result<()> {
+    let c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
+    let leader = c.wait_leader("broker-a", T).await?;
+    c.admin()?.create_topic("Locked", 1, None).await?;
+    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    for i in 0..100 {
+        producer
+            .send(Message::new("Locked", format!("before-{i}")))
+            .await?;
+    }
+
+    tracing::info!("--- a copy of the leader's config on other ports, same data_dir");
+    let n = c.node("broker-a", leader);
+    let ip = n.ip.to_string();
+    let mut toml = std::fs::read_to_string(&n.config)?;
+    for addr in [&n.client_addr, &n.raft_listen] {
+        toml = toml.replace(addr.as_str(), &format!("{ip}:{}", free_port(&ip)?));
+    }
+    let copy = c.dir.path().join("copy.toml");
+    std::fs::write(&copy, toml)?;
+    let started = Instant::now();
+    let out = Command::new(raftmq_bin()?)
+        .args(["broker", "--config"])
+        .arg(&copy)
+        .stdin(Stdio::null())
+        .output()?;
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second process ran: {stderr}");
+    assert!(stderr.contains("is in use by pid"), "{stderr}");
+    assert!(took < Duration::from_secs(1), "it took {took:?} to refuse");
+
+    tracing::info!("--- the first keeps serving and lost nothing");
+    for i in 0..100 {
+        producer
+            .send(Message::new("Locked", format!("after-{i}")))
+            .await?;
+    }
+    let leader = c.wait_leader("broker-a", T).await?;
+    let got: BTreeSet<String> = c
+        .read_queue(&c.node("broker-a", leader).client_addr, "Locked", 0)
+        .await?
+        .into_iter()
+        .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+        .collect();
+    assert_eq!(got.len(), 200);
+    assert!((0..100)
+        .all(|i| got.contains(&format!("before-{i}")) && got.contains(&format!("after-{i}"))));
+    producer.shutdown().await;
+    Ok(())
+}
+
+/// Role-change lines in a log.
+fn role_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| {
+            [
+                "became leader",
+                "stepped down",
+                "follows node",
+                "has no leader",
+            ]
+            .iter()
+            .any(|p| l.contains(p))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_a_leader_kill_logs_one_line_per_role_change_and_few_warnings() -> anyhow::Result<()> {
+    let mut c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
+    let leader = c.wait_leader("broker-a", T).await?;
+    let survivors: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    let before: Vec<usize> = survivors
+        .iter()
+        .map(|n| c.log_text("broker-a", *n).len())
+        .collect();
+    assert!(
+        role_lines(&c.log_text("broker-a", leader))
+            .iter()
+            .any(|l| l.contains(&format!("node {leader} became leader of broker-a"))),
+        "no line says who leads: {}",
+        c.log_tail("broker-a", leader)
+    );
+    c.kill9("broker-a", leader);
+    let new = c.wait_leader("broker-a", T).await?;
+    tracing::info!("--- watching the survivors' logs for 20 s with a peer down");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for (n, from) in survivors.iter().zip(before) {
+        let log = c.log_text("broker-a", *n);
+        let since = &log[from..];
+        let roles = role_lines(since);
+        let expected = if *n == new {
+            format!("node {n} became leader of broker-a")
+        } else {
+            format!("node {n} follows node {new} in broker-a")
+        };
+        assert_eq!(
+            roles.iter().filter(|l| l.contains(&expected)).count(),
+            1,
+            "node {n}: {roles:#?}"
+        );
+        assert!(
+            roles.len() <= 2,
+            "node {n} logged {} role lines: {roles:#?}",
+            roles.len()
+        );
+        let warns: Vec<&str> = since.lines().filter(|l| l.contains("WARN")).collect();
+        assert!(
+            warns.len() <= 3,
+            "node {n} warned {} times in 20 s: {warns:#?}",
+            warns.len()
+        );
+        if *n == new {
+            assert!(
+                warns.iter().any(
+                    |l| l.contains("peer unreachable") && l.contains(&format!("peer={leader}"))
+                ),
+                "the new leader did not say it lost node {leader}: {warns:#?}"
+            );
+        }
+    }
+    Ok(())
+}
