@@ -1,5 +1,6 @@
 //! `raftmq bench`: throughput and latency percentiles (HDR histograms).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -66,7 +67,21 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 struct Totals {
     done: AtomicU64,
     errors: AtomicU64,
+    /// Failures by kind: (count, the first one's message).
+    failures: Mutex<BTreeMap<String, (u64, String)>>,
     hist: Mutex<Histogram<u64>>,
+}
+
+/// The variant name of an error (`Connect`, `NotLeader`, ...), from its `Debug` form.
+fn error_kind(e: &raftmq_client::Error) -> String {
+    let d = match e {
+        raftmq_client::Error::Wire(w) => format!("{w:?}"),
+        other => format!("{other:?}"),
+    };
+    d.split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("Other")
+        .to_owned()
 }
 
 impl Totals {
@@ -74,8 +89,37 @@ impl Totals {
         Ok(Arc::new(Self {
             done: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            failures: Mutex::new(BTreeMap::new()),
             hist: Mutex::new(histogram()?),
         }))
+    }
+
+    fn failed(&self, e: &raftmq_client::Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.failures.lock() {
+            let entry = f.entry(error_kind(e)).or_insert_with(|| (0, e.to_string()));
+            entry.0 += 1;
+        }
+    }
+
+    /// `Err` naming each kind of failure with its count and first message, if any.
+    fn verdict(&self, what: &str) -> anyhow::Result<()> {
+        let f = self
+            .failures
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        if f.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<String> = f
+            .iter()
+            .map(|(k, (n, first))| format!("{k} x{n} (first: {first})"))
+            .collect();
+        anyhow::bail!(
+            "{} {what} failed: {}",
+            self.errors.load(Ordering::Relaxed),
+            kinds.join("; ")
+        )
     }
 }
 
@@ -137,7 +181,7 @@ async fn producers(
                         }
                     }
                     Err(e) => {
-                        totals.errors.fetch_add(1, Ordering::Relaxed);
+                        totals.failed(&e);
                         tracing::debug!(error = %e, "send failed");
                     }
                 }
@@ -303,6 +347,7 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
     if matches!(args.mode, Mode::E2e) {
         errors += sent.errors.load(Ordering::Relaxed);
     }
+    let sent_totals = sent.clone();
     let sent = sent.done.load(Ordering::Relaxed);
     let h = totals
         .hist
@@ -332,6 +377,18 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
             ms(0.999),
             h.max() as f64 / 1000.0
         ),
+    );
+    // A benchmark that measured failures, or nothing, is not a result.
+    if matches!(args.mode, Mode::E2e) {
+        sent_totals.verdict("sends")?;
+    }
+    totals.verdict(match args.mode {
+        Mode::Produce => "sends",
+        Mode::Consume | Mode::E2e => "deliveries",
+    })?;
+    anyhow::ensure!(
+        done > 0,
+        "nothing was acknowledged or delivered in {elapsed:.1}s: is the cluster up and the topic there? (raftmq cluster list)"
     );
     Ok(())
 }

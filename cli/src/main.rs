@@ -81,8 +81,40 @@ fn init_tracing(default: &str) {
         .init();
 }
 
+/// The global flags a server subcommand does not use: refused rather than ignored.
+fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let why = match name {
+        "broker" => "a broker's NameServers are set in its config file (namesrv = [...])",
+        "dev" => "raftmq dev runs its own NameServer on --ip, port 9876",
+        "namesrv" => "a NameServer listens on --listen and knows no other NameServer",
+        _ => return Ok(()),
+    };
+    for (id, flag) in [("namesrv", "-n/--namesrv"), ("json", "--json")] {
+        let given = |m: &clap::ArgMatches| {
+            m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        };
+        if given(matches) || given(sub) {
+            return Err(format!("{flag} does not apply to `raftmq {name}`: {why}"));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    if let Err(e) = refuse_unused_flags(&matches) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

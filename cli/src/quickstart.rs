@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::message_json;
 use crate::output::Out;
+use raftmq_proto::transport::shutdown_signal;
 
 /// Options of `raftmq produce`.
 #[derive(Debug, Args)]
@@ -71,10 +72,12 @@ pub struct ConsumeArgs {
     /// Exit after this many messages (a shortfall at the idle timeout is an error).
     #[arg(long)]
     pub count: Option<u64>,
-    /// Exit after this many seconds without a message.
-    #[arg(long, default_value_t = 10)]
+    /// Exit after this many seconds without a message; 0 (the default) keeps consuming
+    /// until --count is reached or ctrl-c, like RocketMQ's quickstart consumer.
+    #[arg(long, default_value_t = 0)]
     pub idle_timeout: u64,
-    /// Where a group without committed offsets starts.
+    /// Where a group without committed offsets starts (a group that has offsets resumes
+    /// from them; reset them with `raftmq group reset-offset`).
     #[arg(long, value_enum, default_value = "last")]
     pub from: From,
     /// One message at a time per queue, in order (locks queues at the broker).
@@ -121,6 +124,9 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
     });
     let started = Instant::now();
     let mut failed = 0u64;
+    let mut attempted = 0u64;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
     for i in 0..args.count {
         let body = body_of(&args, i);
         let mut m = Message::new(args.topic.as_str(), body.clone());
@@ -133,10 +139,17 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
         if let Some(l) = args.delay_level {
             m = m.with_delay_level(l);
         }
-        let r = match &args.sharding_key {
-            Some(k) => producer.send_orderly(m, k).await,
-            None => producer.send(m).await,
+        let send = async {
+            match &args.sharding_key {
+                Some(k) => producer.send_orderly(m, k).await,
+                None => producer.send(m).await,
+            }
         };
+        let r = tokio::select! {
+            r = send => r,
+            _ = &mut stop => break,
+        };
+        attempted += 1;
         match r {
             Ok(r) => {
                 if let Some(b) = &bar {
@@ -163,23 +176,43 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
         }
     }
     producer.shutdown().await;
-    if let Some(b) = bar {
+    if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    let sent = attempted - failed;
+    if bar.is_some() || attempted < args.count {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
-            "sent {} of {} messages to {} in {secs:.2}s ({:.0} msgs/s), {failed} failed",
-            args.count - failed,
+            "sent {sent} of {} messages to {} in {secs:.2}s ({:.0} msgs/s), {failed} failed{}",
             args.count,
             args.topic,
-            (args.count - failed) as f64 / secs.max(1e-9),
+            sent as f64 / secs.max(1e-9),
+            if attempted < args.count {
+                "; interrupted"
+            } else {
+                ""
+            },
         );
     }
-    anyhow::ensure!(failed == 0, "{failed} of {} sends failed", args.count);
+    anyhow::ensure!(failed == 0, "{failed} of {attempted} sends failed");
+    anyhow::ensure!(
+        attempted == args.count,
+        "interrupted after {attempted} of {} sends",
+        args.count
+    );
     Ok(())
 }
 
-/// Consumes and prints messages until `count` or the idle timeout.
+/// Consumes and prints messages until `count`, the idle timeout or ctrl-c.
 pub async fn consume(namesrv: &[String], out: &Out, args: ConsumeArgs) -> anyhow::Result<()> {
+    let admin = raftmq_client::Admin::new(namesrv.iter().cloned())?;
+    if let Err(e) = admin.topic_route(&args.topic).await {
+        anyhow::bail!(
+            "cannot consume topic {}: {e} (raftmq topic list shows the topics; raftmq topic create {} makes one)",
+            args.topic,
+            args.topic
+        );
+    }
     let mut b = PushConsumer::builder()
         .namesrv(namesrv.iter().cloned())
         .group(args.group.as_str())
@@ -224,13 +257,27 @@ pub async fn consume(namesrv: &[String], out: &Out, args: ConsumeArgs) -> anyhow
         })
         .await?
     };
-    let idle = Duration::from_secs(args.idle_timeout);
+    let idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     let mut got = 0u64;
+    let mut interrupted = false;
     loop {
         if args.count.is_some_and(|c| got >= c) {
             break;
         }
-        let Ok(Some((m, done))) = tokio::time::timeout(idle, rx.recv()).await else {
+        let next = async {
+            match idle {
+                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok().flatten(),
+                None => rx.recv().await,
+            }
+        };
+        let received = tokio::select! {
+            r = next => r,
+            _ = shutdown_signal() => {
+                interrupted = true;
+                None
+            }
+        };
+        let Some((m, done)) = received else {
             break;
         };
         got += 1;
@@ -253,6 +300,17 @@ pub async fn consume(namesrv: &[String], out: &Out, args: ConsumeArgs) -> anyhow
     }
     drop(rx);
     consumer.shutdown().await;
+    if got == 0 && !interrupted {
+        // Say why nothing came when the group resumed from offsets that are at the end.
+        let progress = admin.group_progress(&args.group).await.unwrap_or_default();
+        let on_topic: Vec<_> = progress.iter().filter(|q| q.topic == args.topic).collect();
+        if !on_topic.is_empty() && on_topic.iter().all(|q| q.lag == 0) {
+            eprintln!(
+                "group {} already consumed everything on {} (it has committed offsets, so --from does not apply; raftmq group reset-offset {} --topic {} --to-time TIME moves them)",
+                args.group, args.topic, args.group, args.topic
+            );
+        }
+    }
     if let Some(c) = args.count {
         anyhow::ensure!(
             got >= c,

@@ -314,3 +314,58 @@ fn t30_bench_modes_report_what_they_measure() -> anyhow::Result<()> {
     assert_eq!(num(&e2e, "errors"), 0.0, "{e2e}");
     Ok(())
 }
+
+#[test]
+fn t30_cli_exits_non_zero_and_says_why_when_it_achieved_nothing() -> anyhow::Result<()> {
+    // Nothing listens on port 1.
+    let dead = "127.0.0.1:1";
+    let o = raftmq(dead, &["bench", "produce", "--duration", "1", "-c", "2"])?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "bench against nothing succeeded");
+    assert!(err.contains("sends failed: Connect x"), "{err}");
+    let o = raftmq(dead, &["produce", "--topic", "T", "--count", "2"])?;
+    assert!(!o.status.success());
+    for args in [&["broker", "-c", "x.toml"][..], &["dev"][..]] {
+        let o = raftmq(dead, args)?;
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("does not apply"));
+    }
+
+    let ip = "127.0.97.1";
+    let _dev = start_dev(ip)?;
+    let ns = format!("{ip}:9876");
+    let o = raftmq(&ns, &["consume", "--topic", "Typo", "--group", "g"])?;
+    assert!(!o.status.success(), "consuming an unknown topic succeeded");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot consume topic Typo"));
+    let o = raftmq(&ns, &["produce", "--topic", "Seen", "--count", "3"])?;
+    assert!(o.status.success());
+    let o = raftmq(
+        &ns,
+        &[
+            "consume", "--topic", "Seen", "--group", "g", "--from", "first", "--count", "3",
+        ],
+    )?;
+    assert!(o.status.success());
+    // The group now has offsets at the end: --from first does not rewind it, and it says so.
+    let o = raftmq(
+        &ns,
+        &[
+            "consume",
+            "--topic",
+            "Seen",
+            "--group",
+            "g",
+            "--from",
+            "first",
+            "--idle-timeout",
+            "2",
+        ],
+    )?;
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("already consumed everything") && err.contains("--from does not apply"),
+        "{err}"
+    );
+    Ok(())
+}
