@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use raftmq_proto::namesrv::RegisterBrokerRequest;
+use raftmq_proto::namesrv::{RegisterBrokerRequest, UnregisterBrokerRequest};
 use raftmq_proto::{BrokerGroup, NamesrvServiceClient, NodeId, Perm, TopicConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +45,7 @@ fn request(shared: &Shared) -> RegisterBrokerRequest {
         cluster: shared.replica.cluster().to_owned(),
         broker_group: BrokerGroup::from(shared.replica.group()),
         node_id: NodeId(shared.replica.node_id()),
+        group_id: shared.replica.group_id(),
         client_addr: shared.config.advertise_addr().to_owned(),
         role,
         term,
@@ -66,7 +67,11 @@ fn published_topics(shared: &Shared) -> Vec<TopicConfig> {
     topics
 }
 
-async fn register_all(shared: &Shared, clients: &mut Clients) {
+/// The last refusal logged per NameServer: a refusal is logged when it first happens or
+/// changes, not at every registration.
+type Refusals = HashMap<String, String>;
+
+async fn register_all(shared: &Shared, clients: &mut Clients, refusals: &mut Refusals) {
     let req = request(shared);
     for addr in &shared.config.namesrv {
         let res = match clients.get(addr).await {
@@ -78,10 +83,17 @@ async fn register_all(shared: &Shared, clients: &mut Clients) {
         };
         match res {
             Ok(Ok(())) => {
+                if refusals.remove(addr).is_some() {
+                    tracing::info!(namesrv = %addr, "NameServer accepts the registration again");
+                }
                 tracing::debug!(namesrv = %addr, role = %req.role, term = req.term, "registered")
             }
             Ok(Err(e)) => {
-                tracing::warn!(namesrv = %addr, error = %e, "NameServer refused the registration")
+                let e = e.to_string();
+                if refusals.get(addr) != Some(&e) {
+                    tracing::warn!(namesrv = %addr, error = %e, "NameServer refused the registration (logged once; retried every interval)");
+                    refusals.insert(addr.clone(), e);
+                }
             }
             Err(e) => {
                 clients.by_addr.remove(addr);
@@ -94,11 +106,12 @@ async fn register_all(shared: &Shared, clients: &mut Clients) {
 /// Registers until `stop` fires, then unregisters.
 pub async fn run(shared: std::sync::Arc<Shared>, stop: CancellationToken) {
     let mut clients = Clients::default();
+    let mut refusals = Refusals::new();
     let mut metrics = shared.replica.raft().server_metrics();
     let interval = Duration::from_millis(shared.config.register_interval_ms);
     let mut last_role = None;
     loop {
-        register_all(&shared, &mut clients).await;
+        register_all(&shared, &mut clients, &mut refusals).await;
         // Retry sooner while any NameServer is unreachable.
         let wait = if clients.by_addr.len() < shared.config.namesrv.len() {
             interval.min(Duration::from_secs(2))
@@ -110,11 +123,16 @@ pub async fn run(shared: std::sync::Arc<Shared>, stop: CancellationToken) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
+                    let bye = UnregisterBrokerRequest {
+                        cluster: shared.replica.cluster().to_owned(),
+                        broker_group: BrokerGroup::from(shared.replica.group()),
+                        node_id: NodeId(shared.replica.node_id()),
+                        group_id: shared.replica.group_id(),
+                        client_addr: shared.config.advertise_addr().to_owned(),
+                    };
                     for addr in &shared.config.namesrv {
                         if let Ok(c) = clients.get(addr).await {
-                            let _ = c
-                                .unregister_broker(ctx(), shared.replica.cluster().to_owned(), BrokerGroup::from(shared.replica.group()), NodeId(shared.replica.node_id()))
-                                .await;
+                            let _ = c.unregister_broker(ctx(), bye.clone()).await;
                         }
                     }
                     return;

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use raftmq_proto::message::PROP_UNIQ_KEY;
 use raftmq_proto::{
     BrokerGroup, Message, MsgId, Offset, QueueId, SendResult, SendStatus, TopicName,
 };
@@ -206,6 +207,7 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
         }
     };
     let group = BrokerGroup::from(replica.group());
+    let tag = raftmq_proto::message::group_tag(replica.group(), replica.group_id());
     match replica.write(payload).await {
         Ok((log_index, RaftResponse::Messages(outcomes))) => {
             let mut slot = 0usize;
@@ -215,9 +217,11 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
                 let mut missing = false;
                 for i in slot..slot + n {
                     let (q, off, due) = match outcomes.get(i) {
-                        Some(Placement::Stored { queue_id, offset }) => (*queue_id, *offset, 0),
+                        Some(Placement::Stored { queue_id, offset }) => {
+                            (*queue_id, Some(Offset(*offset)), 0)
+                        }
                         Some(Placement::Scheduled { queue_id, due_ms }) => {
-                            (*queue_id, u64::MAX, *due_ms)
+                            (*queue_id, None, *due_ms)
                         }
                         _ => {
                             missing = true;
@@ -226,11 +230,14 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
                     };
                     results.push(SendResult {
                         status: SendStatus::SendOk,
-                        msg_id: MsgId::new(group.as_str(), log_index, i as u32).to_string(),
+                        msg_id: MsgId::new(tag, log_index, i as u32).to_string(),
+                        unique_key: job.messages[i - slot]
+                            .property(PROP_UNIQ_KEY)
+                            .map(str::to_owned),
                         topic: job.topic.clone(),
                         broker_group: group.clone(),
                         queue_id: QueueId(q),
-                        queue_offset: Offset(off),
+                        queue_offset: off,
                         deliver_at_ms: due,
                     });
                 }

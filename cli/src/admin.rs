@@ -3,7 +3,8 @@
 use anyhow::Context as _;
 use clap::Subcommand;
 use raftmq_client::Admin;
-use raftmq_proto::MessageExt;
+use raftmq_proto::message::PROP_UNIQ_KEY;
+use raftmq_proto::{FoundMessage, MessageExt};
 use serde_json::json;
 
 use crate::output::Out;
@@ -130,6 +131,7 @@ pub enum MsgCmd {
 pub fn message_json(m: &MessageExt) -> serde_json::Value {
     json!({
         "msg_id": m.msg_id,
+        "unique_key": m.property(PROP_UNIQ_KEY),
         "topic": m.topic.as_str(),
         "queue_id": m.queue_id.0,
         "group": m.broker_group,
@@ -218,17 +220,27 @@ pub async fn cluster(admin: &Admin, out: &Out, cmd: ClusterCmd) -> anyhow::Resul
                 "no broker group is registered with the NameServers"
             );
             out.text(format!(
-                "{:<16} {:<12} {:>4} {:<10} {:>6} {:>12} {:>12} {:>12} {:>6}  addr",
-                "cluster", "group", "node", "role", "term", "last_log", "commit", "applied", "lag"
+                "{:<16} {:<12} {:<16} {:>4} {:<10} {:>6} {:>12} {:>12} {:>12} {:>6}  addr",
+                "cluster",
+                "group",
+                "group_id",
+                "node",
+                "role",
+                "term",
+                "last_log",
+                "commit",
+                "applied",
+                "lag"
             ));
             for n in nodes {
                 let lag = n.lag.map_or("-".to_owned(), |l| l.to_string());
                 out.line(
                     serde_json::to_value(&n)?,
                     format!(
-                        "{:<16} {:<12} {:>4} {:<10} {:>6} {:>12} {:>12} {:>12} {:>6}  {}",
+                        "{:<16} {:<12} {:<16} {:>4} {:<10} {:>6} {:>12} {:>12} {:>12} {:>6}  {}",
                         n.cluster,
                         n.group,
+                        n.group_id.as_deref().unwrap_or("-"),
                         n.node_id,
                         n.role,
                         n.term,
@@ -365,12 +377,55 @@ pub async fn group(admin: &Admin, out: &Out, cmd: GroupCmd) -> anyhow::Result<()
 pub async fn msg(admin: &Admin, out: &Out, cmd: MsgCmd) -> anyhow::Result<()> {
     match cmd {
         MsgCmd::Get { msg_id } => {
-            let m = admin
+            let found = admin
                 .get_message(&msg_id)
                 .await
                 .with_context(|| format!("looking up message {msg_id}"))?;
-            let j = message_json(&m);
-            out.line(j.clone(), serde_json::to_string_pretty(&j)?);
+            let (j, text) = match &found {
+                FoundMessage::Stored(m) => {
+                    let mut j = message_json(m);
+                    j["state"] = json!("stored");
+                    (j.clone(), serde_json::to_string_pretty(&j)?)
+                }
+                FoundMessage::Scheduled {
+                    msg_id,
+                    broker_group,
+                    queue_id,
+                    store_ms,
+                    message: m,
+                } => {
+                    let due = m.deliver_at_ms;
+                    let j = json!({
+                        "state": "scheduled",
+                        "msg_id": msg_id,
+                        "unique_key": m.property(PROP_UNIQ_KEY),
+                        "topic": m.topic.as_str(),
+                        "group": broker_group,
+                        "queue_id": queue_id.0,
+                        "deliver_at_ms": due,
+                        "tag": m.tag,
+                        "keys": m.keys,
+                        "body": String::from_utf8_lossy(&m.body),
+                        "store_ms": store_ms,
+                    });
+                    let wait = due.saturating_sub(crate::output::now_ms());
+                    let text = format!(
+                        "scheduled: due at {} ({}), then delivered to {}:{}; msg get finds the \
+                         delivered copy by this id too\n{}",
+                        crate::output::utc(due),
+                        if wait == 0 {
+                            "now".to_owned()
+                        } else {
+                            format!("in {:.1} s", wait as f64 / 1000.0)
+                        },
+                        broker_group,
+                        queue_id,
+                        serde_json::to_string_pretty(&j)?
+                    );
+                    (j, text)
+                }
+            };
+            out.line(j, text);
         }
         MsgCmd::Query { topic, key, max } => {
             let found = admin.query_by_key(&topic, &key, max).await?;

@@ -97,14 +97,17 @@ fn body_of(args: &ProduceArgs, i: u64) -> Bytes {
 }
 
 fn result_line(r: &SendResult) -> String {
-    let offset = if r.deliver_at_ms > 0 {
-        format!("scheduled@{}ms", r.deliver_at_ms)
-    } else {
-        r.queue_offset.to_string()
+    let offset = match r.queue_offset {
+        Some(o) => o.to_string(),
+        None => format!("scheduled@{}ms", r.deliver_at_ms),
     };
     format!(
-        "SendResult [status={}, msg_id={}, queue={}:{}, queue_offset={offset}]",
-        r.status, r.msg_id, r.broker_group, r.queue_id
+        "SendResult [status={}, msg_id={}, unique_key={}, queue={}:{}, queue_offset={offset}]",
+        r.status,
+        r.msg_id,
+        r.unique_key.as_deref().unwrap_or("-"),
+        r.broker_group,
+        r.queue_id
     )
 }
 
@@ -156,8 +159,8 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
                     b.inc(1);
                 } else {
                     out.line(
-                        json!({"status": r.status.to_string(), "msg_id": r.msg_id, "topic": r.topic.as_str(), "queue_id": r.queue_id.0,
-                               "group": r.broker_group, "queue_offset": r.queue_offset.0, "deliver_at_ms": r.deliver_at_ms,
+                        json!({"status": r.status.to_string(), "msg_id": r.msg_id, "unique_key": r.unique_key, "topic": r.topic.as_str(), "queue_id": r.queue_id.0,
+                               "group": r.broker_group, "queue_offset": r.queue_offset.map(|o| o.0), "deliver_at_ms": r.deliver_at_ms,
                                "body": String::from_utf8_lossy(&body)}),
                         result_line(&r),
                     );
@@ -284,12 +287,13 @@ pub async fn consume(namesrv: &[String], out: &Out, args: ConsumeArgs) -> anyhow
         out.line(
             message_json(&m),
             format!(
-                "ConsumeMessage [topic={}, queue={}:{}, queue_offset={}, msg_id={}, tag={}, keys={:?}, reconsume_times={}, body={}]",
+                "ConsumeMessage [topic={}, queue={}:{}, queue_offset={}, msg_id={}, unique_key={}, tag={}, keys={:?}, reconsume_times={}, body={}]",
                 m.topic,
                 m.broker_group,
                 m.queue_id,
                 m.queue_offset,
                 m.msg_id,
+                m.property(raftmq_proto::message::PROP_UNIQ_KEY).unwrap_or("-"),
                 m.tag,
                 m.keys,
                 m.reconsume_times,

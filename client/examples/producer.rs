@@ -18,7 +18,7 @@ async fn main() -> Result<(), raftmq_client::Error> {
             .with_property("source", "example");
         let r = producer.send(msg).await?;
         println!(
-            "{} {} queue={}:{} offset={}",
+            "{} {} queue={}:{} offset={:?}",
             r.status, r.msg_id, r.broker_group, r.queue_id, r.queue_offset
         );
     }

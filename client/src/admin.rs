@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_proto::broker::{BrokerGroupStatus, CommitOffsetsRequest, NodeStatus, QueueStatus};
-use raftmq_proto::message::group_hash;
+use raftmq_proto::message::group_tag;
 use raftmq_proto::namesrv::{BrokerGroupRoute, TopicRoute};
 use raftmq_proto::{
-    names, ConsumerGroup, ConsumerGroupConfig, MessageExt, MsgId, NodeId, Offset, QueueId,
-    TopicConfig, TopicName, WireError,
+    names, ConsumerGroup, ConsumerGroupConfig, FoundMessage, MessageExt, MsgId, NodeId, Offset,
+    QueueId, TopicConfig, TopicName, WireError,
 };
 
 use crate::core::{ClientConfig, Core};
@@ -26,6 +26,8 @@ pub struct NodeInfo {
     pub cluster: String,
     /// Broker group.
     pub group: String,
+    /// The group's id (16 hex digits) as the NameServer has it, once reported.
+    pub group_id: Option<String>,
     /// Node id.
     pub node_id: u64,
     /// `leader`, `follower`, `learner`, `candidate`, `shutdown` or `unreachable`.
@@ -243,6 +245,7 @@ impl Admin {
                     Some(s) => NodeInfo {
                         cluster: g.cluster.clone(),
                         group: g.broker_group.0.clone(),
+                        group_id: g.group_id.map(|i| i.to_string()),
                         node_id: n.node_id.0,
                         role: s.role.to_string(),
                         term: s.term,
@@ -255,6 +258,7 @@ impl Admin {
                     None => NodeInfo {
                         cluster: g.cluster.clone(),
                         group: g.broker_group.0.clone(),
+                        group_id: g.group_id.map(|i| i.to_string()),
                         node_id: n.node_id.0,
                         role: "unreachable".into(),
                         term: n.term,
@@ -450,29 +454,47 @@ impl Admin {
         Ok(out)
     }
 
-    /// A message by id.
+    /// A message by id: where it is stored (`SendResult::msg_id`, a [`MsgId`], routed to
+    /// the group its tag names) or the producer's message id (`UNIQ_KEY`,
+    /// `SendResult::unique_key`, asked of every group). A delayed message is found while it
+    /// waits and, by either id, once delivered.
     ///
     /// # Errors
-    /// Malformed id, no group matches it, or the message is gone.
-    pub async fn get_message(&self, msg_id: &str) -> Result<MessageExt> {
-        let id = MsgId::parse(msg_id).ok_or_else(|| {
-            Error::Invalid(format!("{msg_id:?} is not a message id (32 hex digits)"))
-        })?;
-        let groups = self.groups().await?;
-        let g = groups
-            .into_iter()
-            .find(|g| group_hash(g.broker_group.as_str()) == id.group_hash)
-            .ok_or_else(|| Error::NoRoute {
-                topic: String::new(),
-                reason: format!("no live broker group stored message {msg_id}"),
-            })?;
-        let m = msg_id.to_owned();
-        self.core
-            .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
-                let m = m.clone();
-                async move { b.get_message(cx, m).await }
-            })
-            .await
+    /// No group holds it (`WireError::MessageNotFound`), or a group was unreachable.
+    pub async fn get_message(&self, msg_id: &str) -> Result<FoundMessage> {
+        if msg_id.is_empty() {
+            return Err(Error::Invalid("an empty message id".into()));
+        }
+        let mut groups = self.groups().await?;
+        // The group a stored-position id names first; the others are asked for it as a
+        // client message id.
+        if let Some(id) = MsgId::parse(msg_id) {
+            groups.sort_by_key(|g| group_tag(g.broker_group.as_str(), g.group_id) != id.group_tag);
+        }
+        let mut unreachable = None;
+        for g in &groups {
+            let m = msg_id.to_owned();
+            let r = self
+                .core
+                .call_leader(g, ADMIN_TIMEOUT, move |b, cx| {
+                    let m = m.clone();
+                    async move { b.get_message(cx, m).await }
+                })
+                .await;
+            match r {
+                Ok(f) => return Ok(f),
+                Err(Error::Wire(WireError::MessageNotFound(_))) => {}
+                Err(e) => unreachable = unreachable.or(Some(e)),
+            }
+        }
+        Err(unreachable.unwrap_or_else(|| Error::MessageNotFound {
+            id: msg_id.to_owned(),
+            groups: groups
+                .iter()
+                .map(|g| g.broker_group.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }))
     }
 
     /// Messages of `topic` with `key`, from every group serving it.

@@ -41,6 +41,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// No live broker group holds a message with this id.
+    #[error("no message {id}: no live broker group ({groups}) holds it as a stored position or as a client message id (never stored, another cluster's, or deleted by retention)")]
+    MessageNotFound {
+        /// The id looked up.
+        id: String,
+        /// The groups asked, comma-separated.
+        groups: String,
+    },
     /// The client was misconfigured or called wrongly (checked before sending).
     #[error("invalid: {0}")]
     Invalid(String),
@@ -55,9 +63,11 @@ impl Error {
         match self {
             Error::Wire(w) => w.outcome(),
             Error::Transport { .. } | Error::Timeout { .. } => Outcome::Unknown,
-            Error::Connect { .. } | Error::NoRoute { .. } | Error::Invalid(_) | Error::Closed => {
-                Outcome::NotApplied
-            }
+            Error::Connect { .. }
+            | Error::NoRoute { .. }
+            | Error::MessageNotFound { .. }
+            | Error::Invalid(_)
+            | Error::Closed => Outcome::NotApplied,
         }
     }
 
@@ -76,7 +86,7 @@ impl Error {
             | Error::Transport { .. }
             | Error::Timeout { .. }
             | Error::NoRoute { .. } => true,
-            Error::Invalid(_) | Error::Closed => false,
+            Error::MessageNotFound { .. } | Error::Invalid(_) | Error::Closed => false,
         }
     }
 }

@@ -12,7 +12,7 @@
 //! use raftmq_client::{Message, Producer};
 //! let producer = Producer::builder().namesrv(["127.0.0.1:9876"]).build()?;
 //! let r = producer.send(Message::new("TopicTest", "hello").with_tag("TagA").with_key("k1")).await?;
-//! println!("{} at {}:{} offset {}", r.msg_id, r.broker_group, r.queue_id, r.queue_offset);
+//! println!("{} at {}:{} offset {:?}", r.msg_id, r.broker_group, r.queue_id, r.queue_offset);
 //! producer.send_orderly(Message::new("Orders", "paid"), "order-42").await?; // same key, same queue
 //! let pending = producer.send_async(Message::new("TopicTest", "pipelined")).await?;
 //! pending.await?;
@@ -96,6 +96,7 @@
 //! - [`admin`]: [`Admin`]: topics, groups, offsets, cluster status, message lookup.
 //! - [`core`]: connections, routes and leader hints shared by all clients.
 //! - [`error`]: [`Error`] and its applied / not-applied outcome.
+//! - [`unique_key`]: the client message id (`UNIQ_KEY`) every sent message gets.
 #![warn(missing_docs)]
 
 pub mod admin;
@@ -103,6 +104,7 @@ pub mod consumer;
 pub mod core;
 pub mod error;
 pub mod producer;
+pub mod unique_key;
 
 pub use admin::Admin;
 pub use consumer::{

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::core::{ClientConfig, Core};
 use crate::error::{Error, Result};
+use crate::unique_key::UniqueKeys;
 
 /// One queue of a topic on one broker group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,6 +187,7 @@ impl ProducerBuilder {
                 auto_batch: self.auto_batch,
                 sends_in_flight: AtomicUsize::new(0),
                 batchers: Mutex::new(HashMap::new()),
+                unique_keys: UniqueKeys::default(),
             }),
         })
     }
@@ -204,6 +206,8 @@ struct Inner {
     next: AtomicUsize,
     /// group -> avoid until.
     avoid: Mutex<HashMap<BrokerGroup, Instant>>,
+    /// Gives every message a client message id (`UNIQ_KEY`).
+    unique_keys: UniqueKeys,
     auto_batch: bool,
     /// Sends currently between `call_send` and their answer.
     sends_in_flight: AtomicUsize,
@@ -690,10 +694,13 @@ impl Inner {
     async fn send(
         &self,
         topic: TopicName,
-        messages: Vec<Message>,
+        mut messages: Vec<Message>,
         target: Target,
     ) -> Result<Vec<SendResult>> {
         let deadline = Instant::now() + self.send_timeout;
+        for m in &mut messages {
+            self.unique_keys.stamp(m);
+        }
         let mut route = match self.core.route(&topic, false).await {
             Err(Error::NoRoute { .. }) if !matches!(target, Target::Queue(_)) => {
                 self.auto_create(&topic, deadline).await?
@@ -789,6 +796,7 @@ mod tests {
         let group = |name: &str, queues: u32, perm: Perm| BrokerGroupRoute {
             cluster: "c".into(),
             broker_group: name.into(),
+            group_id: None,
             read_queues: queues,
             write_queues: queues,
             perm,

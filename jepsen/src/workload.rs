@@ -136,7 +136,7 @@ pub async fn produce(
                     Ok(r) => {
                         e.kind = Kind::Ok;
                         e.queue = Some(format!("{}:{}", r.broker_group, r.queue_id));
-                        e.offset = Some(r.queue_offset.0);
+                        e.offset = r.queue_offset.map(|o| o.0);
                     }
                     Err(err) => {
                         e.kind = if err.outcome() == Outcome::NotApplied {

@@ -4,8 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use raftmq_proto::namesrv::{ClusterRoute, RegisterBrokerRequest, TopicRoute};
-use raftmq_proto::{names, BrokerGroup, NodeId, TopicName};
+use raftmq_proto::namesrv::{
+    ClusterRoute, RegisterBrokerRequest, TopicRoute, UnregisterBrokerRequest,
+};
+use raftmq_proto::{names, TopicName};
 
 use crate::routes::RouteTable;
 
@@ -18,6 +20,10 @@ pub enum NamesrvError {
     /// No live broker group serves the topic.
     #[error("no live broker group serves topic {0}")]
     TopicNotFound(TopicName),
+    /// The registration conflicts with a live one (another process or another group of
+    /// the same name).
+    #[error("registration refused: {0}")]
+    Conflict(String),
 }
 
 /// The NameServer's state and operations. Cheap to clone: every front end holds one.
@@ -46,7 +52,7 @@ impl Namesrv {
     /// Registers (or refreshes) a broker node.
     ///
     /// # Errors
-    /// A bad group name or no client address.
+    /// A bad group name, no client address, or a conflict with a live registration.
     pub fn register(&self, req: RegisterBrokerRequest) -> Result<(), NamesrvError> {
         names::validate_group(req.broker_group.as_str()).map_err(NamesrvError::Invalid)?;
         if req.client_addr.is_empty() {
@@ -54,13 +60,14 @@ impl Namesrv {
                 "registration without a client address".into(),
             ));
         }
-        self.with(|t| t.register(req, Instant::now()));
-        Ok(())
+        self.with(|t| t.register(req, Instant::now()))
+            .map_err(NamesrvError::Conflict)
     }
 
-    /// Forgets a broker node (on its clean shutdown).
-    pub fn unregister(&self, cluster: &str, group: &BrokerGroup, node: NodeId) {
-        self.with(|t| t.unregister(cluster, group.as_str(), node));
+    /// Forgets a broker node (on its clean shutdown), if the goodbye comes from the
+    /// registered process.
+    pub fn unregister(&self, req: &UnregisterBrokerRequest) {
+        self.with(|t| t.unregister(req));
     }
 
     /// The route of a topic.

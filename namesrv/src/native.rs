@@ -1,14 +1,16 @@
 //! The native front end: [`NamesrvService`] over tarpc, a thin adapter over [`Namesrv`].
 
-use raftmq_proto::namesrv::{ClusterRoute, RegisterBrokerRequest, TopicRoute};
-use raftmq_proto::{BrokerGroup, NamesrvService, NodeId, TopicName, WireError};
+use raftmq_proto::namesrv::{
+    ClusterRoute, RegisterBrokerRequest, TopicRoute, UnregisterBrokerRequest,
+};
+use raftmq_proto::{NamesrvService, TopicName, WireError};
 use tarpc::context::Context;
 
 use crate::core::{Namesrv, NamesrvError};
 
 fn to_wire(e: NamesrvError) -> WireError {
     match e {
-        NamesrvError::Invalid(m) => WireError::Invalid(m),
+        NamesrvError::Invalid(m) | NamesrvError::Conflict(m) => WireError::Invalid(m),
         NamesrvError::TopicNotFound(t) => WireError::TopicNotFound(t.0),
     }
 }
@@ -29,11 +31,9 @@ impl NamesrvService for NativeNamesrv {
     async fn unregister_broker(
         self,
         _: Context,
-        cluster: String,
-        broker_group: BrokerGroup,
-        node_id: NodeId,
+        req: UnregisterBrokerRequest,
     ) -> Result<(), WireError> {
-        self.0.unregister(&cluster, &broker_group, node_id);
+        self.0.unregister(&req);
         Ok(())
     }
 

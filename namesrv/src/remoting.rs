@@ -184,6 +184,7 @@ mod tests {
             cluster: "DefaultCluster".into(),
             broker_group: BrokerGroup::from("broker-a"),
             node_id: NodeId(node),
+            group_id: None,
             client_addr: format!("127.0.0.1:{}", 10910 + node),
             role,
             term,

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use raftmq_proto::namesrv::{
     BrokerGroupRoute, ClusterRoute, NodeRoute, RegisterBrokerRequest, TopicRoute,
+    UnregisterBrokerRequest,
 };
-use raftmq_proto::{BrokerGroup, NodeId, Perm, Role, TopicName};
+use raftmq_proto::{BrokerGroup, GroupId, NodeId, Perm, Role, TopicName};
 
 /// Key of a node: (cluster, broker group, node id).
 type NodeKey = (String, String, u64);
@@ -26,6 +27,16 @@ pub struct RouteTable {
     /// nobody claiming leadership, so routes keep a writable node (a follower forwards
     /// writes to the new leader) instead of briefly naming none.
     last_leader: BTreeMap<(String, String), NodeId>,
+    /// Conflicting registrations already logged (each is refused every time it repeats,
+    /// but logged once): (node, address, group id).
+    conflicts_logged: BTreeSet<(NodeKey, String, Option<GroupId>)>,
+}
+
+/// Bound on [`RouteTable::conflicts_logged`]: forgotten (and so logged again) beyond it.
+const MAX_CONFLICTS_LOGGED: usize = 1024;
+
+fn id_text(id: Option<GroupId>) -> String {
+    id.map_or_else(|| "none yet".to_owned(), |i| i.to_string())
 }
 
 impl RouteTable {
@@ -35,16 +46,76 @@ impl RouteTable {
             expiry,
             nodes: BTreeMap::new(),
             last_leader: BTreeMap::new(),
+            conflicts_logged: BTreeSet::new(),
         }
     }
 
+    fn group_range(cluster: &str, group: &str) -> std::ops::RangeInclusive<NodeKey> {
+        (cluster.to_owned(), group.to_owned(), 0)..=(cluster.to_owned(), group.to_owned(), u64::MAX)
+    }
+
+    /// Why `reg` conflicts with a live registration, if it does: another group id than
+    /// the group's live nodes report (a group of the same name from another cluster, or a
+    /// data dir initialised or copied separately), or its node already registered from
+    /// another address by a process that is not provably the same group member.
+    fn conflict(&self, reg: &RegisterBrokerRequest, now: Instant) -> Option<String> {
+        let live = |e: &Entry| now.duration_since(e.seen) < self.expiry;
+        let range = Self::group_range(&reg.cluster, reg.broker_group.as_str());
+        for ((_, _, node), e) in self.nodes.range(range).filter(|(_, e)| live(e)) {
+            match (reg.group_id, e.reg.group_id) {
+                (Some(mine), Some(theirs)) if mine != theirs => {
+                    return Some(format!(
+                        "broker group {} of cluster {} has group id {theirs} (node {node} at {}), \
+                         this node reports {mine}: it belongs to another group of the same name \
+                         (another cluster, or a data dir initialised or copied separately); give \
+                         it another group name or an empty data dir",
+                        reg.broker_group, reg.cluster, e.reg.client_addr
+                    ));
+                }
+                _ => {}
+            }
+            let same_member = reg.group_id.is_some() && reg.group_id == e.reg.group_id;
+            if *node == reg.node_id.0 && e.reg.client_addr != reg.client_addr && !same_member {
+                return Some(format!(
+                    "node {node} of broker group {} is registered from {} (group id {}); \
+                     another process claims it from {} (group id {}): stop one of them (a copied \
+                     config or a half-started deployment?); a node that really moved is accepted \
+                     once the old registration expires ({} s)",
+                    reg.broker_group,
+                    e.reg.client_addr,
+                    id_text(e.reg.group_id),
+                    reg.client_addr,
+                    id_text(reg.group_id),
+                    self.expiry.as_secs()
+                ));
+            }
+        }
+        None
+    }
+
     /// Records a registration at `now`.
-    pub fn register(&mut self, reg: RegisterBrokerRequest, now: Instant) {
+    ///
+    /// # Errors
+    /// The registration conflicts with a live one (see [`RouteTable::conflict`]); the
+    /// table is unchanged and the conflict is logged once.
+    pub fn register(&mut self, reg: RegisterBrokerRequest, now: Instant) -> Result<(), String> {
         let key = (
             reg.cluster.clone(),
             reg.broker_group.0.clone(),
             reg.node_id.0,
         );
+        if let Some(why) = self.conflict(&reg, now) {
+            if self.conflicts_logged.len() >= MAX_CONFLICTS_LOGGED {
+                self.conflicts_logged.clear();
+            }
+            if self
+                .conflicts_logged
+                .insert((key, reg.client_addr.clone(), reg.group_id))
+            {
+                tracing::warn!(cluster = %reg.cluster, broker_group = %reg.broker_group, node_id = reg.node_id.0, addr = %reg.client_addr, "registration refused: {why}");
+            }
+            return Err(why);
+        }
         if !self.nodes.contains_key(&key) {
             tracing::info!(cluster = %reg.cluster, broker_group = %reg.broker_group, node_id = reg.node_id.0, addr = %reg.client_addr, "broker node registered");
         }
@@ -52,10 +123,7 @@ impl RouteTable {
         self.nodes.insert(key, Entry { seen: now, reg });
         let nodes: Vec<&RegisterBrokerRequest> = self
             .nodes
-            .range(
-                (group.0.clone(), group.1.clone(), 0)
-                    ..=(group.0.clone(), group.1.clone(), u64::MAX),
-            )
+            .range(Self::group_range(&group.0, &group.1))
             .map(|(_, e)| &e.reg)
             .collect();
         if let Some(l) = Self::claimed_leader(&nodes) {
@@ -63,22 +131,32 @@ impl RouteTable {
                 tracing::info!(cluster = %group.0, broker_group = %group.1, leader = l.0, "broker group leader changed");
             }
         }
+        Ok(())
     }
 
-    /// Forgets a node.
-    pub fn unregister(&mut self, cluster: &str, group: &str, node: NodeId) {
-        if self
-            .nodes
-            .remove(&(cluster.to_owned(), group.to_owned(), node.0))
-            .is_some()
-        {
-            tracing::info!(
-                cluster,
-                broker_group = group,
-                node_id = node.0,
-                "broker node unregistered"
-            );
+    /// Forgets a node, if the goodbye comes from the registration it names (same address
+    /// and group id): a stray process's goodbye leaves the live node's route alone.
+    pub fn unregister(&mut self, req: &UnregisterBrokerRequest) {
+        let key = (
+            req.cluster.clone(),
+            req.broker_group.0.clone(),
+            req.node_id.0,
+        );
+        let Some(e) = self.nodes.get(&key) else {
+            return;
+        };
+        if e.reg.client_addr != req.client_addr || e.reg.group_id != req.group_id {
+            tracing::debug!(cluster = %req.cluster, broker_group = %req.broker_group, node_id = req.node_id.0, addr = %req.client_addr, "goodbye from another process than the registered one ignored");
+            return;
         }
+        self.nodes.remove(&key);
+        self.conflicts_logged.retain(|(k, _, _)| k != &key);
+        tracing::info!(
+            cluster = %req.cluster,
+            broker_group = %req.broker_group,
+            node_id = req.node_id.0,
+            "broker node unregistered"
+        );
     }
 
     /// Drops nodes silent since before `now - expiry`; returns how many.
@@ -92,6 +170,9 @@ impl RouteTable {
             }
             alive
         });
+        let nodes = &self.nodes;
+        self.conflicts_logged
+            .retain(|(k, _, _)| nodes.contains_key(k));
         before - self.nodes.len()
     }
 
@@ -138,6 +219,7 @@ impl RouteTable {
         BrokerGroupRoute {
             cluster: cluster.to_owned(),
             broker_group: BrokerGroup::from(group),
+            group_id: nodes.iter().find_map(|n| n.group_id),
             read_queues: 0,
             write_queues: 0,
             perm: Perm::RW,
@@ -228,6 +310,7 @@ mod tests {
             cluster: "c".into(),
             broker_group: BrokerGroup::from(group),
             node_id: NodeId(node),
+            group_id: None,
             client_addr: format!("{group}-{node}"),
             role,
             term,
@@ -236,14 +319,83 @@ mod tests {
         }
     }
 
+    impl RouteTable {
+        fn register_ok(&mut self, reg: RegisterBrokerRequest, now: Instant) {
+            self.register(reg, now).unwrap();
+        }
+    }
+
+    fn with_id(mut r: RegisterBrokerRequest, id: u64, addr: &str) -> RegisterBrokerRequest {
+        r.group_id = Some(GroupId(id));
+        r.client_addr = addr.to_owned();
+        r
+    }
+
+    #[test]
+    fn conflicting_registrations_are_refused_and_routes_never_flip() {
+        let mut t = RouteTable::new(Duration::from_secs(120));
+        let now = Instant::now();
+        for n in 1..=3 {
+            t.register_ok(
+                with_id(
+                    reg("a", n, Role::Follower, 1, &["T"]),
+                    7,
+                    &format!("live-{n}"),
+                ),
+                now,
+            );
+        }
+        t.register_ok(
+            with_id(reg("a", 1, Role::Leader, 2, &["T"]), 7, "live-1"),
+            now,
+        );
+        // A stray that never got an id, under a live node's id from another address.
+        let stray = reg("a", 2, Role::Leader, 9, &["T"]);
+        let why = t.register(stray.clone(), now).unwrap_err();
+        assert!(why.contains("registered from live-2"), "{why}");
+        // A node of another group of the same name, whatever its node id.
+        let other = with_id(reg("a", 4, Role::Leader, 9, &["T"]), 8, "other-4");
+        let why = t.register(other, now).unwrap_err();
+        assert!(why.contains("another group of the same name"), "{why}");
+        let r = t.route(&TopicName::from("T")).unwrap();
+        assert_eq!(r.groups[0].leader, Some(NodeId(1)));
+        assert_eq!(r.groups[0].group_id, Some(GroupId(7)));
+        let addrs: Vec<_> = r.groups[0].nodes.iter().map(|n| n.addr.as_str()).collect();
+        assert_eq!(addrs, ["live-1", "live-2", "live-3"]);
+        // The stray's goodbye does not remove the live node.
+        let bye = |addr: &str, id| UnregisterBrokerRequest {
+            cluster: "c".into(),
+            broker_group: BrokerGroup::from("a"),
+            node_id: NodeId(2),
+            group_id: id,
+            client_addr: addr.into(),
+        };
+        t.unregister(&bye("a-2", None));
+        assert_eq!(t.cluster().groups[0].nodes.len(), 3);
+        // The same member from a new address is accepted (it proves its group id).
+        t.register_ok(
+            with_id(reg("a", 2, Role::Follower, 2, &["T"]), 7, "moved-2"),
+            now,
+        );
+        t.unregister(&bye("moved-2", Some(GroupId(7))));
+        assert_eq!(t.cluster().groups[0].nodes.len(), 2);
+        // Once the live registrations expire, the other group may take the name.
+        t.expire(now + Duration::from_secs(121));
+        let later = now + Duration::from_secs(122);
+        t.register_ok(
+            with_id(reg("a", 4, Role::Leader, 9, &["T"]), 8, "other-4"),
+            later,
+        );
+    }
+
     #[test]
     fn routes_name_the_highest_term_leader_and_expire() {
         let mut t = RouteTable::new(Duration::from_secs(120));
         let now = Instant::now();
-        t.register(reg("a", 1, Role::Leader, 1, &["T"]), now);
-        t.register(reg("a", 2, Role::Leader, 2, &["T"]), now);
-        t.register(reg("a", 3, Role::Follower, 2, &["T"]), now);
-        t.register(reg("b", 1, Role::Leader, 5, &["T", "U"]), now);
+        t.register_ok(reg("a", 1, Role::Leader, 1, &["T"]), now);
+        t.register_ok(reg("a", 2, Role::Leader, 2, &["T"]), now);
+        t.register_ok(reg("a", 3, Role::Follower, 2, &["T"]), now);
+        t.register_ok(reg("b", 1, Role::Leader, 5, &["T", "U"]), now);
         let r = t.route(&TopicName::from("T")).unwrap();
         assert_eq!(r.groups.len(), 2);
         assert_eq!(r.groups[0].leader, Some(NodeId(2)));
@@ -256,9 +408,9 @@ mod tests {
         assert!(t.route(&TopicName::from("T")).is_none());
 
         // During an election nobody claims leadership: the last leader stays in routes.
-        t.register(reg("c", 1, Role::Leader, 5, &["W"]), now);
-        t.register(reg("c", 2, Role::Follower, 5, &["W"]), now);
-        t.register(reg("c", 1, Role::Candidate, 6, &["W"]), now);
+        t.register_ok(reg("c", 1, Role::Leader, 5, &["W"]), now);
+        t.register_ok(reg("c", 2, Role::Follower, 5, &["W"]), now);
+        t.register_ok(reg("c", 1, Role::Candidate, 6, &["W"]), now);
         let w = t.route(&TopicName::from("W")).unwrap();
         assert_eq!(w.groups[0].leader, Some(NodeId(1)));
     }

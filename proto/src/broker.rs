@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConsumerGroupConfig, TopicConfig};
 use crate::error::WireError;
-use crate::ids::{BrokerGroup, ConsumerGroup, NodeId, Offset, QueueId, TopicName};
-use crate::message::{Message, MessageExt, SendResult};
+use crate::ids::{BrokerGroup, ConsumerGroup, GroupId, NodeId, Offset, QueueId, TopicName};
+use crate::message::{FoundMessage, Message, MessageExt, SendResult};
 
 /// Version of the client/broker/NameServer protocol; peers with another version are
 /// refused by `hello` with a clear error.
@@ -231,6 +231,8 @@ pub struct BrokerGroupStatus {
     pub cluster: String,
     /// The broker group.
     pub broker_group: BrokerGroup,
+    /// The group's id, once the answering node has one.
+    pub group_id: Option<GroupId>,
     /// The answering node.
     pub node_id: NodeId,
     /// The leader, if known.
@@ -290,8 +292,9 @@ pub trait BrokerService {
     async fn list_groups() -> Result<Vec<ConsumerGroupConfig>, WireError>;
     /// The broker group's Raft status.
     async fn broker_group_status() -> Result<BrokerGroupStatus, WireError>;
-    /// A message by id.
-    async fn get_message(msg_id: String) -> Result<MessageExt, WireError>;
+    /// A message by its id (a [`crate::MsgId`] of this group) or by the client's message
+    /// id (`UNIQ_KEY`): a delayed one while it waits, then its delivered copy.
+    async fn get_message(msg_id: String) -> Result<FoundMessage, WireError>;
     /// Messages with a key, oldest first.
     async fn query_by_key(
         topic: TopicName,

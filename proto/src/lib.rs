@@ -32,8 +32,12 @@ mod roundtrip_tests;
 pub use broker::{BrokerService, BrokerServiceClient, Role, PROTOCOL_VERSION};
 pub use config::{ConsumerGroupConfig, Perm, TopicConfig};
 pub use error::{Outcome, WireError};
-pub use ids::{BrokerGroup, ConsumerGroup, LogIndex, NodeId, Offset, QueueId, Term, TopicName};
-pub use message::{Message, MessageExt, MsgId, SendResult, SendStatus, MAX_MESSAGE_BYTES};
+pub use ids::{
+    BrokerGroup, ConsumerGroup, GroupId, LogIndex, NodeId, Offset, QueueId, Term, TopicName,
+};
+pub use message::{
+    FoundMessage, Message, MessageExt, MsgId, SendResult, SendStatus, MAX_MESSAGE_BYTES,
+};
 pub use namesrv::{NamesrvService, NamesrvServiceClient, TopicRoute};
 pub use raft::{RaftService, RaftServiceClient};
 

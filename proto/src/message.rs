@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BrokerGroup, Offset, QueueId, TopicName};
+use crate::ids::{BrokerGroup, GroupId, Offset, QueueId, TopicName};
 
 /// System property: when a delayed message is due, ms since the Unix epoch (set by the
 /// broker; the message waits in the timer index until then).
@@ -135,6 +135,26 @@ pub struct MessageExt {
     pub reconsume_times: u32,
 }
 
+/// A message looked up by id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FoundMessage {
+    /// In its queue: consumable.
+    Stored(MessageExt),
+    /// A delayed message waiting for its time: it gets a queue offset when delivered.
+    Scheduled {
+        /// Its id (where it waits).
+        msg_id: String,
+        /// Broker group that stores it.
+        broker_group: BrokerGroup,
+        /// The queue it will be delivered to.
+        queue_id: QueueId,
+        /// When it was stored, ms since the Unix epoch.
+        store_ms: u64,
+        /// The message; `deliver_at_ms` is when it is due.
+        message: Message,
+    },
+}
+
 impl MessageExt {
     /// The value of a property.
     pub fn property(&self, name: &str) -> Option<&str> {
@@ -160,34 +180,40 @@ impl std::fmt::Display for SendStatus {
     }
 }
 
-/// Where one sent message was stored. A delayed message reports its queue and, as its
-/// offset, `u64::MAX`: it gets a real offset when it is delivered at `deliver_at_ms`.
+/// Where one sent message was stored. A delayed message reports its queue and no offset:
+/// it gets one when it is delivered at `deliver_at_ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendResult {
     /// Outcome.
     pub status: SendStatus,
-    /// Stable message id.
+    /// Where the message is stored (a [`MsgId`]): the same on every replica. A delayed
+    /// message's id names the copy that waits; `msg get` follows it to the delivered one.
     pub msg_id: String,
+    /// The client's message id (`UNIQ_KEY`, made by the producer, kept through delay and
+    /// retry, accepted by `msg get`), if the producer set one.
+    pub unique_key: Option<String>,
     /// Topic.
     pub topic: TopicName,
     /// Broker group that stored it.
     pub broker_group: BrokerGroup,
     /// Queue.
     pub queue_id: QueueId,
-    /// Offset within the queue (`u64::MAX` for a delayed message until it is delivered).
-    pub queue_offset: Offset,
+    /// Offset within the queue; `None` for a delayed message until it is delivered.
+    pub queue_offset: Option<Offset>,
     /// When a delayed message will be delivered, ms since the Unix epoch (0 = now).
     pub deliver_at_ms: u64,
 }
 
 /// A message id: which group, which log entry, which slot in it.
 ///
-/// Rendered as 32 hex digits: an 8-digit hash of the group name, the 16-digit log index and
-/// the 8-digit slot, so it is stable across replicas and can be routed back to its group.
+/// Rendered as 32 hex digits: the 8-digit tag of the group (from its [`GroupId`], so two
+/// clusters, or a wiped and re-created group, never issue the same ids), the 16-digit log
+/// index and the 8-digit slot, so it is stable across replicas and can be routed back to
+/// its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MsgId {
-    /// FNV-1a hash of the broker group name.
-    pub group_hash: u32,
+    /// The group's tag: [`group_tag`].
+    pub group_tag: u32,
     /// Raft log index of the entry.
     pub log_index: u64,
     /// Position in the entry.
@@ -195,10 +221,10 @@ pub struct MsgId {
 }
 
 impl MsgId {
-    /// The id of slot `slot` of entry `log_index` in `group`.
-    pub fn new(group: &str, log_index: u64, slot: u32) -> Self {
+    /// The id of slot `slot` of entry `log_index` in the group tagged `group_tag`.
+    pub fn new(group_tag: u32, log_index: u64, slot: u32) -> Self {
         Self {
-            group_hash: group_hash(group),
+            group_tag,
             log_index,
             slot,
         }
@@ -210,7 +236,7 @@ impl MsgId {
             return None;
         }
         Some(Self {
-            group_hash: u32::from_str_radix(&s[..8], 16).ok()?,
+            group_tag: u32::from_str_radix(&s[..8], 16).ok()?,
             log_index: u64::from_str_radix(&s[8..24], 16).ok()?,
             slot: u32::from_str_radix(&s[24..], 16).ok()?,
         })
@@ -222,16 +248,23 @@ impl std::fmt::Display for MsgId {
         write!(
             f,
             "{:08X}{:016X}{:08X}",
-            self.group_hash, self.log_index, self.slot
+            self.group_tag, self.log_index, self.slot
         )
     }
 }
 
-/// FNV-1a over the group name: the group part of a [`MsgId`].
-pub fn group_hash(group: &str) -> u32 {
-    group.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
+/// The group part of a [`MsgId`]: from the group's id, or, for a group that has none yet
+/// (only one whose data predates group ids, until its leader creates one), FNV-1a over
+/// its name.
+pub fn group_tag(group: &str, id: Option<GroupId>) -> u32 {
+    id.map_or_else(
+        || {
+            group.bytes().fold(0x811c_9dc5u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            })
+        },
+        GroupId::tag,
+    )
 }
 
 #[cfg(test)]
@@ -240,9 +273,11 @@ mod tests {
 
     #[test]
     fn msg_id_round_trip() {
-        let id = MsgId::new("broker-a", 1234, 7);
+        let id = MsgId::new(group_tag("broker-a", None), 1234, 7);
         let s = id.to_string();
         assert_eq!(s.len(), 32);
+        let (a, b) = (Some(GroupId(1 << 40 | 5)), Some(GroupId(6)));
+        assert_ne!(group_tag("broker-a", a), group_tag("broker-a", b));
         assert_eq!(MsgId::parse(&s), Some(id));
         assert_eq!(MsgId::parse("xyz"), None);
     }

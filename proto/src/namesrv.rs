@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::Role;
 use crate::config::{Perm, TopicConfig};
 use crate::error::WireError;
-use crate::ids::{BrokerGroup, NodeId, TopicName};
+use crate::ids::{BrokerGroup, GroupId, NodeId, TopicName};
 
 /// A broker node announcing itself, its Raft role and its group's topics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +16,9 @@ pub struct RegisterBrokerRequest {
     pub broker_group: BrokerGroup,
     /// Node id.
     pub node_id: NodeId,
+    /// The group's id (`None` until the node has been told it): a NameServer refuses a
+    /// registration whose id conflicts with a live registration of the same group.
+    pub group_id: Option<GroupId>,
     /// Address clients use.
     pub client_addr: String,
     /// Raft role.
@@ -26,6 +29,22 @@ pub struct RegisterBrokerRequest {
     pub leader: Option<NodeId>,
     /// Topics of the group (from the replicated state).
     pub topics: Vec<TopicConfig>,
+}
+
+/// A broker node saying goodbye. Only the registration it names (same address and group
+/// id) is removed, so a stray process cannot remove a live node's route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnregisterBrokerRequest {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker group.
+    pub broker_group: BrokerGroup,
+    /// Node id.
+    pub node_id: NodeId,
+    /// The group's id the node registered with.
+    pub group_id: Option<GroupId>,
+    /// The client address it registered.
+    pub client_addr: String,
 }
 
 /// One node in a route.
@@ -48,6 +67,8 @@ pub struct BrokerGroupRoute {
     pub cluster: String,
     /// Broker group.
     pub broker_group: BrokerGroup,
+    /// The group's id, once its nodes report one (message ids carry it).
+    pub group_id: Option<GroupId>,
     /// Queues consumers read.
     pub read_queues: u32,
     /// Queues producers write.
@@ -93,11 +114,7 @@ pub trait NamesrvService {
     /// Registers (or refreshes) a broker node.
     async fn register_broker(req: RegisterBrokerRequest) -> Result<(), WireError>;
     /// Removes a broker node (on clean shutdown).
-    async fn unregister_broker(
-        cluster: String,
-        broker_group: BrokerGroup,
-        node_id: NodeId,
-    ) -> Result<(), WireError>;
+    async fn unregister_broker(req: UnregisterBrokerRequest) -> Result<(), WireError>;
     /// The route of a topic.
     async fn get_route(topic: TopicName) -> Result<TopicRoute, WireError>;
     /// Every live group and node.

@@ -12,8 +12,8 @@ use crate::broker::{
 };
 use crate::namesrv::{BrokerGroupRoute, NodeRoute, RegisterBrokerRequest, TopicRoute};
 use crate::{
-    BrokerGroup, ConsumerGroup, ConsumerGroupConfig, Message, MessageExt, NodeId, Offset, Perm,
-    QueueId, SendResult, SendStatus, TopicConfig, TopicName, WireError,
+    BrokerGroup, ConsumerGroup, ConsumerGroupConfig, FoundMessage, GroupId, Message, MessageExt,
+    NodeId, Offset, Perm, QueueId, SendResult, SendStatus, TopicConfig, TopicName, WireError,
 };
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T) {
@@ -117,11 +117,14 @@ proptest! {
     fn messages(m in message(), e in message_ext()) {
         round_trip(&m);
         round_trip(&e);
+        round_trip(&FoundMessage::Stored(e.clone()));
+        round_trip(&FoundMessage::Scheduled { msg_id: e.msg_id.clone(), broker_group: e.broker_group.clone(),
+            queue_id: e.queue_id, store_ms: e.store_ms, message: m.clone() });
         round_trip(&SendMessageRequest { producer_group: "p".into(), topic: m.topic.clone(), queue_id: QueueId(1), messages: vec![m.clone()] });
         round_trip(&PullMessageResponse { messages: vec![e.clone()], next_offset: Offset(1), min_offset: Offset(0), max_offset: Offset(2) });
         round_trip(&SendMessageResponse { results: vec![SendResult {
-            status: SendStatus::SendOk, msg_id: e.msg_id.clone(), topic: e.topic.clone(), broker_group: e.broker_group.clone(),
-            queue_id: e.queue_id, queue_offset: e.queue_offset, deliver_at_ms: 7,
+            status: SendStatus::SendOk, msg_id: e.msg_id.clone(), unique_key: Some(e.msg_id.clone()), topic: e.topic.clone(), broker_group: e.broker_group.clone(),
+            queue_id: e.queue_id, queue_offset: Some(e.queue_offset), deliver_at_ms: 7,
         }] });
     }
 
@@ -148,11 +151,11 @@ proptest! {
         round_trip(&ConsumerGroupConfig { name: group.clone(), consume_enable: true, broadcast: false, retry_max_times: q });
         let node = NodeStatus { node_id: NodeId(o), role: r, term: o, last_log_index: o, commit_index: o, applied_index: o,
             lag: Some(o), client_addr: t.clone(), raft_addr: g.clone() };
-        round_trip(&BrokerGroupStatus { cluster: t.clone(), broker_group: BrokerGroup(g.clone()), node_id: NodeId(o), leader: None, nodes: vec![node] });
-        round_trip(&RegisterBrokerRequest { cluster: t.clone(), broker_group: BrokerGroup(g.clone()), node_id: NodeId(o), client_addr: t.clone(),
-            role: r, term: o, leader: Some(NodeId(o)), topics: vec![TopicConfig::new(topic.clone(), q)] });
+        round_trip(&BrokerGroupStatus { cluster: t.clone(), broker_group: BrokerGroup(g.clone()), group_id: Some(GroupId(o)), node_id: NodeId(o), leader: None, nodes: vec![node] });
+        round_trip(&RegisterBrokerRequest { cluster: t.clone(), broker_group: BrokerGroup(g.clone()), node_id: NodeId(o), group_id: Some(GroupId(o)),
+            client_addr: t.clone(), role: r, term: o, leader: Some(NodeId(o)), topics: vec![TopicConfig::new(topic.clone(), q)] });
         round_trip(&TopicRoute { topic: topic.clone(), groups: vec![BrokerGroupRoute { cluster: t.clone(), broker_group: BrokerGroup(g.clone()),
-            read_queues: q, write_queues: q, perm: Perm::RW, leader: Some(NodeId(o)),
+            group_id: None, read_queues: q, write_queues: q, perm: Perm::RW, leader: Some(NodeId(o)),
             nodes: vec![NodeRoute { node_id: NodeId(o), addr: t.clone(), role: r, term: o }] }] });
     }
 }

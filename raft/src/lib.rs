@@ -7,6 +7,7 @@
 //! - [`codec`]: entries as commit-log payloads; votes and memberships in `meta`.
 //! - [`log_store`]: openraft log storage over the commit log.
 //! - [`state_machine`]: the state machine over the store, and snapshots.
+//! - [`identity`]: the group id, created once, learned from the leader, checked per RPC.
 //! - [`network`]: the tarpc Raft network (client side).
 //! - [`commit_hold`]: commit-only AppendEntries held for the next append to carry.
 //! - [`peer_health`]: a log line when a peer goes away and when it is back, not per RPC.
@@ -16,6 +17,7 @@ mod blocking;
 pub mod codec;
 pub mod commit_hold;
 pub mod error;
+pub mod identity;
 pub mod log_store;
 pub mod network;
 pub mod peer_health;
@@ -29,6 +31,7 @@ pub mod types;
 pub type Raft = openraft::Raft<types::TypeConfig, state_machine::StateMachine>;
 
 pub use error::Error;
+pub use identity::Identity;
 pub use network::{Connector, TcpConnector};
 pub use replica::{Replica, ReplicaConfig};
 pub use types::{Placement, RaftNode, RaftResponse};

@@ -23,6 +23,7 @@ use openraft::raft::{
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
+use raftmq_proto::raft::RaftCaller;
 use raftmq_proto::{RaftServiceClient, WireError};
 use raftmq_store::Store;
 use serde::de::DeserializeOwned;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::commit_hold::hold_commit_only;
+use crate::identity::Identity;
 use crate::peer_health::PeerHealth;
 use crate::state_machine::{RaftSnapshot, SnapshotImage};
 use crate::transfer::{SnapshotReply, SnapshotStep};
@@ -104,7 +106,7 @@ impl Connector for TcpConnector {
 #[derive(Debug, Clone)]
 pub struct NetworkFactory {
     me: u64,
-    group: String,
+    identity: Identity,
     store: Arc<Store>,
     connector: Arc<dyn Connector>,
     commit_hold: Duration,
@@ -112,18 +114,18 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
-    /// The network of node `me` of `group`, reading snapshot entries from `store` and
+    /// The network of node `me` of the group `identity` names, reading snapshot entries from `store` and
     /// holding commit-only AppendEntries up to `commit_hold` ([`crate::commit_hold`]).
     pub fn new(
         me: u64,
-        group: String,
+        identity: Identity,
         store: Arc<Store>,
         connector: Arc<dyn Connector>,
         commit_hold: Duration,
     ) -> Self {
         Self {
             me,
-            group,
+            identity,
             store,
             connector,
             commit_hold,
@@ -140,7 +142,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             me: self.me,
             target,
             addr: node.raft_addr.clone(),
-            group: self.group.clone(),
+            identity: self.identity.clone(),
             store: self.store.clone(),
             connector: self.connector.clone(),
             commit_hold: self.commit_hold,
@@ -157,7 +159,7 @@ pub struct Network {
     me: u64,
     target: u64,
     addr: String,
-    group: String,
+    identity: Identity,
     store: Arc<Store>,
     connector: Arc<dyn Connector>,
     /// See [`crate::commit_hold`].
@@ -229,7 +231,7 @@ impl Network {
         f: F,
     ) -> Result<Bytes, RPCError<TypeConfig>>
     where
-        F: FnOnce(RaftServiceClient, tarpc::context::Context, String) -> Fut,
+        F: FnOnce(RaftServiceClient, tarpc::context::Context, RaftCaller) -> Fut,
         Fut: Future<Output = Result<Result<Bytes, WireError>, tarpc::client::RpcError>>,
     {
         let client = self.client().await?;
@@ -237,7 +239,7 @@ impl Network {
         ctx.deadline = Instant::now() + timeout;
         let res = tokio::time::timeout(
             timeout + Duration::from_millis(100),
-            f(client, ctx, self.group.clone()),
+            f(client, ctx, self.identity.caller()),
         )
         .await;
         if let Ok(Ok(_)) = &res {
@@ -288,7 +290,7 @@ impl Network {
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        F: FnOnce(RaftServiceClient, tarpc::context::Context, String, Bytes) -> Fut,
+        F: FnOnce(RaftServiceClient, tarpc::context::Context, RaftCaller, Bytes) -> Fut,
         Fut: Future<Output = Result<Result<Bytes, WireError>, tarpc::client::RpcError>>,
     {
         let body = encode(req)?;

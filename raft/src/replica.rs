@@ -15,6 +15,7 @@ use raftmq_store::Store;
 use tokio::sync::watch;
 
 use crate::error::Error;
+use crate::identity::Identity;
 use crate::log_store::LogStore;
 use crate::network::{Connector, NetworkFactory};
 use crate::server::RaftServer;
@@ -101,11 +102,29 @@ pub struct Replica {
     raft: Raft,
     store: Arc<Store>,
     config: Arc<ReplicaConfig>,
+    identity: Identity,
     applied: watch::Receiver<u64>,
     snapshots: Arc<SnapshotReceiver>,
     /// Serializes membership changes made through this node (openraft refuses a change
     /// while another is uncommitted).
     membership: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A group from before group ids existed gets one from the first leader that runs this
+/// version; followers learn it from its appends.
+async fn create_group_id_when_leading(raft: Raft, identity: Identity) {
+    let mut server = raft.server_metrics();
+    drop(raft);
+    while identity.get().is_none() {
+        if server.borrow_watched().state == ServerState::Leader {
+            if let Err(e) = identity.create() {
+                tracing::error!(error = %e, "could not store a group id; will retry at the next role change");
+            }
+        }
+        if server.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A follower's appends are synced on the thread that receives them (its acknowledgement
@@ -141,9 +160,10 @@ impl Replica {
         let initial = store.applied().map_or(0, |(_, i)| i);
         let (tx, rx) = watch::channel(initial);
         let sm = StateMachine::new(store.clone(), data_dir.join("snapshot"), tx)?;
+        let identity = Identity::load(config.node_id, &config.group, store.clone())?;
         let network = NetworkFactory::new(
             config.node_id,
-            config.group.clone(),
+            identity.clone(),
             store.clone(),
             connector,
             config.commit_hold,
@@ -164,10 +184,12 @@ impl Replica {
         if config.follower_inline_sync {
             tokio::spawn(sync_inline_while_following(raft.clone(), store.clone()));
         }
+        tokio::spawn(create_group_id_when_leading(raft.clone(), identity.clone()));
         Ok(Self {
             raft,
             store,
             config: Arc::new(config),
+            identity,
             applied: rx,
             snapshots,
             membership: Arc::default(),
@@ -194,6 +216,11 @@ impl Replica {
         &self.config.group
     }
 
+    /// The group's id, once this node has one (see [`crate::identity`]).
+    pub fn group_id(&self) -> Option<raftmq_proto::GroupId> {
+        self.identity.get()
+    }
+
     /// The cluster name.
     pub fn cluster(&self) -> &str {
         &self.config.cluster
@@ -202,7 +229,7 @@ impl Replica {
     /// The server for this node's Raft port.
     pub fn server(&self) -> RaftServer {
         RaftServer::new(
-            &self.config.group,
+            self.identity.clone(),
             self.raft.clone(),
             self.snapshots.clone(),
             self.membership.clone(),
@@ -257,6 +284,8 @@ impl Replica {
             return Ok(());
         }
         tracing::info!(node_id = me, members = ?self.config.peers.keys().collect::<Vec<_>>(), "initializing a new Raft group");
+        // The id is stored before the group exists, so every entry of it is under one id.
+        self.identity.create()?;
         match self.raft.initialize(self.config.peers.clone()).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(e)) => {
@@ -307,7 +336,7 @@ impl Replica {
         client
             .set_client_addr(
                 ctx,
-                self.config.group.clone(),
+                self.identity.caller(),
                 me,
                 mine.raft_addr,
                 client_addr.to_owned(),
@@ -502,6 +531,7 @@ impl Replica {
         BrokerGroupStatus {
             cluster: self.config.cluster.clone(),
             broker_group: raftmq_proto::BrokerGroup(self.config.group.clone()),
+            group_id: self.identity.get(),
             node_id: NodeId(me),
             leader: m.current_leader.map(NodeId),
             nodes,

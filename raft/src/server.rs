@@ -3,47 +3,38 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use raftmq_proto::raft::RaftCaller;
 use raftmq_proto::{RaftService, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tarpc::context::Context;
 
+use crate::identity::Identity;
 use crate::transfer::{SnapshotReceiver, SnapshotStep};
 use crate::Raft;
 
 /// Serves [`RaftService`] for one node.
 #[derive(Clone, Debug)]
 pub struct RaftServer {
-    group: Arc<str>,
+    identity: Identity,
     raft: Raft,
     snapshots: Arc<SnapshotReceiver>,
     membership: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RaftServer {
-    /// A server for `raft`, a node of `group`.
+    /// A server for `raft`, a node of the group `identity` names.
     pub fn new(
-        group: &str,
+        identity: Identity,
         raft: Raft,
         snapshots: Arc<SnapshotReceiver>,
         membership: Arc<tokio::sync::Mutex<()>>,
     ) -> Self {
         Self {
-            group: group.into(),
+            identity,
             raft,
             snapshots,
             membership,
-        }
-    }
-
-    fn check_group(&self, group: &str) -> Result<(), WireError> {
-        if group == &*self.group {
-            Ok(())
-        } else {
-            Err(WireError::Invalid(format!(
-                "this Raft port belongs to broker group {}, not {group}: check the peers in the broker configs",
-                self.group
-            )))
         }
     }
 }
@@ -63,10 +54,12 @@ fn internal(e: impl std::fmt::Display) -> WireError {
 }
 
 impl RaftServer {
-    /// Decodes a request, hands it to the local node, encodes the reply.
+    /// Checks the caller ([`Identity::check`]; `adopt` for the leader's appends), decodes
+    /// a request, hands it to the local node, encodes the reply.
     async fn handle<Req, Resp, E, F, Fut>(
         &self,
-        group: &str,
+        from: &RaftCaller,
+        adopt: bool,
         req: &[u8],
         f: F,
     ) -> Result<Bytes, WireError>
@@ -77,7 +70,7 @@ impl RaftServer {
         F: FnOnce(Raft, Req) -> Fut,
         Fut: std::future::Future<Output = Result<Resp, E>>,
     {
-        self.check_group(group)?;
+        self.identity.check(from, adopt)?;
         let resp = f(self.raft.clone(), decode(req)?).await.map_err(internal)?;
         encode(&resp)
     }
@@ -87,34 +80,37 @@ impl RaftService for RaftServer {
     async fn append_entries(
         self,
         _: Context,
-        group: String,
+        from: RaftCaller,
         req: Bytes,
     ) -> Result<Bytes, WireError> {
-        self.handle(
-            &group,
-            &req,
-            |r, q| async move { r.append_entries(q).await },
-        )
+        self.handle(&from, true, &req, |r, q| async move {
+            r.append_entries(q).await
+        })
         .await
     }
 
-    async fn vote(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
-        self.handle(&group, &req, |r, q| async move { r.vote(q).await })
+    async fn vote(self, _: Context, from: RaftCaller, req: Bytes) -> Result<Bytes, WireError> {
+        self.handle(&from, false, &req, |r, q| async move { r.vote(q).await })
             .await
     }
 
-    async fn pre_vote(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
-        self.handle(&group, &req, |r, q| async move { r.pre_vote(q).await })
-            .await
+    async fn pre_vote(self, _: Context, from: RaftCaller, req: Bytes) -> Result<Bytes, WireError> {
+        self.handle(
+            &from,
+            false,
+            &req,
+            |r, q| async move { r.pre_vote(q).await },
+        )
+        .await
     }
 
     async fn transfer_leader(
         self,
         _: Context,
-        group: String,
+        from: RaftCaller,
         req: Bytes,
     ) -> Result<Bytes, WireError> {
-        self.handle(&group, &req, |r, q| async move {
+        self.handle(&from, false, &req, |r, q| async move {
             r.handle_transfer_leader(q).await
         })
         .await
@@ -123,13 +119,13 @@ impl RaftService for RaftServer {
     async fn set_client_addr(
         self,
         _: Context,
-        group: String,
+        from: RaftCaller,
         node_id: u64,
         raft_addr: String,
         client_addr: String,
     ) -> Result<(), WireError> {
         use openraft::async_runtime::WatchReceiver;
-        self.check_group(&group)?;
+        self.identity.check(&from, false)?;
         let _one_at_a_time = self.membership.lock().await;
         let m = self.raft.metrics().borrow_watched().clone();
         if m.current_leader != Some(*self.raft.node_id()) {
@@ -141,7 +137,8 @@ impl RaftService for RaftServer {
         let membership = m.membership_config.membership();
         let Some(node) = membership.get_node(&node_id) else {
             return Err(WireError::Invalid(format!(
-                "node {node_id} is not a member of group {group}"
+                "node {node_id} is not a member of group {}",
+                from.group
             )));
         };
         if node.raft_addr != raft_addr {
@@ -169,8 +166,8 @@ impl RaftService for RaftServer {
         Ok(())
     }
 
-    async fn snapshot(self, _: Context, group: String, req: Bytes) -> Result<Bytes, WireError> {
-        self.check_group(&group)?;
+    async fn snapshot(self, _: Context, from: RaftCaller, req: Bytes) -> Result<Bytes, WireError> {
+        self.identity.check(&from, true)?;
         let step: SnapshotStep = decode(&req)?;
         let reply = self
             .snapshots

@@ -704,6 +704,51 @@ impl Store {
         Ok(out)
     }
 
+    /// Where messages with the client message id `uniq` (`UNIQ_KEY`) are, oldest first, at
+    /// most `max`: its first copy (stored, or scheduled when delayed) and any later copies
+    /// (a delayed message's delivery, retries).
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn positions_by_unique_key(&self, uniq: &str, max: usize) -> Result<Vec<(u64, u32)>> {
+        self.positions_by_key(ANY_TOPIC, uniq, max)
+    }
+
+    /// The delayed message at `(log_index, slot)` and when it is due, if it is still
+    /// waiting for delivery.
+    ///
+    /// # Errors
+    /// I/O, RocksDB and corruption errors.
+    pub fn scheduled_at(&self, log_index: u64, slot: u32) -> Result<Option<(MessageView, u64)>> {
+        let Some(view) = self.message_in_entry(&mut None, log_index, slot)? else {
+            return Ok(None);
+        };
+        let Some(due_ms) = view
+            .property(PROP_DELIVER_AT)
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return Ok(None);
+        };
+        let timer = TimerKey {
+            due_ms,
+            log_index,
+            slot,
+        };
+        Ok(self
+            .idx
+            .get(CF_TIMERS, &timer.encode())?
+            .map(|_| (view, due_ms)))
+    }
+
+    /// The message at `slot` of entry `log_index` whatever became of it (stored, waiting,
+    /// delivered elsewhere), if the entry is retained.
+    ///
+    /// # Errors
+    /// I/O, RocksDB and corruption errors.
+    pub fn entry_message(&self, log_index: u64, slot: u32) -> Result<Option<MessageView>> {
+        self.message_in_entry(&mut None, log_index, slot)
+    }
+
     /// The smallest offset of a queue whose message was stored at or after `ms`, or the
     /// queue's max offset when every message is older.
     ///
@@ -810,6 +855,15 @@ pub(crate) fn dispatch_batch(
             on_message(&m, MessageOutcome::TopicNotFound);
             continue;
         }
+        if let Some(uniq) = m.property(PROP_UNIQ_KEY).filter(|k| valid_key(k)) {
+            // Also under no topic: a client's message id is looked up without one, and a
+            // delayed message is found by it while it waits and after it is delivered.
+            derived.put_cf(
+                keys_cf,
+                key_index_key(ANY_TOPIC, uniq, index, slot as u32),
+                [],
+            );
+        }
         if let Some(due_ms) = m
             .property(PROP_DELIVER_AT)
             .and_then(|v| v.parse::<u64>().ok())
@@ -844,7 +898,7 @@ pub(crate) fn dispatch_batch(
         };
         idx.cq_put(derived, m.topic(), m.queue_id, offset, &unit)?;
         for key in m.keys().chain(m.property(PROP_UNIQ_KEY)) {
-            if !key.is_empty() && !key.contains('\0') {
+            if valid_key(key) {
                 derived.put_cf(
                     keys_cf,
                     key_index_key(m.topic(), key, index, slot as u32),
@@ -861,6 +915,14 @@ pub(crate) fn dispatch_batch(
         );
     }
     Ok(())
+}
+
+/// The key index's "topic" for client message ids (`UNIQ_KEY`) looked up without a topic:
+/// empty, which no topic name can be.
+const ANY_TOPIC: &str = "";
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty() && !key.contains('\0')
 }
 
 /// The `meta` key recording a refused `FireTimers` entry.

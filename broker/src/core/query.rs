@@ -1,7 +1,8 @@
 //! Messages by location (id) and by key.
 
+use raftmq_proto::message::PROP_UNIQ_KEY;
 use raftmq_proto::{MsgId, TopicName};
-use raftmq_store::StoredMessage;
+use raftmq_store::{MessageView, Store, StoredMessage};
 
 use super::{blocking, Broker, BrokerError};
 
@@ -18,9 +19,10 @@ pub struct MsgLocation {
 }
 
 impl MsgLocation {
-    /// The location a native message id names, if it names one of `group`'s messages.
-    pub fn of_native_id(id: &MsgId, group: &str) -> Option<Self> {
-        (id.group_hash == raftmq_proto::message::group_hash(group)).then_some(Self {
+    /// The location a native message id names, if it names one of the messages of the
+    /// group tagged `group_tag` ([`raftmq_proto::message::group_tag`]).
+    pub fn of_native_id(id: &MsgId, group_tag: u32) -> Option<Self> {
+        (id.group_tag == group_tag).then_some(Self {
             log_index: id.log_index,
             slot: id.slot,
         })
@@ -44,7 +46,64 @@ impl MsgLocation {
     }
 }
 
+/// A message found by id.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// In its queue.
+    Stored(StoredMessage),
+    /// A delayed message waiting at `at` until `due_ms`.
+    Scheduled {
+        /// Where it waits.
+        at: MsgLocation,
+        /// The message.
+        view: MessageView,
+        /// When it is due, ms since the Unix epoch.
+        due_ms: u64,
+    },
+}
+
+/// Copies of a message looked at for one client message id: the first, a delayed one's
+/// delivery and retries, with room to spare.
+const MAX_COPIES: usize = 64;
+
+/// The message a position holds: stored, or waiting for its time.
+fn found_at(store: &Store, at: MsgLocation) -> Result<Option<Found>, raftmq_store::Error> {
+    if let Some(m) = store.message_at(at.log_index, at.slot)? {
+        return Ok(Some(Found::Stored(m)));
+    }
+    Ok(store
+        .scheduled_at(at.log_index, at.slot)?
+        .map(|(view, due_ms)| Found::Scheduled { at, view, due_ms }))
+}
+
+/// The message with client message id `uniq`: its first stored copy (a delayed message's
+/// delivered one), else the copy still waiting.
+fn found_by_unique_key(store: &Store, uniq: &str) -> Result<Option<Found>, raftmq_store::Error> {
+    let mut waiting = None;
+    for (log_index, slot) in store.positions_by_unique_key(uniq, MAX_COPIES)? {
+        match found_at(store, MsgLocation { log_index, slot })? {
+            Some(f @ Found::Stored(_)) => return Ok(Some(f)),
+            Some(f) => waiting = waiting.or(Some(f)),
+            None => {}
+        }
+    }
+    Ok(waiting)
+}
+
 impl Broker {
+    /// This group's part of message ids ([`raftmq_proto::message::group_tag`]).
+    pub fn group_tag(&self) -> u32 {
+        raftmq_proto::message::group_tag(
+            self.shared.replica.group(),
+            self.shared.replica.group_id(),
+        )
+    }
+
+    /// The native id of the message at `at`.
+    pub fn msg_id(&self, at: MsgLocation) -> MsgId {
+        MsgId::new(self.group_tag(), at.log_index, at.slot)
+    }
+
     /// The message at a location, if still retained.
     ///
     /// # Errors
@@ -54,23 +113,35 @@ impl Broker {
         blocking(move || store.message_at(at.log_index, at.slot)).await
     }
 
-    /// A message by its native id.
+    /// A message by its id in this group ([`MsgId`]) or by the client's message id
+    /// (`UNIQ_KEY`). The id a delayed message's sender got names the copy that waits; once
+    /// delivered, the delivered copy is found through its client message id.
     ///
     /// # Errors
-    /// `Invalid` (not an id, or another group's), `MessageNotFound`.
-    pub async fn get_message(&self, msg_id: &str) -> Result<StoredMessage, BrokerError> {
-        let id = MsgId::parse(msg_id).ok_or_else(|| {
-            BrokerError::invalid(format!("{msg_id:?} is not a message id (32 hex digits)"))
-        })?;
-        let group = self.group();
-        let at = MsgLocation::of_native_id(&id, group.as_str()).ok_or_else(|| {
-            BrokerError::invalid(format!(
-                "message {msg_id} was not stored by broker group {group}"
-            ))
-        })?;
-        self.message_at(at)
-            .await?
-            .ok_or_else(|| BrokerError::MessageNotFound(msg_id.to_owned()))
+    /// `MessageNotFound`, storage errors.
+    pub async fn get_message(&self, msg_id: &str) -> Result<Found, BrokerError> {
+        let at =
+            MsgId::parse(msg_id).and_then(|id| MsgLocation::of_native_id(&id, self.group_tag()));
+        let store = self.shared.store.clone();
+        let uniq = msg_id.to_owned();
+        let found = blocking(move || {
+            let Some(at) = at else {
+                return found_by_unique_key(&store, &uniq);
+            };
+            if let Some(f) = found_at(&store, at)? {
+                return Ok(Some(f));
+            }
+            // Delivered (a delayed message): follow its client message id to the copy.
+            match store.entry_message(at.log_index, at.slot)? {
+                Some(v) => match v.property(PROP_UNIQ_KEY) {
+                    Some(u) => found_by_unique_key(&store, u),
+                    None => Ok(None),
+                },
+                None => Ok(None),
+            }
+        })
+        .await?;
+        found.ok_or_else(|| BrokerError::MessageNotFound(msg_id.to_owned()))
     }
 
     /// Messages with a key, oldest first (at most `max`, at most 1024).
@@ -116,8 +187,8 @@ mod tests {
             );
         }
         assert_eq!(MsgLocation::of_physical_offset(-1), None);
-        let id = MsgId::new("broker-a", 9, 3);
-        assert!(MsgLocation::of_native_id(&id, "broker-a").is_some());
-        assert!(MsgLocation::of_native_id(&id, "broker-b").is_none());
+        let id = MsgId::new(7, 9, 3);
+        assert!(MsgLocation::of_native_id(&id, 7).is_some());
+        assert!(MsgLocation::of_native_id(&id, 8).is_none());
     }
 }

@@ -5,7 +5,7 @@
 use raftmq_proto::broker::{
     ConsumerGroupInfo, HeartbeatRequest, LockQueuesRequest, SendBackRequest,
 };
-use raftmq_proto::{ConsumerGroup, MsgId, Offset, QueueId, TopicName};
+use raftmq_proto::{ConsumerGroup, Offset, QueueId, TopicName};
 use raftmq_remoting::body::{
     to_json, ConsumerList, Heartbeat, LockBatchRequest, LockBatchResponse, MessageModel,
     MessageQueue,
@@ -236,7 +236,7 @@ pub async fn send_back(s: &Session, req: &RemotingCommand) -> RemotingCommand {
             (RetryDelay::Level(l), l, max)
         }
     };
-    let id = MsgId::new(s.broker.group().as_str(), at.log_index, at.slot).to_string();
+    let id = s.broker.msg_id(at).to_string();
     let back = SendBack {
         group: group.clone(),
         at,

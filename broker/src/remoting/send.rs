@@ -206,10 +206,10 @@ pub async fn send(s: &Session, req: &RemotingCommand) -> RemotingCommand {
                 })
                 .collect();
             let first = results.first();
-            // A delayed message has no queue offset until it is due: -1.
+            // A delayed message has no queue offset until it is due: -1 on this wire.
             let offset = first
-                .map(|r| r.queue_offset.0)
-                .and_then(|o| i64::try_from(o).ok())
+                .and_then(|r| r.queue_offset)
+                .and_then(|o| i64::try_from(o.0).ok())
                 .unwrap_or(-1);
             RemotingCommand::response_to(req, response::SUCCESS)
                 .with_ext("msgId", ids.join(","))

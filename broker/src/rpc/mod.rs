@@ -99,6 +99,7 @@ mod tests {
                 cluster: "DefaultCluster".into(),
                 broker_group: BrokerGroup::from("broker-a"),
                 node_id: NodeId(1),
+                group_id: Some(raftmq_proto::GroupId(0x1234_5678_9ABC_DEF0)),
                 client_addr: "127.0.0.1:10911".into(),
                 role: Role::Leader,
                 term: 3,

@@ -10,13 +10,13 @@ use raftmq_proto::broker::{
     SendBackRequest, SendMessageRequest, SendMessageResponse, SendOptions,
 };
 use raftmq_proto::{
-    BrokerService, ConsumerGroup, ConsumerGroupConfig, MessageExt, MsgId, NodeId, Offset, QueueId,
-    TopicConfig, TopicName, WireError, PROTOCOL_VERSION,
+    BrokerService, ConsumerGroup, ConsumerGroupConfig, FoundMessage, MessageExt, MsgId, NodeId,
+    Offset, QueueId, TopicConfig, TopicName, WireError, PROTOCOL_VERSION,
 };
 use tarpc::context::Context;
 
 use crate::clients::ClientOrigin;
-use crate::convert::message_ext;
+use crate::convert::{found_message, message_ext};
 use crate::core::pull::PullRequest;
 use crate::core::query::MsgLocation;
 use crate::core::retry::{RetryDelay, SendBack};
@@ -64,7 +64,7 @@ impl NativeConnection {
     }
 
     fn ext(&self, m: raftmq_store::StoredMessage) -> MessageExt {
-        message_ext(&self.group(), m)
+        message_ext(&self.group(), self.broker.group_tag(), m)
     }
 }
 
@@ -236,9 +236,9 @@ impl BrokerService for NativeConnection {
         Ok(self.broker.broker_group_status())
     }
 
-    async fn get_message(self, _: Context, msg_id: String) -> Result<MessageExt, WireError> {
-        let m = self.broker.get_message(&msg_id).await.map_err(to_wire)?;
-        Ok(self.ext(m))
+    async fn get_message(self, _: Context, msg_id: String) -> Result<FoundMessage, WireError> {
+        let f = self.broker.get_message(&msg_id).await.map_err(to_wire)?;
+        Ok(found_message(&self.group(), self.broker.group_tag(), f))
     }
 
     async fn query_by_key(
@@ -287,7 +287,7 @@ impl BrokerService for NativeConnection {
         let group = self.group();
         let id = MsgId::parse(&req.msg_id)
             .ok_or_else(|| WireError::Invalid(format!("{:?} is not a message id", req.msg_id)))?;
-        let at = MsgLocation::of_native_id(&id, &group).ok_or_else(|| {
+        let at = MsgLocation::of_native_id(&id, self.broker.group_tag()).ok_or_else(|| {
             WireError::Invalid(format!(
                 "message {} was not stored by broker group {group}; send it back there",
                 req.msg_id

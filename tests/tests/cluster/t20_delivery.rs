@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raftmq_client::consumer::LitePullConsumer;
 use raftmq_client::{ConsumeFrom, ConsumeResult, Message, MessageQueue, Producer, PushConsumer};
-use raftmq_proto::{QueueId, TopicName};
+use raftmq_proto::{FoundMessage, QueueId, SendResult, TopicName};
 
 use crate::harness::{wait_until, Cluster, Tuning};
 
@@ -148,13 +148,26 @@ async fn t20_delayed_messages_arrive_on_time_across_a_leader_kill() -> anyhow::R
     // Deliver-at times 2.5 to 4.5 s ahead, and delay levels 10..18 (2 to 3.6 s).
     let mut due: BTreeMap<String, u64> = BTreeMap::new();
     let base = now_ms();
+    let mut sent: Vec<SendResult> = Vec::new();
     for i in 0..5u64 {
         let at = base + 2_500 + i * 500;
         let r = producer
             .send(Message::new("Later", format!("at{i}")).with_deliver_at(at))
             .await?;
         assert_eq!(r.deliver_at_ms, at);
+        assert_eq!(r.queue_offset, None, "a waiting message has no offset yet");
         due.insert(format!("at{i}"), at);
+        sent.push(r);
+    }
+    // The id its sender got finds the waiting message, and says when it is due.
+    let admin = c.admin()?;
+    let last = sent.last().unwrap().clone();
+    match admin.get_message(&last.msg_id).await? {
+        FoundMessage::Scheduled { message, .. } => {
+            assert_eq!(message.deliver_at_ms, last.deliver_at_ms);
+            assert_eq!(&message.body[..], b"at4");
+        }
+        other => anyhow::bail!("expected a scheduled message, got {other:?}"),
     }
     for level in 10..=18u8 {
         let r = producer
@@ -172,6 +185,27 @@ async fn t20_delayed_messages_arrive_on_time_across_a_leader_kill() -> anyhow::R
         Ok(())
     })
     .await?;
+    // After delivery, both ids the sender got find the delivered copy.
+    for r in &sent {
+        let uniq = r
+            .unique_key
+            .clone()
+            .expect("the producer sets a client message id");
+        let by_uniq = match admin.get_message(&uniq).await? {
+            FoundMessage::Stored(m) => m,
+            other => anyhow::bail!("{uniq}: expected the delivered message, got {other:?}"),
+        };
+        let by_id = match admin.get_message(&r.msg_id).await? {
+            FoundMessage::Stored(m) => m,
+            other => anyhow::bail!(
+                "{}: expected the delivered message, got {other:?}",
+                r.msg_id
+            ),
+        };
+        assert_eq!(by_id, by_uniq);
+        assert_eq!(by_id.property("UNIQ_KEY"), Some(uniq.as_str()));
+        assert_eq!(by_id.topic.as_str(), "Later");
+    }
     let arrivals = arrivals.lock().unwrap().clone();
     for (body, at) in &due {
         let got = arrivals[body];

@@ -166,6 +166,13 @@ fn t30_dev_quickstart_admin_and_errors() -> anyhow::Result<()> {
     let id = sent[0]["msg_id"].as_str().unwrap_or_default().to_owned();
     let got = json_lines(&raftmq(&ns, &["--json", "msg", "get", &id])?)?;
     assert_eq!(got[0]["body"], "find me");
+    assert_eq!(got[0]["state"], "stored");
+    // The producer's id finds it too.
+    let uniq = sent[0]["unique_key"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(uniq.len(), 32, "{:?}", sent[0]);
+    let by_uniq = json_lines(&raftmq(&ns, &["--json", "msg", "get", &uniq])?)?;
+    assert_eq!(by_uniq[0]["msg_id"], id.as_str());
+    assert_eq!(by_uniq[0]["unique_key"], uniq.as_str());
     let found = json_lines(&raftmq(
         &ns,
         &[
@@ -193,7 +200,8 @@ fn t30_dev_quickstart_admin_and_errors() -> anyhow::Result<()> {
     );
     let o = raftmq(&ns, &["msg", "get", "not-an-id"])?;
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not a message id"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no message not-an-id"), "{err}");
 
     // ctrl-c stops the dev cluster cleanly.
     Command::new("kill")

@@ -46,7 +46,10 @@ fn spawn_senders(
                     match p.send(Message::new(topic.as_str(), body.clone())).await {
                         Ok(r) => {
                             let mut a = acks.lock().unwrap();
-                            a.by_body.insert(body, (r.queue_id.0, r.queue_offset.0));
+                            a.by_body.insert(
+                                body,
+                                (r.queue_id.0, r.queue_offset.expect("not delayed").0),
+                            );
                             a.times.push(Instant::now());
                         }
                         Err(e) => {

@@ -1,4 +1,5 @@
-//! Operator mistakes the broker must survive: a second process on a live data dir.
+//! Operator mistakes the broker must survive: a second process on a live data dir, a node
+//! of another cluster under a live node's name; and the log lines that tell the story.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -6,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use raftmq_client::{Message, Producer};
 
-use crate::harness::{free_port, raftmq_bin, Cluster, Tuning};
+use crate::harness::{free_port, raftmq_bin, wait_until, Cluster, Tuning};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -134,5 +135,105 @@ async fn t50_a_leader_kill_logs_one_line_per_role_change_and_few_warnings() -> a
             );
         }
     }
+    Ok(())
+}
+
+async fn group_id(admin: &raftmq_client::Admin) -> anyhow::Result<raftmq_proto::GroupId> {
+    wait_until("the group id", T, || async {
+        admin
+            .group_status("broker-a")
+            .await?
+            .group_id
+            .ok_or_else(|| anyhow::anyhow!("no group id yet"))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_a_node_of_another_cluster_cannot_join_and_its_registration_is_refused(
+) -> anyhow::Result<()> {
+    let mut a = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
+    let mut b = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
+    a.wait_leader("broker-a", T).await?;
+    b.wait_leader("broker-a", T).await?;
+    let (admin_a, admin_b) = (a.admin()?, b.admin()?);
+    let (id_a, id_b) = (group_id(&admin_a).await?, group_id(&admin_b).await?);
+    assert_ne!(id_a, id_b, "two clusters made the same group id");
+
+    tracing::info!("--- two clusters with the same group name issue different message ids");
+    admin_a.create_topic("Ids", 1, None).await?;
+    admin_b.create_topic("Ids", 1, None).await?;
+    let pa = Producer::builder().namesrv([a.namesrv.clone()]).build()?;
+    let pb = Producer::builder().namesrv([b.namesrv.clone()]).build()?;
+    let ra = pa.send(Message::new("Ids", "a")).await?;
+    let rb = pb.send(Message::new("Ids", "b")).await?;
+    assert_ne!(
+        ra.msg_id[..8],
+        rb.msg_id[..8],
+        "{} vs {}",
+        ra.msg_id,
+        rb.msg_id
+    );
+    assert_ne!(ra.unique_key, rb.unique_key);
+    pb.shutdown().await;
+
+    tracing::info!("--- node 3 of cluster a restarted on a copy of cluster b's node 3");
+    b.stop("broker-a", 3)?;
+    a.kill9("broker-a", 3);
+    let (from, to) = (
+        b.node("broker-a", 3).data_dir.clone(),
+        a.node("broker-a", 3).data_dir.clone(),
+    );
+    std::fs::remove_dir_all(&to)?;
+    let cp = Command::new("cp").arg("-a").arg(&from).arg(&to).status()?;
+    anyhow::ensure!(cp.success(), "cp -a failed");
+    drop(b);
+    a.restart("broker-a", 3)?;
+
+    for i in 0..20 {
+        pa.send(Message::new("Ids", format!("after-{i}"))).await?;
+    }
+    wait_until(
+        "the stray refuses the leader and is refused by the NameServer",
+        T,
+        || async {
+            let log = a.log_text("broker-a", 3);
+            anyhow::ensure!(
+                log.contains("refusing Raft RPCs from a node of another group")
+                    && log.contains("NameServer refused the registration"),
+                "not yet: {}",
+                a.log_tail("broker-a", 3)
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    // Routes keep cluster a's identity and leader while the stray keeps registering (every
+    // 2 s in these tests).
+    let leader = a.wait_leader("broker-a", T).await?;
+    for _ in 0..3 {
+        let route = admin_a.topic_route("Ids").await?;
+        assert_eq!(route.groups[0].group_id, Some(id_a));
+        assert_eq!(route.groups[0].leader.map(|n| n.0), Some(leader));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let namesrv_log = std::fs::read_to_string(a.dir.path().join("namesrv.log"))?;
+    assert_eq!(
+        namesrv_log.matches("registration refused").count(),
+        1,
+        "refusals are logged once: {namesrv_log}"
+    );
+    // The stray took none of cluster a's entries: the leader cannot replicate to it.
+    let status = admin_a.group_status("broker-a").await?;
+    let lag = status
+        .nodes
+        .iter()
+        .find(|n| n.node_id.0 == 3)
+        .and_then(|n| n.lag);
+    assert!(
+        lag.unwrap_or(u64::MAX) >= 20,
+        "node 3 caught up: lag {lag:?}"
+    );
+    pa.shutdown().await;
     Ok(())
 }
