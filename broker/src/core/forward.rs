@@ -19,8 +19,13 @@ use super::{Broker, BrokerError};
 const FORWARD_TIMEOUT: Duration = Duration::from_millis(2500);
 /// How long dialing the leader may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Leader changes followed within one forwarded call.
+/// Leader hints followed in a row before pausing for an election to settle.
 const MAX_HOPS: usize = 2;
+/// How long leader-only work waits for an election under way before it is answered with
+/// "no leader": an election (a leadership transfer, a failover) takes well under a second,
+/// and RocketMQ clients retry "service not available" at once without a pause (the C++
+/// client's three tries fit in the ~10 ms of a transfer's election).
+const ELECTION_WAIT: Duration = Duration::from_millis(1500);
 
 /// Connections to leaders, one per address, re-dialed after a transport failure.
 #[derive(Debug, Default)]
@@ -89,8 +94,10 @@ fn from_wire(e: WireError) -> BrokerError {
 }
 
 impl Broker {
-    /// Runs `local` here when this node leads; otherwise sends `remote` to the leader (up
-    /// to [`MAX_HOPS`] leader changes), so the caller's client sees no `NotLeader`.
+    /// Runs `local` here when this node leads; otherwise sends `remote` to the leader
+    /// (following up to [`MAX_HOPS`] hints in a row), and while an election leaves no
+    /// leader, waits for one for up to [`ELECTION_WAIT`], so the caller's client sees no
+    /// `NotLeader`.
     ///
     /// # Errors
     /// `NotLeader` when no leader is known or it cannot be reached (the caller answers
@@ -103,59 +110,85 @@ impl Broker {
         R: Fn(BrokerServiceClient, tarpc::context::Context) -> RF,
         RF: Future<Output = Result<Result<T, WireError>, RpcError>>,
     {
-        let first = if self.is_leader() {
-            local().await
-        } else {
-            Err(self.shared.replica.not_leader().into())
+        let mut local = Some(local);
+        let mut err = match local.take_if(|_| self.is_leader()) {
+            Some(l) => match l().await {
+                Err(e @ BrokerError::NotLeader { .. }) => e,
+                other => return other,
+            },
+            None => self.shared.replica.not_leader().into(),
         };
-        let mut err = match first {
-            Err(e @ BrokerError::NotLeader { .. }) => e,
-            other => return other,
-        };
-        for _ in 0..MAX_HOPS {
-            let BrokerError::NotLeader {
-                leader_addr: Some(addr),
-                ..
-            } = &err
-            else {
-                return Err(err);
+        let deadline = Instant::now() + ELECTION_WAIT;
+        let mut pause = Duration::from_millis(5);
+        let mut hops = 0;
+        loop {
+            let hint = match &err {
+                BrokerError::NotLeader { leader_addr, .. } => leader_addr
+                    .as_deref()
+                    .filter(|a| *a != self.advertise_addr())
+                    .map(str::to_owned),
+                _ => return Err(err),
             };
-            if addr == self.advertise_addr() {
-                return Err(err);
-            }
-            let addr = addr.clone();
-            let client = self.client_for(&addr).await?;
-            let mut ctx = tarpc::context::current();
-            ctx.deadline = Instant::now() + FORWARD_TIMEOUT;
-            err = match remote(client, ctx).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => from_wire(e),
-                Err(RpcError::DeadlineExceeded) => {
-                    return Err(BrokerError::Indeterminate(format!(
-                        "the leader at {addr} did not answer within {} ms",
-                        FORWARD_TIMEOUT.as_millis()
-                    )))
+            match hint {
+                Some(addr) if hops < MAX_HOPS => {
+                    hops += 1;
+                    err = match self.forward_once(&addr, &remote).await {
+                        Ok(v) => return Ok(v),
+                        Err(e) => e,
+                    };
                 }
-                Err(e @ (RpcError::Shutdown | RpcError::Send(_))) => {
-                    // A cached connection that broke before the request left: not sent,
-                    // dial again.
-                    self.shared.forwarder.forget(&addr);
-                    tracing::debug!(leader = %addr, error = %e, "re-dialing the leader");
-                    err
+                _ => {
+                    // An election under way, or hints that lead nowhere yet: look again
+                    // after a short pause, until the election wait is over.
+                    if Instant::now() + pause > deadline {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                    hops = 0;
+                    if let Some(l) = local.take_if(|_| self.is_leader()) {
+                        return l().await;
+                    }
+                    err = self.shared.replica.not_leader().into();
                 }
-                Err(e) => {
-                    self.shared.forwarder.forget(&addr);
-                    // The request may have reached the leader before the connection broke.
-                    return Err(BrokerError::Indeterminate(format!(
-                        "the connection to the leader at {addr} failed: {e}"
-                    )));
-                }
-            };
-            if !matches!(err, BrokerError::NotLeader { .. }) {
-                return Err(err);
             }
         }
-        Err(err)
+    }
+
+    /// One forwarded call to the leader at `addr`. A connection that broke before the
+    /// request left is forgotten and reported as `NotLeader` naming `addr` again (dial
+    /// again); one that broke after is `Indeterminate`.
+    async fn forward_once<T, R, RF>(&self, addr: &str, remote: &R) -> Result<T, BrokerError>
+    where
+        R: Fn(BrokerServiceClient, tarpc::context::Context) -> RF,
+        RF: Future<Output = Result<Result<T, WireError>, RpcError>>,
+    {
+        let client = self.client_for(addr).await?;
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = Instant::now() + FORWARD_TIMEOUT;
+        match remote(client, ctx).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(from_wire(e)),
+            Err(RpcError::DeadlineExceeded) => Err(BrokerError::Indeterminate(format!(
+                "the leader at {addr} did not answer within {} ms",
+                FORWARD_TIMEOUT.as_millis()
+            ))),
+            Err(e @ (RpcError::Shutdown | RpcError::Send(_))) => {
+                self.shared.forwarder.forget(addr);
+                tracing::debug!(leader = %addr, error = %e, "re-dialing the leader");
+                Err(BrokerError::NotLeader {
+                    leader: None,
+                    leader_addr: Some(addr.to_owned()),
+                })
+            }
+            Err(e) => {
+                self.shared.forwarder.forget(addr);
+                // The request may have reached the leader before the connection broke.
+                Err(BrokerError::Indeterminate(format!(
+                    "the connection to the leader at {addr} failed: {e}"
+                )))
+            }
+        }
     }
 
     async fn client_for(&self, addr: &str) -> Result<BrokerServiceClient, BrokerError> {

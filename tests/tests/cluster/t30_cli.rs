@@ -168,7 +168,10 @@ fn t30_dev_quickstart_admin_and_errors() -> anyhow::Result<()> {
     assert_eq!(got[0]["body"], "find me");
     assert_eq!(got[0]["state"], "stored");
     // The producer's id finds it too.
-    let uniq = sent[0]["unique_key"].as_str().unwrap_or_default().to_owned();
+    let uniq = sent[0]["unique_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(uniq.len(), 32, "{:?}", sent[0]);
     let by_uniq = json_lines(&raftmq(&ns, &["--json", "msg", "get", &uniq])?)?;
     assert_eq!(by_uniq[0]["msg_id"], id.as_str());
