@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod failures;
 mod output;
 mod quickstart;
 mod servers;
