@@ -4,8 +4,10 @@ mod admin;
 mod bench;
 mod failures;
 mod output;
+mod property;
 mod quickstart;
 mod servers;
+mod when;
 
 use clap::{Parser, Subcommand};
 
