@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod config_doc;
 mod failures;
 mod output;
 mod property;

@@ -23,9 +23,10 @@ pub struct NamesrvArgs {
 #[derive(Debug, clap::Args)]
 pub struct BrokerArgs {
     /// The broker's TOML config file (see deploy/local/ for examples).
-    #[arg(long, short = 'c')]
-    pub config: PathBuf,
-    /// Print the effective configuration (defaults filled in) and exit.
+    #[arg(long, short = 'c', required_unless_present = "print_config")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (the file's settings, defaults filled in; without
+    /// --config, the defaults) as TOML with a comment above each setting, and exit.
     #[arg(long)]
     pub print_config: bool,
 }
@@ -48,12 +49,13 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
 
 /// Runs a broker node until ctrl-c or SIGTERM.
 pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let config = BrokerConfig::load(&args.config)?;
+    let config = match &args.config {
+        Some(path) => BrokerConfig::load(path)?,
+        None if args.print_config => BrokerConfig::default().validate()?,
+        None => anyhow::bail!("--config is required: raftmq broker --config broker.toml"),
+    };
     if args.print_config {
-        print!(
-            "{}",
-            toml::to_string_pretty(&config).context("rendering the config")?
-        );
+        crate::output::emit(crate::config_doc::render(&config)?.trim_end());
         return Ok(());
     }
     let client = bind(&config.listen).await?;
