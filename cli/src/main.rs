@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod config_doc;
 mod failures;
+mod logging;
 mod output;
 mod property;
 mod quickstart;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// raftmq: a RocketMQ-style message broker whose broker groups are Raft groups.
 #[derive(Debug, Parser)]
-#[command(name = "raftmq", version, about, long_about = None, after_help = LOGGING_HELP)]
+#[command(name = "raftmq", version, about, long_about = None, after_help = logging::LOGGING_HELP)]
 struct Cli {
     /// NameServer addresses, comma-separated.
     #[arg(
@@ -59,30 +60,6 @@ enum Command {
     Consume(quickstart::ConsumeArgs),
     /// Measure throughput and latency.
     Bench(bench::BenchArgs),
-}
-
-/// How to change what servers log (shown by `--help`).
-const LOGGING_HELP: &str =
-    "Logging: servers log to stderr, one line per state change that matters (role \
-changes, peers lost and back). RUST_LOG overrides the default filter with tracing's syntax, \
-e.g. RUST_LOG=debug, or RUST_LOG=info,raftmq_broker=debug,openraft=info. Defaults: broker \
-`info,tarpc=error,openraft=error`; namesrv `info,tarpc=error`; dev \
-`warn,raftmq_broker::roles=info,raftmq_broker::node=info,...`; other commands `error`.";
-
-/// The default filter of `raftmq broker`: openraft's own warnings are per RPC (about ten a
-/// second while a peer is down) and tarpc warns at every client disconnect; the broker says
-/// what matters itself (`roles`, `peer_health`).
-const BROKER_LOG: &str = "info,tarpc=error,openraft=error";
-
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// The global flags a server subcommand does not use: refused rather than ignored.
@@ -143,21 +120,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Namesrv(args) => {
-            init_tracing("info,tarpc=error");
+            logging::init(logging::NAMESRV_LOG, args.log.log_format);
             on_worker(&runtime, servers::namesrv(args))
         }
         Command::Broker(args) => {
-            init_tracing(BROKER_LOG);
+            logging::init(logging::BROKER_LOG, args.log.log_format);
             on_worker(&runtime, servers::broker(args))
         }
         Command::Dev(args) => {
-            init_tracing(
-                "warn,tarpc=error,openraft=error,raftmq_broker::node=info,raftmq_broker::roles=info",
-            );
+            logging::init(logging::DEV_LOG, args.log.log_format);
             on_worker(&runtime, servers::dev(args))
         }
         command => {
-            init_tracing("error");
+            logging::init(logging::TOOL_LOG, logging::LogFormat::Text);
             let out = output::Out { json: cli.json };
             let namesrv = cli.namesrv;
             on_worker(&runtime, async move {

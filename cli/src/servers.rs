@@ -8,6 +8,8 @@ use raftmq_broker::{BrokerConfig, ClientPort};
 use raftmq_namesrv::{NamesrvConfig, NamesrvPort};
 use raftmq_proto::transport::{bind, shutdown_signal};
 
+use crate::logging::LogArgs;
+
 /// Options of `raftmq namesrv`.
 #[derive(Debug, clap::Args)]
 pub struct NamesrvArgs {
@@ -17,6 +19,8 @@ pub struct NamesrvArgs {
     /// Forget a broker node silent for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub expiry_secs: u64,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// Options of `raftmq broker`.
@@ -29,6 +33,8 @@ pub struct BrokerArgs {
     /// --config, the defaults) as TOML with a comment above each setting, and exit.
     #[arg(long)]
     pub print_config: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// Runs a NameServer until ctrl-c or SIGTERM.
@@ -80,6 +86,8 @@ pub struct DevArgs {
     /// 11911/11912 and 12911/12912).
     #[arg(long, default_value = "127.0.0.1")]
     pub ip: String,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 fn namesrv_addr(args: &DevArgs) -> String {
