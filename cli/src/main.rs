@@ -9,6 +9,7 @@ mod output;
 mod property;
 mod quickstart;
 mod servers;
+mod shell;
 mod when;
 
 use clap::{Parser, Subcommand};
@@ -60,9 +61,14 @@ enum Command {
     Consume(quickstart::ConsumeArgs),
     /// Measure throughput and latency.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...) to stdout.
+    Completions(shell::CompletionsArgs),
+    /// Print the man page, or write one per subcommand into a directory.
+    Man(shell::ManArgs),
 }
 
-/// The global flags a server subcommand does not use: refused rather than ignored.
+/// The global flags a server subcommand (or `completions`, `man`) does not use: refused
+/// rather than ignored.
 fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
     let Some((name, sub)) = matches.subcommand() else {
         return Ok(());
@@ -71,6 +77,7 @@ fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
         "broker" => "a broker's NameServers are set in its config file (namesrv = [...])",
         "dev" => "raftmq dev runs its own NameServer on --ip, port 9876",
         "namesrv" => "a NameServer listens on --listen and knows no other NameServer",
+        "completions" | "man" => "it prints files for a shell or man and talks to no server",
         _ => return Ok(()),
     };
     for (id, flag) in [("namesrv", "-n/--namesrv"), ("json", "--json")] {
@@ -115,6 +122,15 @@ where
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    match &cli.command {
+        Command::Completions(args) => {
+            shell::completions(Cli::command(), args);
+            return Ok(());
+        }
+        Command::Man(args) => return shell::man(Cli::command(), args),
+        _ => {}
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -145,7 +161,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Command::Produce(a) => quickstart::produce(&namesrv, &out, a).await,
                     Command::Consume(a) => quickstart::consume(&namesrv, &out, a).await,
                     Command::Bench(a) => bench::run(&namesrv, &out, a).await,
-                    Command::Namesrv(_) | Command::Broker(_) | Command::Dev(_) => Ok(()),
+                    Command::Namesrv(_)
+                    | Command::Broker(_)
+                    | Command::Dev(_)
+                    | Command::Completions(_)
+                    | Command::Man(_) => Ok(()),
                 }
             })
         }

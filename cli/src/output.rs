@@ -34,3 +34,13 @@ impl Out {
         }
     }
 }
+
+/// Writes `bytes` to stdout as they are (a script, a man page). A closed pipe ends the
+/// process quietly, as in [`emit`].
+pub fn emit_all(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if out.write_all(bytes).and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
