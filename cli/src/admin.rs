@@ -8,6 +8,7 @@ use raftmq_proto::{FoundMessage, MessageExt};
 use serde_json::json;
 
 use crate::output::Out;
+use crate::when::parse_time;
 
 /// `raftmq topic ...`
 #[derive(Debug, Subcommand)]
@@ -99,7 +100,8 @@ pub enum GroupCmd {
         /// Topic.
         #[arg(long)]
         topic: String,
-        /// RFC 3339 time (2026-11-24T08:00:00Z) or ms since the Unix epoch.
+        /// RFC 3339 time (2026-11-24T08:00:00Z, 2026-11-24T10:00:00+02:00) or ms since the
+        /// Unix epoch.
         #[arg(long)]
         to_time: String,
     },
@@ -283,44 +285,6 @@ pub async fn cluster(admin: &Admin, out: &Out, cmd: ClusterCmd) -> anyhow::Resul
     Ok(())
 }
 
-/// Parses an RFC 3339 UTC time (`2026-11-24T08:00:00Z`, optional fraction) or epoch ms.
-pub fn parse_time(s: &str) -> anyhow::Result<u64> {
-    if let Ok(ms) = s.parse::<u64>() {
-        return Ok(ms);
-    }
-    let bad = || {
-        anyhow::anyhow!("{s:?} is neither ms since the epoch nor an RFC 3339 UTC time like 2026-11-24T08:00:00Z")
-    };
-    let s = s.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = s.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms
-        .split(':')
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    anyhow::ensure!(d.len() == 3 && t.len() == 3, bad());
-    let (y, m, day) = (d[0], d[1], d[2]);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let ms_frac: i64 = format!("{:0<3}", &frac[..frac.len().min(3)])
-        .parse()
-        .map_err(|_| bad())?;
-    let ms = ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1000) + ms_frac;
-    u64::try_from(ms).map_err(|_| bad())
-}
-
 /// Runs `group` commands.
 pub async fn group(admin: &Admin, out: &Out, cmd: GroupCmd) -> anyhow::Result<()> {
     match cmd {
@@ -408,11 +372,11 @@ pub async fn msg(admin: &Admin, out: &Out, cmd: MsgCmd) -> anyhow::Result<()> {
                         "body": String::from_utf8_lossy(&m.body),
                         "store_ms": store_ms,
                     });
-                    let wait = due.saturating_sub(crate::output::now_ms());
+                    let wait = due.saturating_sub(crate::when::now_ms());
                     let text = format!(
                         "scheduled: due at {} ({}), then delivered to {}:{}; msg get finds the \
                          delivered copy by this id too\n{}",
-                        crate::output::utc(due),
+                        crate::when::utc(due),
                         if wait == 0 {
                             "now".to_owned()
                         } else {
@@ -450,20 +414,4 @@ pub async fn msg(admin: &Admin, out: &Out, cmd: MsgCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_time;
-
-    #[test]
-    fn times_parse() {
-        assert_eq!(parse_time("0").unwrap(), 0);
-        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
-        assert_eq!(
-            parse_time("2026-11-24T08:00:00.5Z").unwrap(),
-            1_795_507_200_500
-        );
-        assert!(parse_time("yesterday").is_err());
-    }
 }

@@ -1,6 +1,5 @@
 //! `raftmq bench`: throughput and latency percentiles (HDR histograms).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,6 +12,7 @@ use raftmq_client::{ConsumeFrom, ConsumeResult, Message, Producer, PushConsumer}
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::failures::Failures;
 use crate::output::Out;
 
 /// What to measure.
@@ -66,60 +66,17 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 
 struct Totals {
     done: AtomicU64,
-    errors: AtomicU64,
-    /// Failures by kind: (count, the first one's message).
-    failures: Mutex<BTreeMap<String, (u64, String)>>,
+    failures: Failures,
     hist: Mutex<Histogram<u64>>,
-}
-
-/// The variant name of an error (`Connect`, `NotLeader`, ...), from its `Debug` form.
-fn error_kind(e: &raftmq_client::Error) -> String {
-    let d = match e {
-        raftmq_client::Error::Wire(w) => format!("{w:?}"),
-        other => format!("{other:?}"),
-    };
-    d.split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("Other")
-        .to_owned()
 }
 
 impl Totals {
     fn new() -> anyhow::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             done: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            failures: Mutex::new(BTreeMap::new()),
+            failures: Failures::default(),
             hist: Mutex::new(histogram()?),
         }))
-    }
-
-    fn failed(&self, e: &raftmq_client::Error) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut f) = self.failures.lock() {
-            let entry = f.entry(error_kind(e)).or_insert_with(|| (0, e.to_string()));
-            entry.0 += 1;
-        }
-    }
-
-    /// `Err` naming each kind of failure with its count and first message, if any.
-    fn verdict(&self, what: &str) -> anyhow::Result<()> {
-        let f = self
-            .failures
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?;
-        if f.is_empty() {
-            return Ok(());
-        }
-        let kinds: Vec<String> = f
-            .iter()
-            .map(|(k, (n, first))| format!("{k} x{n} (first: {first})"))
-            .collect();
-        anyhow::bail!(
-            "{} {what} failed: {}",
-            self.errors.load(Ordering::Relaxed),
-            kinds.join("; ")
-        )
     }
 }
 
@@ -181,7 +138,7 @@ async fn producers(
                         }
                     }
                     Err(e) => {
-                        totals.failed(&e);
+                        totals.failures.record(&e);
                         tracing::debug!(error = %e, "send failed");
                     }
                 }
@@ -318,7 +275,7 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
                 last = (Instant::now(), done);
                 bar.set_message(format!(
                     "{done} msgs, {rate:.0} msgs/s now, {} errors",
-                    totals.errors.load(Ordering::Relaxed)
+                    totals.failures.count()
                 ));
             }
         })
@@ -343,9 +300,9 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
     let _ = ticker.await;
     bar.finish_and_clear();
     let done = totals.done.load(Ordering::Relaxed);
-    let mut errors = totals.errors.load(Ordering::Relaxed);
+    let mut errors = totals.failures.count();
     if matches!(args.mode, Mode::E2e) {
-        errors += sent.errors.load(Ordering::Relaxed);
+        errors += sent.failures.count();
     }
     let sent_totals = sent.clone();
     let sent = sent.done.load(Ordering::Relaxed);
@@ -380,9 +337,9 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
     );
     // A benchmark that measured failures, or nothing, is not a result.
     if matches!(args.mode, Mode::E2e) {
-        sent_totals.verdict("sends")?;
+        sent_totals.failures.verdict("sends")?;
     }
-    totals.verdict(match args.mode {
+    totals.failures.verdict(match args.mode {
         Mode::Produce => "sends",
         Mode::Consume | Mode::E2e => "deliveries",
     })?;

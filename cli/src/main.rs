@@ -2,15 +2,21 @@
 
 mod admin;
 mod bench;
+mod config_doc;
+mod failures;
+mod logging;
 mod output;
+mod property;
 mod quickstart;
 mod servers;
+mod shell;
+mod when;
 
 use clap::{Parser, Subcommand};
 
 /// raftmq: a RocketMQ-style message broker whose broker groups are Raft groups.
 #[derive(Debug, Parser)]
-#[command(name = "raftmq", version, about, long_about = None, after_help = LOGGING_HELP)]
+#[command(name = "raftmq", version, about, long_about = None, after_help = logging::LOGGING_HELP)]
 struct Cli {
     /// NameServer addresses, comma-separated.
     #[arg(
@@ -55,33 +61,14 @@ enum Command {
     Consume(quickstart::ConsumeArgs),
     /// Measure throughput and latency.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...) to stdout.
+    Completions(shell::CompletionsArgs),
+    /// Print the man page, or write one per subcommand into a directory.
+    Man(shell::ManArgs),
 }
 
-/// How to change what servers log (shown by `--help`).
-const LOGGING_HELP: &str =
-    "Logging: servers log to stderr, one line per state change that matters (role \
-changes, peers lost and back). RUST_LOG overrides the default filter with tracing's syntax, \
-e.g. RUST_LOG=debug, or RUST_LOG=info,raftmq_broker=debug,openraft=info. Defaults: broker \
-`info,tarpc=error,openraft=error`; namesrv `info,tarpc=error`; dev \
-`warn,raftmq_broker::roles=info,raftmq_broker::node=info,...`; other commands `error`.";
-
-/// The default filter of `raftmq broker`: openraft's own warnings are per RPC (about ten a
-/// second while a peer is down) and tarpc warns at every client disconnect; the broker says
-/// what matters itself (`roles`, `peer_health`).
-const BROKER_LOG: &str = "info,tarpc=error,openraft=error";
-
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// The global flags a server subcommand does not use: refused rather than ignored.
+/// The global flags a server subcommand (or `completions`, `man`) does not use: refused
+/// rather than ignored.
 fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
     let Some((name, sub)) = matches.subcommand() else {
         return Ok(());
@@ -90,6 +77,7 @@ fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
         "broker" => "a broker's NameServers are set in its config file (namesrv = [...])",
         "dev" => "raftmq dev runs its own NameServer on --ip, port 9876",
         "namesrv" => "a NameServer listens on --listen and knows no other NameServer",
+        "completions" | "man" => "it prints files for a shell or man and talks to no server",
         _ => return Ok(()),
     };
     for (id, flag) in [("namesrv", "-n/--namesrv"), ("json", "--json")] {
@@ -134,26 +122,33 @@ where
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    match &cli.command {
+        Command::Completions(args) => {
+            shell::completions(Cli::command(), args);
+            return Ok(());
+        }
+        Command::Man(args) => return shell::man(Cli::command(), args),
+        _ => {}
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
         Command::Namesrv(args) => {
-            init_tracing("info,tarpc=error");
+            logging::init(logging::NAMESRV_LOG, args.log.log_format);
             on_worker(&runtime, servers::namesrv(args))
         }
         Command::Broker(args) => {
-            init_tracing(BROKER_LOG);
+            logging::init(logging::BROKER_LOG, args.log.log_format);
             on_worker(&runtime, servers::broker(args))
         }
         Command::Dev(args) => {
-            init_tracing(
-                "warn,tarpc=error,openraft=error,raftmq_broker::node=info,raftmq_broker::roles=info",
-            );
+            logging::init(logging::DEV_LOG, args.log.log_format);
             on_worker(&runtime, servers::dev(args))
         }
         command => {
-            init_tracing("error");
+            logging::init(logging::TOOL_LOG, logging::LogFormat::Text);
             let out = output::Out { json: cli.json };
             let namesrv = cli.namesrv;
             on_worker(&runtime, async move {
@@ -166,7 +161,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Command::Produce(a) => quickstart::produce(&namesrv, &out, a).await,
                     Command::Consume(a) => quickstart::consume(&namesrv, &out, a).await,
                     Command::Bench(a) => bench::run(&namesrv, &out, a).await,
-                    Command::Namesrv(_) | Command::Broker(_) | Command::Dev(_) => Ok(()),
+                    Command::Namesrv(_)
+                    | Command::Broker(_)
+                    | Command::Dev(_)
+                    | Command::Completions(_)
+                    | Command::Man(_) => Ok(()),
                 }
             })
         }

@@ -35,15 +35,12 @@ impl Out {
     }
 }
 
-/// Now, ms since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A time in ms since the Unix epoch as RFC 3339 UTC, to the millisecond.
-pub fn utc(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(t).to_string()
+/// Writes `bytes` to stdout as they are (a script, a man page). A closed pipe ends the
+/// process quietly, as in [`emit`].
+pub fn emit_all(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if out.write_all(bytes).and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
 }

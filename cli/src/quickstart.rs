@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,19 +15,23 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::message_json;
+use crate::failures::Failures;
 use crate::output::Out;
+use crate::when::{now_ms, DeliverAt};
 use raftmq_proto::transport::shutdown_signal;
 
 /// Options of `raftmq produce`.
 #[derive(Debug, Args)]
+#[command(after_help = PRODUCE_HELP)]
 pub struct ProduceArgs {
     /// Topic to send to (created on first use by `raftmq dev`).
     #[arg(long)]
     pub topic: String,
-    /// How many messages.
-    #[arg(long, default_value_t = 1000)]
-    pub count: u64,
-    /// Body of every message (default: "Hello raftmq <n>").
+    /// How many messages [default: 1000; with --body -, every line until end of input].
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Body of every message (default: "Hello raftmq <n>"); `-` reads bodies from stdin, one
+    /// message per line.
     #[arg(long, conflicts_with = "size")]
     pub body: Option<String>,
     /// Random-free bodies of this many bytes instead.
@@ -37,16 +43,33 @@ pub struct ProduceArgs {
     /// Key of every message (for `msg query`).
     #[arg(long)]
     pub key: Option<String>,
+    /// A user property NAME=VALUE on every message; repeat for more. Names the brokers or
+    /// RocketMQ give a meaning (TAGS, KEYS, UNIQ_KEY, DELAY, __*, ...) are refused.
+    #[arg(long = "property", value_name = "NAME=VALUE", value_parser = crate::property::parse)]
+    pub properties: Vec<(String, String)>,
     /// Send in order to the queue this key maps to.
     #[arg(long)]
     pub sharding_key: Option<String>,
     /// Deliver after delay level N (1-18: 1s 5s 10s 30s 1m 2m ... 2h).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "deliver_at")]
     pub delay_level: Option<u8>,
+    /// Deliver at a time: an offset from each send (+30s, +5m, +2h; units ms s m h d), or an
+    /// RFC 3339 time (2026-11-24T08:00:00Z). In the future and at most 3 days ahead.
+    #[arg(long, value_name = "WHEN", value_parser = crate::when::deliver_at_arg)]
+    pub deliver_at: Option<DeliverAt>,
+    /// Give up on a message after this many ms without an acknowledgement (the client
+    /// retries within it).
+    #[arg(long, default_value_t = 3000)]
+    pub send_timeout_ms: u64,
     /// Show a progress bar and a summary instead of one line per message.
     #[arg(long)]
     pub quiet: bool,
 }
+
+/// The rules of `produce` (shown by `--help`).
+const PRODUCE_HELP: &str = "Bodies from stdin: only with --body - (never guessed from a piped stdin); each line is one message, without its line ending; empty lines are skipped; input ends at end of file or after --count messages. e.g. printf 'a\nb\n' | raftmq produce --topic T --body -
+
+Failures: a message the brokers refuse for itself (too large, say) is counted and the rest are sent. Any other failure (no NameServer or broker answered within --send-timeout-ms, no route) stops produce. It exits non-zero naming each kind of failure with its count and the first one's message; ctrl-c stops it with a summary.";
 
 /// Where a new consumer group starts.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,12 +111,117 @@ pub struct ConsumeArgs {
     pub broadcast: bool,
 }
 
-fn body_of(args: &ProduceArgs, i: u64) -> Bytes {
-    match (&args.body, args.size) {
-        (Some(b), _) => Bytes::from(b.clone()),
-        (None, Some(n)) => Bytes::from(vec![b'x'; n]),
-        (None, None) => Bytes::from(format!("Hello raftmq {i}")),
+/// Where message bodies come from.
+#[derive(Debug)]
+enum Bodies {
+    /// `--body TEXT`, `--size N` or the numbered default, `count` times.
+    Made { next: u64, count: u64 },
+    /// `--body -`: lines of stdin, at most `cap`.
+    Stdin {
+        lines: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+        cap: Option<u64>,
+        read: u64,
+    },
+}
+
+impl Bodies {
+    fn new(args: &ProduceArgs) -> Self {
+        if args.body.as_deref() == Some("-") {
+            Self::Stdin {
+                lines: stdin_lines(),
+                cap: args.count,
+                read: 0,
+            }
+        } else {
+            Self::Made {
+                next: 0,
+                count: args.count.unwrap_or(1000),
+            }
+        }
     }
+
+    /// How many bodies there will be, when known.
+    fn len(&self) -> Option<u64> {
+        match self {
+            Self::Made { count, .. } => Some(*count),
+            Self::Stdin { cap, .. } => *cap,
+        }
+    }
+
+    /// The next body; `None` at the end.
+    async fn next(&mut self, args: &ProduceArgs) -> anyhow::Result<Option<Bytes>> {
+        match self {
+            Self::Made { next, count } => {
+                if *next >= *count {
+                    return Ok(None);
+                }
+                let i = *next;
+                *next += 1;
+                Ok(Some(match (&args.body, args.size) {
+                    (Some(b), _) => Bytes::from(b.clone()),
+                    (None, Some(n)) => Bytes::from(vec![b'x'; n]),
+                    (None, None) => Bytes::from(format!("Hello raftmq {i}")),
+                }))
+            }
+            Self::Stdin { lines, cap, read } => {
+                if cap.is_some_and(|c| *read >= c) {
+                    return Ok(None);
+                }
+                match lines.recv().await {
+                    None => Ok(None),
+                    Some(Ok(line)) => {
+                        *read += 1;
+                        Ok(Some(Bytes::from(line)))
+                    }
+                    Some(Err(e)) => Err(anyhow::Error::from(e).context("reading stdin")),
+                }
+            }
+        }
+    }
+}
+
+/// The non-empty lines of stdin, without their line endings, read on a thread of their own.
+fn stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel(64);
+    // WHY a detached std thread: a blocking read of stdin cannot be cancelled, and tokio's
+    // stdin would make the runtime's shutdown wait for the next line after a ctrl-c. This
+    // thread ends at end of input, when the receiver is gone, or with the process.
+    let spawned = std::thread::Builder::new()
+        .name("stdin-lines".into())
+        .spawn(move || {
+            use std::io::BufRead as _;
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut line = Vec::new();
+                let item = match stdin.read_until(b'\n', &mut line) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        if line.ends_with(b"\n") {
+                            line.pop();
+                        }
+                        if line.ends_with(b"\r") {
+                            line.pop();
+                        }
+                        if line.is_empty() {
+                            continue;
+                        }
+                        Ok(line)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.try_send(Err(e));
+        return rx;
+    }
+    rx
 }
 
 fn result_line(r: &SendResult) -> String {
@@ -111,27 +239,67 @@ fn result_line(r: &SendResult) -> String {
     )
 }
 
-/// Sends `count` messages and reports each.
+/// Whether a failed send is about the message itself (so the next one may succeed) rather
+/// than about reaching the cluster, which the client already retried for the send timeout.
+fn about_the_message(e: &raftmq_client::Error) -> bool {
+    use raftmq_client::Error;
+    use raftmq_proto::WireError;
+    matches!(e, Error::Invalid(_) | Error::Wire(WireError::Invalid(_)))
+}
+
+/// Sends messages and reports each; see [`PRODUCE_HELP`] for what stops it.
+///
+/// # Errors
+/// Bad options, unreadable stdin, any failed send (counted by kind), or a ctrl-c.
 pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow::Result<()> {
+    crate::property::check_unique(&args.properties).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        args.send_timeout_ms > 0,
+        "--send-timeout-ms must be at least 1"
+    );
     let producer = Producer::builder()
         .namesrv(namesrv.iter().cloned())
         .group("raftmq-cli-producer")
+        .send_timeout(Duration::from_millis(args.send_timeout_ms))
+        // The route lookup before the first send is one NameServer RPC: a shorter send
+        // timeout shortens it too, so a dead NameServer is given up on within it.
+        .rpc_timeout(Duration::from_millis(args.send_timeout_ms).min(Duration::from_secs(3)))
         .build()?;
+    let mut bodies = Bodies::new(&args);
     let bar = args.quiet.then(|| {
-        let b = ProgressBar::new(args.count);
+        let (b, template) = match bodies.len() {
+            Some(n) => (
+                ProgressBar::new(n),
+                "{bar:40} {pos}/{len} sent, {per_sec}, eta {eta}",
+            ),
+            None => (ProgressBar::no_length(), "{pos} sent, {per_sec}"),
+        };
         b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} sent, {per_sec}, eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     });
     let started = Instant::now();
-    let mut failed = 0u64;
+    let failures = Failures::default();
     let mut attempted = 0u64;
+    let mut interrupted = false;
+    let mut gave_up = false;
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    for i in 0..args.count {
-        let body = body_of(&args, i);
+    loop {
+        let body = tokio::select! {
+            b = bodies.next(&args) => b,
+            _ = &mut stop => { interrupted = true; break; }
+        };
+        let body = match body {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            Err(e) => {
+                producer.shutdown().await;
+                return Err(e);
+            }
+        };
+        let i = attempted;
         let mut m = Message::new(args.topic.as_str(), body.clone());
         if let Some(t) = &args.tag {
             m = m.with_tag(t.clone());
@@ -139,8 +307,14 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
         if let Some(k) = &args.key {
             m = m.with_key(k.clone());
         }
+        for (k, v) in &args.properties {
+            m = m.with_property(k.clone(), v.clone());
+        }
         if let Some(l) = args.delay_level {
             m = m.with_delay_level(l);
+        }
+        if let Some(at) = args.deliver_at {
+            m = m.with_deliver_at(at.resolve(now_ms()));
         }
         let send = async {
             match &args.sharding_key {
@@ -150,7 +324,7 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
         };
         let r = tokio::select! {
             r = send => r,
-            _ = &mut stop => break,
+            _ = &mut stop => { interrupted = true; break; }
         };
         attempted += 1;
         match r {
@@ -166,15 +340,14 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
                     );
                 }
             }
-            Err(e) if i == 0 => {
-                producer.shutdown().await;
-                return Err(
-                    anyhow::Error::from(e).context(format!("sending to topic {}", args.topic))
-                );
-            }
             Err(e) => {
-                failed += 1;
-                eprintln!("send {i} failed: {e}");
+                failures.record(&e);
+                if about_the_message(&e) {
+                    eprintln!("message {i} not sent: {e}");
+                } else {
+                    gave_up = true;
+                    break;
+                }
             }
         }
     }
@@ -182,26 +355,34 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let failed = failures.count();
     let sent = attempted - failed;
-    if bar.is_some() || attempted < args.count {
+    if bar.is_some() || interrupted || failed > 0 {
         let secs = started.elapsed().as_secs_f64();
+        let of = match bodies.len() {
+            Some(n) => format!(" of {n}"),
+            None => String::new(),
+        };
         eprintln!(
-            "sent {sent} of {} messages to {} in {secs:.2}s ({:.0} msgs/s), {failed} failed{}",
-            args.count,
+            "sent {sent}{of} messages to {} in {secs:.2}s ({:.0} msgs/s), {failed} failed{}",
             args.topic,
             sent as f64 / secs.max(1e-9),
-            if attempted < args.count {
+            if interrupted {
                 "; interrupted"
+            } else if gave_up {
+                "; gave up"
             } else {
                 ""
             },
         );
     }
-    anyhow::ensure!(failed == 0, "{failed} of {attempted} sends failed");
+    failures
+        .verdict("sends")
+        .with_context(|| format!("sending to topic {}", args.topic))?;
+    anyhow::ensure!(!interrupted, "interrupted after {attempted} sends");
     anyhow::ensure!(
-        attempted == args.count,
-        "interrupted after {attempted} of {} sends",
-        args.count
+        attempted > 0,
+        "no message was sent: --count is 0, or stdin had no non-empty line"
     );
     Ok(())
 }

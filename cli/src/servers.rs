@@ -8,6 +8,8 @@ use raftmq_broker::{BrokerConfig, ClientPort};
 use raftmq_namesrv::{NamesrvConfig, NamesrvPort};
 use raftmq_proto::transport::{bind, shutdown_signal};
 
+use crate::logging::LogArgs;
+
 /// Options of `raftmq namesrv`.
 #[derive(Debug, clap::Args)]
 pub struct NamesrvArgs {
@@ -17,17 +19,22 @@ pub struct NamesrvArgs {
     /// Forget a broker node silent for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub expiry_secs: u64,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// Options of `raftmq broker`.
 #[derive(Debug, clap::Args)]
 pub struct BrokerArgs {
     /// The broker's TOML config file (see deploy/local/ for examples).
-    #[arg(long, short = 'c')]
-    pub config: PathBuf,
-    /// Print the effective configuration (defaults filled in) and exit.
+    #[arg(long, short = 'c', required_unless_present = "print_config")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (the file's settings, defaults filled in; without
+    /// --config, the defaults) as TOML with a comment above each setting, and exit.
     #[arg(long)]
     pub print_config: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// Runs a NameServer until ctrl-c or SIGTERM.
@@ -48,12 +55,13 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
 
 /// Runs a broker node until ctrl-c or SIGTERM.
 pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let config = BrokerConfig::load(&args.config)?;
+    let config = match &args.config {
+        Some(path) => BrokerConfig::load(path)?,
+        None if args.print_config => BrokerConfig::default().validate()?,
+        None => anyhow::bail!("--config is required: raftmq broker --config broker.toml"),
+    };
     if args.print_config {
-        print!(
-            "{}",
-            toml::to_string_pretty(&config).context("rendering the config")?
-        );
+        crate::output::emit(crate::config_doc::render(&config)?.trim_end());
         return Ok(());
     }
     let client = bind(&config.listen).await?;
@@ -78,6 +86,8 @@ pub struct DevArgs {
     /// 11911/11912 and 12911/12912).
     #[arg(long, default_value = "127.0.0.1")]
     pub ip: String,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 fn namesrv_addr(args: &DevArgs) -> String {
