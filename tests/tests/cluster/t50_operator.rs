@@ -86,6 +86,19 @@ async fn t50_a_leader_kill_logs_one_line_per_role_change_and_few_warnings() -> a
     let mut c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
     let leader = c.wait_leader("broker-a", T).await?;
     let survivors: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    // A follower may learn of the leader (and log it) after the leader is elected: count
+    // lines only from when every survivor has said whom it follows.
+    wait_until("every survivor logs whom it follows", T, || async {
+        for n in &survivors {
+            let line = format!("node {n} follows node {leader} in broker-a");
+            anyhow::ensure!(
+                c.log_text("broker-a", *n).contains(&line),
+                "node {n} has not logged {line:?} yet"
+            );
+        }
+        Ok(())
+    })
+    .await?;
     let before: Vec<usize> = survivors
         .iter()
         .map(|n| c.log_text("broker-a", *n).len())
