@@ -174,7 +174,12 @@ impl MessageView {
 
     /// The value of one property.
     pub fn property(&self, name: &str) -> Option<&str> {
-        self.properties().find(|(k, _)| *k == name).map(|(_, v)| v)
+        // Names compared as bytes: only the value found is turned into a `str` (this runs
+        // several times per message on every replica's apply).
+        self.properties
+            .iter()
+            .find(|(k, _)| k.as_ref() == name.as_bytes())
+            .map(|(_, v)| as_str(v))
     }
 }
 

@@ -679,28 +679,21 @@ impl Store {
         }
     }
 
-    /// Positions `(log_index, slot)` of messages with `key` in `topic`, oldest first.
+    /// Positions `(log_index, slot)` of messages with `key` (one of their keys, or their
+    /// client message id) in `topic`, oldest first, at most `max`.
     ///
     /// # Errors
     /// RocksDB errors.
     pub fn positions_by_key(&self, topic: &str, key: &str, max: usize) -> Result<Vec<(u64, u32)>> {
-        let first = self.log.first_index().unwrap_or(0);
-        let prefix = key_index_prefix(topic, key);
-        let mut out = Vec::new();
-        for (k, _) in self.idx.scan_prefix(CF_KEYS, &prefix)? {
-            if out.len() >= max {
-                break;
-            }
-            let rest = &k[prefix.len()..];
-            if rest.len() != 12 {
-                continue;
-            }
-            let log_index = u64::from_be_bytes(rest[..8].try_into().unwrap_or_default());
-            let slot = u32::from_be_bytes(rest[8..].try_into().unwrap_or_default());
-            if log_index >= first {
-                out.push((log_index, slot));
-            }
-        }
+        let mut out = self.positions(&key_index_prefix(topic, key), max, |_| true)?;
+        // Client message ids are indexed once, under no topic, with the topic as the value
+        // (see `dispatch_batch`); older data dirs also have them under their topic.
+        out.extend(self.positions(&key_index_prefix(ANY_TOPIC, key), max, |v| {
+            v == topic.as_bytes()
+        })?);
+        out.sort_unstable();
+        out.dedup();
+        out.truncate(max);
         Ok(out)
     }
 
@@ -711,7 +704,33 @@ impl Store {
     /// # Errors
     /// RocksDB errors.
     pub fn positions_by_unique_key(&self, uniq: &str, max: usize) -> Result<Vec<(u64, u32)>> {
-        self.positions_by_key(ANY_TOPIC, uniq, max)
+        self.positions(&key_index_prefix(ANY_TOPIC, uniq), max, |_| true)
+    }
+
+    /// The positions in the key index under `prefix` whose value `wanted` accepts, oldest
+    /// first, at most `max`, leaving out those retention has removed from the log.
+    fn positions(
+        &self,
+        prefix: &[u8],
+        max: usize,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(u64, u32)>> {
+        let first = self.log.first_index().unwrap_or(0);
+        let mut out = Vec::new();
+        for (k, v) in self.idx.scan_prefix(CF_KEYS, prefix)? {
+            if out.len() >= max {
+                break;
+            }
+            let Ok(rest) = <[u8; 12]>::try_from(&k[prefix.len()..]) else {
+                continue;
+            };
+            let log_index = u64::from_be_bytes(rest[..8].try_into().unwrap_or_default());
+            let slot = u32::from_be_bytes(rest[8..].try_into().unwrap_or_default());
+            if log_index >= first && wanted(&v) {
+                out.push((log_index, slot));
+            }
+        }
+        Ok(out)
     }
 
     /// The delayed message at `(log_index, slot)` and when it is due, if it is still
@@ -855,19 +874,27 @@ pub(crate) fn dispatch_batch(
             on_message(&m, MessageOutcome::TopicNotFound);
             continue;
         }
+        let due = m
+            .property(PROP_DELIVER_AT)
+            .and_then(|v| v.parse::<u64>().ok());
         if let Some(uniq) = m.property(PROP_UNIQ_KEY).filter(|k| valid_key(k)) {
-            // Also under no topic: a client's message id is looked up without one, and a
-            // delayed message is found by it while it waits and after it is delivered.
+            // One entry per message, under no topic: a client's message id is looked up
+            // without one, and a delayed message is found by it while it waits and after it
+            // is delivered. The value names the topic of a stored message (empty while it
+            // waits), for lookups within a topic. Every replica writes it on the publish
+            // path, so once, not also under the topic (docs/benchmarks.md).
+            let topic: &[u8] = if due.is_some() {
+                b""
+            } else {
+                m.topic().as_bytes()
+            };
             derived.put_cf(
                 keys_cf,
                 key_index_key(ANY_TOPIC, uniq, index, slot as u32),
-                [],
+                topic,
             );
         }
-        if let Some(due_ms) = m
-            .property(PROP_DELIVER_AT)
-            .and_then(|v| v.parse::<u64>().ok())
-        {
+        if let Some(due_ms) = due {
             let t = TimerKey {
                 due_ms,
                 log_index: index,
@@ -897,7 +924,7 @@ pub(crate) fn dispatch_batch(
             size: m.encoded_len as u32,
         };
         idx.cq_put(derived, m.topic(), m.queue_id, offset, &unit)?;
-        for key in m.keys().chain(m.property(PROP_UNIQ_KEY)) {
+        for key in m.keys() {
             if valid_key(key) {
                 derived.put_cf(
                     keys_cf,

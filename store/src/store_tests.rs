@@ -191,7 +191,19 @@ fn a_clients_uniq_key_is_indexed_like_a_key() {
     for key in ["k", "0A0000010000FFFF"] {
         let pos = h.store.positions_by_key("T", key, 10).unwrap();
         assert_eq!(pos.len(), 1, "{key}");
+        assert!(h.store.positions_by_key("U", key, 10).unwrap().is_empty());
     }
+    let by_id = h
+        .store
+        .positions_by_unique_key("0A0000010000FFFF", 10)
+        .unwrap();
+    assert_eq!(
+        by_id,
+        h.store
+            .positions_by_key("T", "0A0000010000FFFF", 10)
+            .unwrap()
+    );
+    assert!(h.store.positions_by_unique_key("k", 10).unwrap().is_empty());
 }
 
 #[test]
