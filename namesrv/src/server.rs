@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use raftmq_proto::transport::{framed_io, serve_with, sniff, FrontEnd, Serving};
+use raftmq_proto::transport::{serve_with, serving_io, sniff, FrontEnd, Serving};
 use raftmq_proto::NamesrvService as _;
 use raftmq_remoting::detect::{detect, Protocol, PREFIX_LEN};
 use tokio::net::TcpListener;
@@ -75,7 +75,7 @@ impl FrontEnd<Namesrv> for NamesrvPort {
                         }
                         Protocol::Native => {
                             let serve = NativeNamesrv(core).serve();
-                            raftmq_proto::tarpc_connection!(framed_io(io), serve, requests).await
+                            raftmq_proto::tarpc_connection!(serving_io(io), serve, requests).await
                         }
                     }
                 }

@@ -18,7 +18,9 @@
 
 pub mod broker;
 pub mod config;
+pub mod conn_limit;
 pub mod error;
+pub mod frames;
 pub mod ids;
 pub mod message;
 pub mod names;

@@ -11,11 +11,15 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tarpc::tokio_serde::formats::Bincode;
-use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tarpc::tokio_serde::Framed as SerdeFramed;
+use tarpc::tokio_util::codec::Framed;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::conn_limit::ConnectionLimit;
+use crate::frames::Frames;
 
 /// Largest frame either side accepts: room for a 4 MiB message batch, a Raft
 /// AppendEntries of several such entries, or a snapshot chunk, with headroom.
@@ -30,33 +34,61 @@ pub const MAX_REQUESTS_PER_CONNECTION: usize = 4096;
 /// A tarpc transport over TCP.
 pub type TcpTransport<In, Out> = IoTransport<TcpStream, In, Out>;
 
-/// A tarpc transport over any byte stream.
-pub type IoTransport<Io, In, Out> =
-    tarpc::serde_transport::Transport<Io, In, Out, Bincode<In, Out>>;
+/// A tarpc transport over any byte stream: bincode in [`Frames`].
+pub type IoTransport<Io, In, Out> = SerdeFramed<Framed<Io, Frames>, In, Out, Bincode<In, Out>>;
 
-/// Wraps a connected stream: `TCP_NODELAY` on, frames up to [`MAX_FRAME_BYTES`].
+/// Wraps a connected stream for a client: `TCP_NODELAY` on, frames up to
+/// [`MAX_FRAME_BYTES`].
 pub fn framed<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-    }
+    nodelay(&stream);
     framed_io(stream)
 }
 
-/// Wraps any byte stream in tarpc's framing: frames up to [`MAX_FRAME_BYTES`].
+/// Wraps an accepted stream for a server: `TCP_NODELAY` on, as [`serving_io`].
+pub fn serving<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
+where
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    nodelay(&stream);
+    serving_io(stream)
+}
+
+fn nodelay(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+}
+
+/// Wraps any byte stream for a client: frames up to [`MAX_FRAME_BYTES`].
 pub fn framed_io<Io, In, Out>(io: Io) -> IoTransport<Io, In, Out>
 where
     Io: AsyncRead + AsyncWrite,
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let codec = LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME_BYTES)
-        .new_codec();
-    tarpc::serde_transport::new(Framed::new(io, codec), Bincode::default())
+    SerdeFramed::new(
+        Framed::new(io, Frames::client(MAX_FRAME_BYTES)),
+        Bincode::default(),
+    )
+}
+
+/// Wraps any byte stream for a server: frames up to [`MAX_FRAME_BYTES`], request
+/// deadlines clamped ([`Frames::server`]).
+pub fn serving_io<Io, In, Out>(io: Io) -> IoTransport<Io, In, Out>
+where
+    Io: AsyncRead + AsyncWrite,
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    SerdeFramed::new(
+        Framed::new(io, Frames::server(MAX_FRAME_BYTES)),
+        Bincode::default(),
+    )
 }
 
 /// Connects to `addr` with a timeout.
@@ -79,8 +111,9 @@ where
     Ok(framed(stream))
 }
 
-/// Accepts connections on `listener` until `shutdown` fires; `connection` runs one
-/// connection (given its peer address), spawning each request on the tracker it is given.
+/// Accepts connections on `listener` until `shutdown` fires, within the process's
+/// [`ConnectionLimit`]; `connection` runs one connection (given its peer address),
+/// spawning each request on the tracker it is given.
 /// On shutdown it stops accepting, gives in-flight requests up to [`SHUTDOWN_GRACE`] to
 /// finish, then closes every connection. [`crate::serve_tarpc!`] serves a tarpc service
 /// with it.
@@ -106,9 +139,14 @@ where
                 continue;
             }
         };
+        let Some(slot) = ConnectionLimit::process().admit(peer) else {
+            drop(stream);
+            continue;
+        };
         let run = connection(stream, peer, requests.clone());
         let close = close.clone();
         connections.spawn(async move {
+            let _slot = slot;
             tokio::select! {
                 _ = run => tracing::trace!(%peer, "connection closed"),
                 _ = close.cancelled() => {}
@@ -137,12 +175,12 @@ macro_rules! serve_tarpc {
         let make = $make;
         $crate::transport::serve_with($listener, $shutdown, move |stream, peer, requests| {
             let serve = make(peer);
-            $crate::tarpc_connection!($crate::transport::framed(stream), serve, requests)
+            $crate::tarpc_connection!($crate::transport::serving(stream), serve, requests)
         })
     }};
 }
 
-/// Serves one tarpc connection (a transport from [`framed`] or [`framed_io`]), spawning
+/// Serves one tarpc connection (a transport from [`serving_io`]), spawning
 /// each request on `requests`; an `async` block that ends when the connection does.
 #[macro_export]
 macro_rules! tarpc_connection {
@@ -250,9 +288,7 @@ pub async fn sniff<T>(
         return None;
     }
     let protocol = decide(&prefix)?;
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-    }
+    nodelay(&stream);
     Some((protocol, Prefixed::new(prefix, stream)))
 }
 

@@ -17,6 +17,7 @@ mod blocking;
 pub mod codec;
 pub mod commit_hold;
 pub mod error;
+pub mod guard;
 pub mod identity;
 pub mod log_store;
 pub mod network;

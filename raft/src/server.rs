@@ -9,14 +9,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tarpc::context::Context;
 
+use crate::guard::{Claim, RpcGuard};
 use crate::identity::Identity;
 use crate::transfer::{SnapshotReceiver, SnapshotStep};
+use crate::types::TypeConfig;
 use crate::Raft;
 
 /// Serves [`RaftService`] for one node.
 #[derive(Clone, Debug)]
 pub struct RaftServer {
     identity: Identity,
+    guard: Arc<RpcGuard>,
     raft: Raft,
     snapshots: Arc<SnapshotReceiver>,
     membership: Arc<tokio::sync::Mutex<()>>,
@@ -31,6 +34,7 @@ impl RaftServer {
         membership: Arc<tokio::sync::Mutex<()>>,
     ) -> Self {
         Self {
+            guard: Arc::new(RpcGuard::new(*raft.node_id())),
             identity,
             raft,
             snapshots,
@@ -55,12 +59,14 @@ fn internal(e: impl std::fmt::Display) -> WireError {
 
 impl RaftServer {
     /// Checks the caller ([`Identity::check`]; `adopt` for the leader's appends), decodes
-    /// a request, hands it to the local node, encodes the reply.
+    /// a request, checks what it claims ([`RpcGuard`]), hands it to the local node, encodes
+    /// the reply.
     async fn handle<Req, Resp, E, F, Fut>(
         &self,
         from: &RaftCaller,
         adopt: bool,
         req: &[u8],
+        claim: impl FnOnce(&Req) -> Claim,
         f: F,
     ) -> Result<Bytes, WireError>
     where
@@ -71,8 +77,21 @@ impl RaftServer {
         Fut: std::future::Future<Output = Result<Resp, E>>,
     {
         self.identity.check(from, adopt)?;
-        let resp = f(self.raft.clone(), decode(req)?).await.map_err(internal)?;
+        let req: Req = decode(req)?;
+        self.guard.check(&self.raft, claim(&req))?;
+        let resp = f(self.raft.clone(), req).await.map_err(internal)?;
         encode(&resp)
+    }
+}
+
+type VoteRequest = openraft::raft::VoteRequest<TypeConfig>;
+
+/// What a vote or pre-vote claims: its candidate, at its term.
+fn vote_claim(rpc: &'static str) -> impl FnOnce(&VoteRequest) -> Claim {
+    move |q| Claim {
+        rpc,
+        term: q.vote.leader_id.term,
+        candidate: Some(q.vote.leader_id.voted_for),
     }
 }
 
@@ -83,15 +102,22 @@ impl RaftService for RaftServer {
         from: RaftCaller,
         req: Bytes,
     ) -> Result<Bytes, WireError> {
-        self.handle(&from, true, &req, |r, q| async move {
+        let claim = |q: &openraft::raft::AppendEntriesRequest<TypeConfig>| Claim {
+            rpc: "append_entries",
+            term: q.vote.leader_id.term,
+            candidate: None,
+        };
+        self.handle(&from, true, &req, claim, |r, q| async move {
             r.append_entries(q).await
         })
         .await
     }
 
     async fn vote(self, _: Context, from: RaftCaller, req: Bytes) -> Result<Bytes, WireError> {
-        self.handle(&from, false, &req, |r, q| async move { r.vote(q).await })
-            .await
+        self.handle(&from, false, &req, vote_claim("vote"), |r, q| async move {
+            r.vote(q).await
+        })
+        .await
     }
 
     async fn pre_vote(self, _: Context, from: RaftCaller, req: Bytes) -> Result<Bytes, WireError> {
@@ -99,6 +125,7 @@ impl RaftService for RaftServer {
             &from,
             false,
             &req,
+            vote_claim("pre_vote"),
             |r, q| async move { r.pre_vote(q).await },
         )
         .await
@@ -110,7 +137,12 @@ impl RaftService for RaftServer {
         from: RaftCaller,
         req: Bytes,
     ) -> Result<Bytes, WireError> {
-        self.handle(&from, false, &req, |r, q| async move {
+        let claim = |q: &openraft::raft::TransferLeaderRequest<TypeConfig>| Claim {
+            rpc: "transfer_leader",
+            term: q.from_leader().leader_id.term,
+            candidate: Some(q.from_leader().leader_id.voted_for),
+        };
+        self.handle(&from, false, &req, claim, |r, q| async move {
             r.handle_transfer_leader(q).await
         })
         .await

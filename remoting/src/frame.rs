@@ -17,6 +17,9 @@ use crate::header;
 /// Java's default frame limit (`com.rocketmq.remoting.frameMaxLength`), length field included.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
 
+/// How far ahead of the bytes received the read buffer is grown for a large frame.
+const READ_AHEAD: usize = 64 << 10;
+
 /// Decodes one complete frame (`buf` holds exactly one, length field included).
 ///
 /// # Errors
@@ -118,7 +121,9 @@ impl Decoder for FrameCodec {
             ))));
         }
         if src.len() < len {
-            src.reserve(len - src.len());
+            // Grow with the bytes that arrive, not to the announced length at once: a peer
+            // announcing 16 MiB and sending nothing must not make us hold 16 MiB.
+            src.reserve((len - src.len()).min(READ_AHEAD));
             return Ok(None);
         }
         let frame = src.split_to(len).freeze();

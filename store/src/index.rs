@@ -227,6 +227,9 @@ pub struct Indexes {
     db: DB,
 }
 
+/// Table files RocksDB keeps open at most (it reopens others as needed).
+const MAX_OPEN_FILES: i32 = 256;
+
 impl Indexes {
     /// Opens (or creates) the database in `dir`.
     ///
@@ -238,6 +241,9 @@ impl Indexes {
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
         opts.set_max_total_wal_size(256 << 20);
+        // Bounded, so served connections cannot starve RocksDB of file descriptors: the
+        // process keeps `raftmq_proto::conn_limit::RESERVED_FDS` for files like these.
+        opts.set_max_open_files(MAX_OPEN_FILES);
         let cfs = [CF_CQ, CF_KEYS, CF_TIMERS, CF_OFFSETS, CF_META]
             .into_iter()
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));

@@ -13,7 +13,7 @@ pub mod native;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftmq_proto::transport::{framed_io, serve_with, sniff, Serving};
+use raftmq_proto::transport::{serve_with, serving_io, sniff, Serving};
 use raftmq_proto::BrokerService as _;
 use raftmq_remoting::detect::{detect, Protocol as Detected, PREFIX_LEN};
 use tokio::net::TcpListener;
@@ -71,7 +71,7 @@ impl raftmq_proto::transport::FrontEnd<Broker> for ClientPort {
                         Detected::Native => {
                             let conn = Arc::new(ConnectionCtx::new(Some(peer), Protocol::Native));
                             let serve = NativeConnection::new(broker, conn).serve();
-                            raftmq_proto::tarpc_connection!(framed_io(io), serve, requests).await
+                            raftmq_proto::tarpc_connection!(serving_io(io), serve, requests).await
                         }
                     }
                 }
@@ -85,6 +85,7 @@ mod tests {
     use super::*;
     use raftmq_proto::broker::HelloRequest;
     use raftmq_proto::namesrv::RegisterBrokerRequest;
+    use raftmq_proto::transport::framed_io;
     use raftmq_proto::{BrokerGroup, BrokerServiceClient, NamesrvServiceClient, NodeId, Role};
     use tokio::io::AsyncReadExt;
 

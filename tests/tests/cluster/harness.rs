@@ -105,6 +105,8 @@ pub struct Tuning {
     /// Forget silent consumers after 4 s and expire orderly locks after 6 s, so that
     /// crash tests do not wait minutes.
     pub fast_expiry: bool,
+    /// Start the brokers under this open-files limit, soft and hard (`prlimit`).
+    pub open_files: Option<u64>,
 }
 
 /// A running cluster; every process is killed when it is dropped.
@@ -252,7 +254,14 @@ impl Cluster {
             .append(true)
             .open(&n.log)?;
         // The broker's own default filter unless a test run asks for another.
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match self.tuning.open_files {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.args(["broker", "--config"])
             .arg(&n.config)
             .env_remove("RUST_LOG");
@@ -275,6 +284,20 @@ impl Cluster {
     /// The node `(group, id)`.
     pub fn node(&self, group: &str, id: u64) -> &Node {
         &self.nodes[self.index(group, id)]
+    }
+
+    /// The process id of a running node.
+    pub fn pid(&self, group: &str, id: u64) -> Option<u32> {
+        self.node(group, id).child.as_ref().map(Child::id)
+    }
+
+    /// Whether a node's process is still running.
+    pub fn is_running(&mut self, group: &str, id: u64) -> bool {
+        let i = self.index(group, id);
+        self.nodes[i]
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// kill -9.

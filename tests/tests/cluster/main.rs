@@ -20,3 +20,4 @@ mod t50_failover;
 mod t50_membership;
 mod t50_operator;
 mod t50_remoting;
+mod t60_hostile;

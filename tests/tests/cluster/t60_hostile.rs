@@ -1,0 +1,300 @@
+//! Hostile input on every port: forged Raft votes, far-future deadlines, huge announced
+//! frames, garbage, and more idle connections than the open-files limit allows. The group
+//! keeps its leader, the processes stay up, memory stays bounded, writes keep flowing.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftmq_client::{Message, Producer};
+use raftmq_proto::raft::RaftCaller;
+use raftmq_proto::{RaftServiceClient, WireError};
+use raftmq_raft::types::TypeConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{wait_until, Cluster, Tuning};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Sends a forged vote or pre-vote (leadership transfer on, no log) to a Raft port.
+async fn forge(
+    raft_addr: &str,
+    rpc: &str,
+    candidate: u64,
+    term: u64,
+) -> anyhow::Result<Result<Bytes, WireError>> {
+    let stream = TcpStream::connect(raft_addr).await?;
+    let client =
+        RaftServiceClient::new(Default::default(), raftmq_proto::transport::framed(stream)).spawn();
+    let vote = openraft::Vote {
+        leader_id: openraft::impls::leader_id_std::LeaderId {
+            term,
+            voted_for: candidate,
+        },
+        committed: false,
+    };
+    let mut req = openraft::raft::VoteRequest::<TypeConfig>::new(vote, None);
+    req.leadership_transfer = true;
+    let body = Bytes::from(bincode::serialize(&req)?);
+    let from = RaftCaller {
+        group: "broker-a".into(),
+        group_id: None,
+    };
+    let ctx = tarpc::context::current();
+    Ok(match rpc {
+        "vote" => client.vote(ctx, from, body).await?,
+        _ => client.pre_vote(ctx, from, body).await?,
+    })
+}
+
+async fn leader_term(c: &Cluster) -> anyhow::Result<u64> {
+    let nodes = c.admin()?.cluster_nodes().await?;
+    nodes
+        .iter()
+        .find(|n| n.role == "leader")
+        .map(|n| n.term)
+        .ok_or_else(|| anyhow::anyhow!("no leader in {nodes:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_forged_votes_to_every_raft_port_leave_the_leader_in_place() -> anyhow::Result<()> {
+    let c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
+    let leader = c.wait_leader("broker-a", T).await?;
+    c.admin()?.create_topic("Forged", 1, None).await?;
+    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    wait_until("a first send", T, || async {
+        Ok(producer.send(Message::new("Forged", "before")).await?)
+    })
+    .await?;
+    let term = leader_term(&c).await?;
+    for n in &c.nodes {
+        for rpc in ["vote", "pre_vote"] {
+            // A stranger at the last term, a member's name at it, a stranger at the next
+            // term: what took the group down for good, or made the leader step down.
+            for (candidate, at) in [(99, u64::MAX), (n.id % 3 + 1, u64::MAX), (99, term + 1)] {
+                let e = forge(&n.raft_listen, rpc, candidate, at)
+                    .await?
+                    .expect_err("a forged vote was taken");
+                assert!(
+                    e.to_string().contains("refuses the Raft"),
+                    "node {}: {rpc} from {candidate} at {at}: {e}",
+                    n.id
+                );
+            }
+        }
+    }
+    for i in 0..20 {
+        producer
+            .send(Message::new("Forged", format!("after{i}")))
+            .await?;
+    }
+    assert_eq!(c.wait_leader("broker-a", T).await?, leader);
+    assert_eq!(leader_term(&c).await?, term, "the term moved");
+    for n in &c.nodes {
+        let log = c.log_text("broker-a", n.id);
+        let lines = log
+            .matches("refusing a Raft RPC no member would send")
+            .count();
+        assert!(
+            (1..=2).contains(&lines),
+            "node {}: {lines} refusal lines",
+            n.id
+        );
+    }
+    Ok(())
+}
+
+/// A tarpc request frame whose deadline is `Duration::MAX` (then junk where the request
+/// body belongs): once enough to panic every server.
+fn far_future_request() -> Vec<u8> {
+    let mut body = vec![0u8, 253];
+    body.extend_from_slice(&u64::MAX.to_le_bytes());
+    body.push(252);
+    body.extend_from_slice(&999_999_999u32.to_le_bytes());
+    body.extend_from_slice(&[7u8; 32]);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Writes `bytes` and waits for the server to close the connection (or 10 s).
+async fn send_and_wait_close(addr: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(bytes).await?;
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    anyhow::ensure!(
+        closed.is_ok(),
+        "{addr} kept a connection open after {bytes:02x?}"
+    );
+    Ok(())
+}
+
+fn rss_mib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))?;
+    Ok(kib / 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_hostile_frames_neither_crash_nor_bloat_a_server() -> anyhow::Result<()> {
+    let mut c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
+    let leader = c.wait_leader("broker-a", T).await?;
+    c.admin()?.create_topic("Hostile", 1, None).await?;
+    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    wait_until("a first send", T, || async {
+        Ok(producer.send(Message::new("Hostile", "before")).await?)
+    })
+    .await?;
+    let n = c.node("broker-a", leader);
+    let (client_port, raft_port) = (n.client_addr.clone(), n.raft_listen.clone());
+    let ports = [client_port.clone(), c.namesrv.clone(), raft_port];
+    for port in &ports {
+        send_and_wait_close(port, &far_future_request()).await?;
+        // Over the frame limit, and garbage.
+        send_and_wait_close(port, &[0x7f, 0xff, 0xff, 0xff, 9, 9, 9, 9, 9, 9, 9, 9]).await?;
+        send_and_wait_close(
+            port,
+            &[0, 0, 0, 12, 0xff, 0xfe, 0xfd, 0xfc, 1, 2, 3, 4, 5, 6, 7, 8],
+        )
+        .await?;
+    }
+    // Unfinished frames: announced near the limits (60 MiB native, 15 MiB remoting) and
+    // never sent, held open: nothing is reserved for what was only promised.
+    let pid = c.pid("broker-a", leader).expect("leader pid");
+    let before = rss_mib(pid)?;
+    let mut held = Vec::new();
+    for i in 0..16 {
+        let mut s = TcpStream::connect(&client_port).await?;
+        let head: Vec<u8> = if i % 2 == 0 {
+            [
+                &(60u32 << 20).to_be_bytes()[..],
+                &[0, 253, 1, 2, 3, 4, 5, 6, 7, 8],
+            ]
+            .concat()
+        } else {
+            [
+                &(15u32 << 20).to_be_bytes()[..],
+                &[1, 0, 0, 5, 1, 2, 3, 4, 5, 6],
+            ]
+            .concat()
+        };
+        s.write_all(&head).await?;
+        held.push(s);
+    }
+    // And 40 connections sending 24 MiB each of a 60 MiB frame (960 MiB in all): past
+    // 256 MiB of unfinished frames the server closes such connections.
+    let chunk = vec![0u8; 1 << 20];
+    let mut refused = 0;
+    for _ in 0..40 {
+        let mut s = TcpStream::connect(&client_port).await?;
+        let head = [
+            &(60u32 << 20).to_be_bytes()[..],
+            &[0, 253, 1, 2, 3, 4, 5, 6, 7, 8],
+        ]
+        .concat();
+        let mut ok = s.write_all(&head).await.is_ok();
+        for _ in 0..24 {
+            ok = ok && s.write_all(&chunk).await.is_ok();
+        }
+        if ok {
+            held.push(s);
+        } else {
+            refused += 1;
+        }
+    }
+    wait_until("writes flowing with the frames held", T, || async {
+        Ok(producer.send(Message::new("Hostile", "during")).await?)
+    })
+    .await?;
+    let during = rss_mib(pid)?;
+    tracing::info!(
+        before,
+        during,
+        refused,
+        "RSS (MiB) with unfinished frames held"
+    );
+    assert!(
+        during < before + 600,
+        "RSS went from {before} MiB to {during} MiB with 960 MiB of unfinished frames sent"
+    );
+    assert!(refused > 0, "no connection was refused past the budget");
+    drop(held);
+    for i in 0..20 {
+        producer
+            .send(Message::new("Hostile", format!("after{i}")))
+            .await?;
+    }
+    for id in 1..=3 {
+        assert!(c.is_running("broker-a", id), "node {id} exited");
+        let log = c.log_text("broker-a", id);
+        assert!(!log.contains("panicked"), "node {id} panicked:\n{log}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_a_broker_under_ulimit_1024_refuses_idle_connections_and_stays_up() -> anyhow::Result<()>
+{
+    // This process opens 1,000 sockets; raise its own soft limit as a broker does.
+    raftmq_proto::conn_limit::ConnectionLimit::process();
+    let tuning = Tuning {
+        open_files: Some(1024),
+        ..Tuning::default()
+    };
+    let mut c = Cluster::start(&[("broker-a", 3)], tuning).await?;
+    let leader = c.wait_leader("broker-a", T).await?;
+    c.admin()?.create_topic("Idle", 1, None).await?;
+    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    wait_until("a first send", T, || async {
+        Ok(producer.send(Message::new("Idle", "before")).await?)
+    })
+    .await?;
+    let addr = c.node("broker-a", leader).client_addr.clone();
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        if let Ok(s) = TcpStream::connect(&addr).await {
+            idle.push(s);
+        }
+    }
+    wait_until("the leader says why it refuses connections", T, || async {
+        let log = c.log_text("broker-a", leader);
+        anyhow::ensure!(
+            log.contains("refusing a connection") && log.contains("open-files limit of 1024"),
+            "no refusal line yet"
+        );
+        Ok(())
+    })
+    .await?;
+    // The producer's connection is older than the flood: it keeps working.
+    for i in 0..20 {
+        producer
+            .send(Message::new("Idle", format!("during{i}")))
+            .await?;
+    }
+    drop(idle);
+    let fresh = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    wait_until("a new client once the idle ones are gone", T, || async {
+        Ok(fresh.send(Message::new("Idle", "after")).await?)
+    })
+    .await?;
+    for id in 1..=3 {
+        assert!(c.is_running("broker-a", id), "node {id} exited");
+        let log = c.log_text("broker-a", id);
+        assert!(!log.contains("Too many open files"), "node {id}:\n{log}");
+    }
+    Ok(())
+}
