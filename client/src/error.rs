@@ -55,6 +55,30 @@ pub enum Error {
     /// The client was shut down.
     #[error("the client is closed")]
     Closed,
+    /// A send gave up on an error that alone says "not stored" (`last`), after an earlier
+    /// attempt whose outcome is unknown (`earlier`): that attempt may have stored it.
+    #[error("{last}; but an earlier attempt may have stored it: {earlier}")]
+    MaybeStored {
+        /// The attempt whose outcome is unknown.
+        earlier: Box<Error>,
+        /// The error the send gave up on.
+        last: Box<Error>,
+    },
+}
+
+impl Error {
+    /// The error a retried send gives up with: `last`, or [`Error::MaybeStored`] when
+    /// `last` says "not applied" but an `earlier` attempt's outcome is unknown (a send
+    /// that timed out, then found the broker gone, may well have been stored).
+    pub fn gave_up(earlier: Option<Error>, last: Error) -> Error {
+        match earlier {
+            Some(e) if last.outcome() == Outcome::NotApplied => Error::MaybeStored {
+                earlier: Box::new(e),
+                last: Box::new(last),
+            },
+            _ => last,
+        }
+    }
 }
 
 impl Error {
@@ -62,7 +86,9 @@ impl Error {
     pub fn outcome(&self) -> Outcome {
         match self {
             Error::Wire(w) => w.outcome(),
-            Error::Transport { .. } | Error::Timeout { .. } => Outcome::Unknown,
+            Error::Transport { .. } | Error::Timeout { .. } | Error::MaybeStored { .. } => {
+                Outcome::Unknown
+            }
             Error::Connect { .. }
             | Error::NoRoute { .. }
             | Error::MessageNotFound { .. }
@@ -86,10 +112,47 @@ impl Error {
             | Error::Transport { .. }
             | Error::Timeout { .. }
             | Error::NoRoute { .. } => true,
-            Error::MessageNotFound { .. } | Error::Invalid(_) | Error::Closed => false,
+            Error::MessageNotFound { .. }
+            | Error::Invalid(_)
+            | Error::Closed
+            | Error::MaybeStored { .. } => false,
         }
     }
 }
 
 /// Shorthand for `Result<T, client::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_that_may_have_been_stored_is_not_reported_as_not_stored() {
+        let timeout = Error::Timeout {
+            addr: "a:1".into(),
+            timeout_ms: 3000,
+        };
+        let refused = Error::Connect {
+            addr: "a:1".into(),
+            reason: "Connection refused".into(),
+        };
+        let e = Error::gave_up(Some(timeout.clone()), refused.clone());
+        assert_eq!(e.outcome(), Outcome::Unknown);
+        assert!(!e.is_retryable());
+        let text = e.to_string();
+        assert!(
+            text.contains("Connection refused") && text.contains("may have stored it"),
+            "{text}"
+        );
+        // Nothing uncertain before, or an uncertain last error: the last error as it is.
+        assert!(matches!(
+            Error::gave_up(None, refused.clone()),
+            Error::Connect { .. }
+        ));
+        assert!(matches!(
+            Error::gave_up(Some(timeout.clone()), timeout),
+            Error::Timeout { .. }
+        ));
+    }
+}

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use raftmq_proto::broker::{SendMessageRequest, SendMessageResponse};
 use raftmq_proto::namesrv::TopicRoute;
 use raftmq_proto::{
-    names, BrokerGroup, Message, QueueId, SendResult, TopicName, WireError, MAX_MESSAGE_BYTES,
+    names, BrokerGroup, Message, Outcome, QueueId, SendResult, TopicName, WireError,
+    MAX_MESSAGE_BYTES,
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -366,7 +367,8 @@ impl Producer {
     ///
     /// # Errors
     /// Invalid message (checked before sending), no route, or every attempt failed within
-    /// the send timeout (the last error; see [`Error::outcome`]).
+    /// the send timeout: the last error, or [`Error::MaybeStored`] when it alone would say
+    /// "not stored" but an earlier attempt's outcome is unknown (see [`Error::outcome`]).
     pub async fn send(&self, msg: Message) -> Result<SendResult> {
         check_message(&msg)?;
         let topic = msg.topic.clone();
@@ -718,14 +720,20 @@ impl Inner {
             queue_id: queue,
             messages,
         };
+        // The first attempt whose outcome is unknown: if the send gives up later on an
+        // error that alone would say "not stored", it says this one may have stored it.
+        let mut uncertain: Option<Error> = None;
         loop {
             let now = Instant::now();
             let remaining = deadline.saturating_duration_since(now);
             let grp = &route.groups[group];
-            let addr = self.core.leader_addr(grp).ok_or_else(|| Error::NoRoute {
-                topic: topic.to_string(),
-                reason: format!("group {} has no live node", grp.broker_group),
-            })?;
+            let Some(addr) = self.core.leader_addr(grp) else {
+                let e = Error::NoRoute {
+                    topic: topic.to_string(),
+                    reason: format!("group {} has no live node", grp.broker_group),
+                };
+                return Err(Error::gave_up(uncertain, e));
+            };
             let mut r = req.clone();
             r.queue_id = queue;
             let timeout = remaining
@@ -740,7 +748,10 @@ impl Inner {
                 Err(e) => e,
             };
             if !err.is_retryable() || Instant::now() >= deadline {
-                return Err(err);
+                return Err(Error::gave_up(uncertain, err));
+            }
+            if uncertain.is_none() && err.outcome() == Outcome::Unknown {
+                uncertain = Some(err.clone());
             }
             if hops < 3 && self.core.learn_leader(&grp.broker_group, &err, Some(grp)) {
                 hops += 1;
@@ -769,7 +780,7 @@ impl Inner {
                     tracing::debug!(error = %e, "no target yet; waiting");
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(Error::gave_up(uncertain, e)),
             };
         }
     }

@@ -10,13 +10,15 @@
 //!   bounded ([`MAX_UNFINISHED_BYTES`]): past it, a connection sending a large frame is
 //!   closed instead of buffered (small frames are always read), so peers that send most of
 //!   a huge frame and stop cannot make us hold their sum;
+//! - a frame must arrive within [`frame_time_limit`] of its first bytes (checked as more
+//!   bytes arrive), so a peer trickling a byte a second cannot hold a connection for ever;
 //! - on a server, a request's deadline is clamped to [`MAX_DEADLINE`] before tarpc turns it
 //!   into an `Instant` (tarpc computes `Instant::now() + deadline` while decoding, which
 //!   panics for a deadline of `Duration::MAX`).
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -35,6 +37,13 @@ pub const MAX_UNFINISHED_BYTES: usize = 256 << 20;
 /// Frames up to this size are read whatever the budget holds: requests and replies of
 /// ordinary size never fail for it.
 const SMALL_FRAME: usize = 1 << 20;
+
+/// How long a frame of `len` bytes may take to arrive: 30 s, plus a second per 256 KiB (a
+/// 64 MiB frame at a quarter of a megabyte a second). A peer trickling a frame (one byte a
+/// second) is cut off instead of holding its connection for ever.
+pub fn frame_time_limit(len: usize) -> Duration {
+    Duration::from_secs(30 + (len >> 18) as u64)
+}
 
 /// Bytes of unfinished frames buffered, over the connections that share it.
 #[derive(Debug)]
@@ -69,6 +78,8 @@ pub struct Frames {
     budget: &'static Budget,
     /// Bytes of the unfinished frame this connection has counted against `budget`.
     held: usize,
+    /// When the unfinished frame's first bytes arrived.
+    started: Option<Instant>,
 }
 
 impl Frames {
@@ -88,11 +99,25 @@ impl Frames {
             clamp_deadlines,
             budget,
             held: 0,
+            started: None,
         }
     }
 
-    /// Counts `now` buffered bytes of an unfinished frame of `len` bytes.
+    /// Counts `now` buffered bytes of an unfinished frame of `len` bytes, and refuses a
+    /// frame that has been arriving for longer than [`frame_time_limit`] allows.
     fn hold(&mut self, now: usize, len: usize) -> io::Result<()> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let limit = frame_time_limit(len);
+        if started.elapsed() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "a frame of {len} bytes is still incomplete after {} s ({now} bytes \
+                     arrived): closing the connection",
+                    limit.as_secs()
+                ),
+            ));
+        }
         let used = if now >= self.held {
             self.budget
                 .used
@@ -121,6 +146,7 @@ impl Frames {
     fn release(&mut self) {
         self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
         self.held = 0;
+        self.started = None;
     }
 }
 
@@ -241,7 +267,7 @@ mod tests {
     fn request_frame(deadline: Duration) -> Vec<u8> {
         use bincode::Options as _;
         let mut ctx = tarpc::context::current();
-        ctx.deadline = std::time::Instant::now();
+        ctx.deadline = Instant::now();
         let msg = tarpc::ClientMessage::Request(tarpc::Request {
             context: ctx,
             id: 7,
@@ -276,7 +302,7 @@ mod tests {
         };
         assert_eq!(r.id, 7);
         assert_eq!(r.message, "hello");
-        let left = r.context.deadline - std::time::Instant::now();
+        let left = r.context.deadline - Instant::now();
         assert!(left <= MAX_DEADLINE + Duration::from_secs(1), "{left:?}");
         assert!(left > MAX_DEADLINE - Duration::from_secs(60), "{left:?}");
     }
@@ -327,6 +353,21 @@ mod tests {
         assert_eq!(BUDGET.used(), (2 << 20) + 4, "the length prefix counts too");
         drop(a);
         assert_eq!(BUDGET.used(), 0);
+    }
+
+    #[test]
+    fn a_trickled_frame_is_cut_off() {
+        assert_eq!(frame_time_limit(100), Duration::from_secs(30));
+        assert_eq!(frame_time_limit(64 << 20), Duration::from_secs(30 + 256));
+        let mut codec = Frames::server(1 << 10);
+        let mut buf = BytesMut::new();
+        buf.put_u32(100);
+        buf.put_u8(0);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        codec.started = Instant::now().checked_sub(Duration::from_secs(31));
+        buf.put_u8(0);
+        let e = codec.decode(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("still incomplete after 30 s"), "{e}");
     }
 
     #[test]

@@ -8,8 +8,9 @@ pub const DLQ_PREFIX: &str = "%DLQ%";
 pub const MAX_TOPIC_LEN: usize = 127;
 /// Longest retry or DLQ topic name.
 pub const MAX_SYSTEM_TOPIC_LEN: usize = 255;
-/// Longest group name.
-pub const MAX_GROUP_LEN: usize = 255;
+/// Longest group name: its retry topic (`%RETRY%` + the name) must fit in
+/// [`MAX_SYSTEM_TOPIC_LEN`], or the group's first failed delivery would be refused.
+pub const MAX_GROUP_LEN: usize = MAX_SYSTEM_TOPIC_LEN - RETRY_PREFIX.len();
 
 /// Whether a topic is a consumer group's retry or dead-letter topic.
 pub fn is_system_topic(topic: &str) -> bool {
@@ -57,14 +58,15 @@ pub fn validate_topic(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a group name: 1 to 255 characters of `[A-Za-z0-9_|%-]`.
+/// Checks a group name: 1 to 248 characters of `[A-Za-z0-9_|-]` ([`MAX_GROUP_LEN`]).
 pub fn validate_group(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("group name is empty".into());
     }
     if name.len() > MAX_GROUP_LEN {
         return Err(format!(
-            "group name is {} characters, more than {MAX_GROUP_LEN}",
+            "group name is {} characters, more than {MAX_GROUP_LEN} (its retry topic \
+             {RETRY_PREFIX}<group> must fit in {MAX_SYSTEM_TOPIC_LEN})",
             name.len()
         ));
     }
@@ -89,5 +91,11 @@ mod tests {
         assert!(validate_topic(&"x".repeat(128)).is_err());
         assert!(validate_group("g1").is_ok());
         assert!(validate_group("%g").is_err());
+        let longest = "g".repeat(MAX_GROUP_LEN);
+        assert!(validate_group(&longest).is_ok());
+        assert!(validate_topic(&retry_topic(&longest)).is_ok());
+        assert!(validate_topic(&dlq_topic(&longest)).is_ok());
+        let e = validate_group(&"g".repeat(MAX_GROUP_LEN + 1)).unwrap_err();
+        assert!(e.contains("retry topic"), "{e}");
     }
 }

@@ -8,13 +8,23 @@ use bytes::Bytes;
 use raftmq_client::{Message, Producer};
 use raftmq_proto::raft::RaftCaller;
 use raftmq_proto::{RaftServiceClient, WireError};
-use raftmq_raft::types::TypeConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{wait_until, Cluster, Tuning};
 
 const T: Duration = Duration::from_secs(60);
+
+openraft::declare_raft_types!(
+    /// A broker group's Raft types as far as a vote's bytes go (standard leader ids, u64
+    /// node ids), declared here as an outsider would: tests see only the wire.
+    Forged:
+        D = String,
+        R = String,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+);
 
 /// Sends a forged vote or pre-vote (leadership transfer on, no log) to a Raft port.
 async fn forge(
@@ -33,7 +43,7 @@ async fn forge(
         },
         committed: false,
     };
-    let mut req = openraft::raft::VoteRequest::<TypeConfig>::new(vote, None);
+    let mut req = openraft::raft::VoteRequest::<Forged>::new(vote, None);
     req.leadership_transfer = true;
     let body = Bytes::from(bincode::serialize(&req)?);
     let from = RaftCaller {
@@ -295,6 +305,53 @@ async fn t60_a_broker_under_ulimit_1024_refuses_idle_connections_and_stays_up() 
         assert!(c.is_running("broker-a", id), "node {id} exited");
         let log = c.log_text("broker-a", id);
         assert!(!log.contains("Too many open files"), "node {id}:\n{log}");
+    }
+    Ok(())
+}
+
+/// Starts a 100-byte frame on `port` (its first bytes at once, enough to tell the
+/// protocol), then sends one byte a second (it would take 86 s more); returns how long
+/// the server took to close the connection.
+async fn trickle(port: String) -> anyhow::Result<Duration> {
+    let mut s = TcpStream::connect(&port).await?;
+    let start = std::time::Instant::now();
+    s.write_all(&[0, 0, 0, 100, 0, 253, 1, 2, 3, 4, 5, 6, 7, 8])
+        .await?;
+    let (mut rd, mut wr) = s.into_split();
+    let dribble = tokio::spawn(async move {
+        while wr.write_all(&[0]).await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    dribble.abort();
+    anyhow::ensure!(
+        closed.is_ok(),
+        "{port} still reading the trickle after 60 s"
+    );
+    Ok(start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_a_client_trickling_a_frame_is_cut_off() -> anyhow::Result<()> {
+    let c = Cluster::start(&[("broker-a", 1)], Tuning::default()).await?;
+    c.wait_leader("broker-a", T).await?;
+    let ports = [c.node("broker-a", 1).client_addr.clone(), c.namesrv.clone()];
+    let took = futures::future::try_join_all(ports.iter().cloned().map(trickle)).await?;
+    for (port, after) in ports.iter().zip(took) {
+        assert!(
+            after >= Duration::from_secs(29),
+            "{port} closed after {after:?}, before the frame's time was up"
+        );
     }
     Ok(())
 }
