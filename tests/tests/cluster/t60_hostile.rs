@@ -8,7 +8,7 @@ use bytes::Bytes;
 use raftmq_client::{Message, Producer};
 use raftmq_proto::raft::RaftCaller;
 use raftmq_proto::{RaftServiceClient, WireError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{wait_until, Cluster, Tuning};
@@ -68,14 +68,7 @@ async fn leader_term(c: &Cluster) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_forged_votes_to_every_raft_port_leave_the_leader_in_place() -> anyhow::Result<()> {
-    let c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
-    let leader = c.wait_leader("broker-a", T).await?;
-    c.admin()?.create_topic("Forged", 1, None).await?;
-    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
-    wait_until("a first send", T, || async {
-        Ok(producer.send(Message::new("Forged", "before")).await?)
-    })
-    .await?;
+    let (c, leader, producer) = group_with_topic("Forged", Tuning::default()).await?;
     let term = leader_term(&c).await?;
     for n in &c.nodes {
         for rpc in ["vote", "pre_vote"] {
@@ -93,11 +86,7 @@ async fn t60_forged_votes_to_every_raft_port_leave_the_leader_in_place() -> anyh
             }
         }
     }
-    for i in 0..20 {
-        producer
-            .send(Message::new("Forged", format!("after{i}")))
-            .await?;
-    }
+    send_20(&producer, "Forged", "after").await?;
     assert_eq!(c.wait_leader("broker-a", T).await?, leader);
     assert_eq!(leader_term(&c).await?, term, "the term moved");
     for n in &c.nodes {
@@ -127,22 +116,51 @@ fn far_future_request() -> Vec<u8> {
     frame
 }
 
-/// Writes `bytes` and waits for the server to close the connection (or 10 s).
-async fn send_and_wait_close(addr: &str, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(bytes).await?;
+/// A 3-node group with `topic` (one queue) and a producer whose first send to it succeeded;
+/// also the leader's id.
+async fn group_with_topic(topic: &str, tuning: Tuning) -> anyhow::Result<(Cluster, u64, Producer)> {
+    let c = Cluster::start(&[("broker-a", 3)], tuning).await?;
+    let leader = c.wait_leader("broker-a", T).await?;
+    c.admin()?.create_topic(topic, 1, None).await?;
+    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    wait_until("a first send", T, || async {
+        Ok(producer.send(Message::new(topic, "before")).await?)
+    })
+    .await?;
+    Ok((c, leader, producer))
+}
+
+/// Sends 20 messages to `topic`, each acknowledged.
+async fn send_20(producer: &Producer, topic: &str, tag: &str) -> anyhow::Result<()> {
+    for i in 0..20 {
+        producer
+            .send(Message::new(topic, format!("{tag}{i}")))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether the server closes the connection `rd` reads within `within`.
+async fn closed_within(rd: &mut (impl AsyncRead + Unpin), within: Duration) -> bool {
     let mut buf = [0u8; 1024];
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(within, async {
         loop {
-            match s.read(&mut buf).await {
+            match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
         }
     })
-    .await;
+    .await
+    .is_ok()
+}
+
+/// Writes `bytes` and waits for the server to close the connection (or 10 s).
+async fn send_and_wait_close(addr: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(bytes).await?;
     anyhow::ensure!(
-        closed.is_ok(),
+        closed_within(&mut s, Duration::from_secs(10)).await,
         "{addr} kept a connection open after {bytes:02x?}"
     );
     Ok(())
@@ -161,14 +179,7 @@ fn rss_mib(pid: u32) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_hostile_frames_neither_crash_nor_bloat_a_server() -> anyhow::Result<()> {
-    let mut c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
-    let leader = c.wait_leader("broker-a", T).await?;
-    c.admin()?.create_topic("Hostile", 1, None).await?;
-    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
-    wait_until("a first send", T, || async {
-        Ok(producer.send(Message::new("Hostile", "before")).await?)
-    })
-    .await?;
+    let (mut c, leader, producer) = group_with_topic("Hostile", Tuning::default()).await?;
     let n = c.node("broker-a", leader);
     let (client_port, raft_port) = (n.client_addr.clone(), n.raft_listen.clone());
     let ports = [client_port.clone(), c.namesrv.clone(), raft_port];
@@ -243,11 +254,7 @@ async fn t60_hostile_frames_neither_crash_nor_bloat_a_server() -> anyhow::Result
     );
     assert!(refused > 0, "no connection was refused past the budget");
     drop(held);
-    for i in 0..20 {
-        producer
-            .send(Message::new("Hostile", format!("after{i}")))
-            .await?;
-    }
+    send_20(&producer, "Hostile", "after").await?;
     for id in 1..=3 {
         assert!(c.is_running("broker-a", id), "node {id} exited");
         let log = c.log_text("broker-a", id);
@@ -265,14 +272,7 @@ async fn t60_a_broker_under_ulimit_1024_refuses_idle_connections_and_stays_up() 
         open_files: Some(1024),
         ..Tuning::default()
     };
-    let mut c = Cluster::start(&[("broker-a", 3)], tuning).await?;
-    let leader = c.wait_leader("broker-a", T).await?;
-    c.admin()?.create_topic("Idle", 1, None).await?;
-    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
-    wait_until("a first send", T, || async {
-        Ok(producer.send(Message::new("Idle", "before")).await?)
-    })
-    .await?;
+    let (mut c, leader, producer) = group_with_topic("Idle", tuning).await?;
     let addr = c.node("broker-a", leader).client_addr.clone();
     let mut idle = Vec::new();
     for _ in 0..1000 {
@@ -290,11 +290,7 @@ async fn t60_a_broker_under_ulimit_1024_refuses_idle_connections_and_stays_up() 
     })
     .await?;
     // The producer's connection is older than the flood: it keeps working.
-    for i in 0..20 {
-        producer
-            .send(Message::new("Idle", format!("during{i}")))
-            .await?;
-    }
+    send_20(&producer, "Idle", "during").await?;
     drop(idle);
     let fresh = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
     wait_until("a new client once the idle ones are gone", T, || async {
@@ -323,21 +319,9 @@ async fn trickle(port: String) -> anyhow::Result<Duration> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-    let mut buf = [0u8; 64];
-    let closed = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+    let closed = closed_within(&mut rd, Duration::from_secs(60)).await;
     dribble.abort();
-    anyhow::ensure!(
-        closed.is_ok(),
-        "{port} still reading the trickle after 60 s"
-    );
+    anyhow::ensure!(closed, "{port} still reading the trickle after 60 s");
     Ok(start.elapsed())
 }
 
