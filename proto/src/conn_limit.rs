@@ -9,18 +9,17 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::throttle::Throttle;
 
 /// File descriptors kept for everything but served connections.
 pub const RESERVED_FDS: u64 = 512;
 
 /// The most connections a process serves however high its open-files limit.
 pub const MAX_CONNECTIONS: u64 = 65_536;
-
-const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// The process-wide connection limit; see the module docs.
 #[derive(Debug)]
@@ -29,7 +28,7 @@ pub struct ConnectionLimit {
     max: usize,
     open_files: u64,
     refused: AtomicU64,
-    warned: Mutex<Option<Instant>>,
+    warned: Throttle,
 }
 
 impl ConnectionLimit {
@@ -40,7 +39,7 @@ impl ConnectionLimit {
             max,
             open_files,
             refused: AtomicU64::new(0),
-            warned: Mutex::new(None),
+            warned: Throttle::default(),
         }
     }
 
@@ -67,9 +66,7 @@ impl ConnectionLimit {
             return Some(p);
         }
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
-        if !warned.is_some_and(|t| t.elapsed() < WARN_EVERY) {
-            *warned = Some(Instant::now());
+        if self.warned.allow().is_some() {
             tracing::warn!(
                 %peer,
                 max_connections = self.max,

@@ -26,6 +26,7 @@ pub mod message;
 pub mod names;
 pub mod namesrv;
 pub mod raft;
+pub mod throttle;
 pub mod transport;
 
 #[cfg(test)]

@@ -71,10 +71,7 @@ where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    SerdeFramed::new(
-        Framed::new(io, Frames::client(MAX_FRAME_BYTES)),
-        Bincode::default(),
-    )
+    transport(io, Frames::client(MAX_FRAME_BYTES))
 }
 
 /// Wraps any byte stream for a server: frames up to [`MAX_FRAME_BYTES`], request
@@ -85,10 +82,16 @@ where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    SerdeFramed::new(
-        Framed::new(io, Frames::server(MAX_FRAME_BYTES)),
-        Bincode::default(),
-    )
+    transport(io, Frames::server(MAX_FRAME_BYTES))
+}
+
+fn transport<Io, In, Out>(io: Io, frames: Frames) -> IoTransport<Io, In, Out>
+where
+    Io: AsyncRead + AsyncWrite,
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    SerdeFramed::new(Framed::new(io, frames), Bincode::default())
 }
 
 /// Connects to `addr` with a timeout.

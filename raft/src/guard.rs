@@ -11,10 +11,9 @@
 //! any one RPC can do to the term.
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
+use raftmq_proto::throttle::Throttle;
 use raftmq_proto::WireError;
 
 use crate::Raft;
@@ -23,9 +22,6 @@ use crate::Raft;
 /// a few per second at worst; 2^20 is days of back-to-back elections, and far from
 /// `u64::MAX`, so no RPC can exhaust the terms.
 pub const MAX_TERM_STEP: u64 = 1 << 20;
-
-/// How often a refusal is logged at most (the rest are counted in the next line).
-const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// What a Raft RPC claims about its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,13 +40,7 @@ pub struct Claim {
 #[derive(Debug)]
 pub struct RpcGuard {
     node_id: u64,
-    warned: Mutex<Warned>,
-}
-
-#[derive(Debug, Default)]
-struct Warned {
-    at: Option<Instant>,
-    suppressed: u64,
+    warned: Throttle,
 }
 
 impl RpcGuard {
@@ -58,7 +48,7 @@ impl RpcGuard {
     pub fn new(node_id: u64) -> Self {
         Self {
             node_id,
-            warned: Mutex::default(),
+            warned: Throttle::default(),
         }
     }
 
@@ -86,23 +76,17 @@ impl RpcGuard {
     }
 
     fn warn(&self, claim: &Claim, why: &str) {
-        let mut w = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
-        if w.at.is_some_and(|t| t.elapsed() < WARN_EVERY) {
-            w.suppressed += 1;
+        let Some(suppressed) = self.warned.allow() else {
             return;
-        }
+        };
         tracing::warn!(
             node_id = self.node_id,
             rpc = claim.rpc,
             term = claim.term,
             candidate = ?claim.candidate,
-            refused_since_last_line = w.suppressed,
+            refused_since_last_line = suppressed,
             "refusing a Raft RPC no member would send: {why}"
         );
-        *w = Warned {
-            at: Some(Instant::now()),
-            suppressed: 0,
-        };
     }
 }
 
