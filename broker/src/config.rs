@@ -125,6 +125,8 @@ pub struct BrokerConfig {
     /// this much later, which delays only consumers that read from followers. 0 sends each
     /// at once. Default: 2.
     pub raft_commit_hold_ms: u64,
+    /// Authentication and access control (`[auth]`); off unless `enabled = true`.
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for BrokerConfig {
@@ -160,6 +162,7 @@ impl Default for BrokerConfig {
             hand_over_on_shutdown: true,
             follower_inline_sync: true,
             raft_commit_hold_ms: 2,
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -174,10 +177,11 @@ impl BrokerConfig {
             path: path.to_owned(),
             source,
         })?;
-        let cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+        cfg.auth.apply_env();
         cfg.validate()
     }
 
@@ -269,6 +273,9 @@ impl BrokerConfig {
         }
         if self.node_id == 0 {
             return bad("node_id must be 1 or more".into());
+        }
+        if let Err(e) = self.auth.validate() {
+            return bad(e);
         }
         for (name, addr) in [("listen", &self.listen), ("raft_listen", &self.raft_listen)] {
             if addr

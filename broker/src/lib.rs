@@ -18,11 +18,13 @@
 //! - [`registration`]: registering with NameServers.
 //! - [`roles`]: one log line per change of who leads.
 //! - [`scheduler`]: delivering delayed messages and retries when due.
+//! - [`auth`]: users, signatures and permissions for every client protocol.
 //! - [`clients`]: consumer-group membership from heartbeats.
 //! - [`convert`]: stored messages as consumers see them.
 //! - [`data_lock`]: one process per data directory.
 //! - [`error`]: [`Error`], why a node cannot start or run.
 
+pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod convert;

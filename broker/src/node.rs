@@ -125,6 +125,7 @@ pub async fn run(
 
     let proposer = Proposer::start(replica.clone(), stop.clone(), &tasks);
     let delay_levels = config.delay_levels_ms()?;
+    let auth = crate::auth::Authorizer::new(&config.auth, store.clone());
     let shared = Arc::new(Shared {
         delay_levels,
         clients: ClientRegistry::new(Duration::from_millis(config.client_expiry_ms)),
@@ -135,6 +136,8 @@ pub async fn run(
         topics_changed: Notify::new(),
         forwarder: Default::default(),
         pending_commits: Default::default(),
+        auth,
+        user_writes: Default::default(),
     });
     let broker = Broker::new(shared.clone());
     let front_end_tasks = TaskTracker::new();

@@ -93,12 +93,13 @@ fn progress(label: &str) -> ProgressBar {
 
 async fn producers(
     args: &BenchArgs,
-    namesrv: &[String],
+    ep: &crate::Endpoint,
     totals: Arc<Totals>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let producer = Producer::builder()
-        .namesrv(namesrv.iter().cloned())
+        .namesrv(ep.namesrv.iter().cloned())
+        .with_credentials(ep.credentials.clone())
         .group("raftmq-bench")
         .max_in_flight(args.concurrency.max(1))
         .build()?;
@@ -158,9 +159,10 @@ async fn producers(
 }
 
 /// Sends one message to `args.topic` (auto-creating it where the brokers allow).
-async fn warm_up(args: &BenchArgs, namesrv: &[String]) -> anyhow::Result<()> {
+async fn warm_up(args: &BenchArgs, ep: &crate::Endpoint) -> anyhow::Result<()> {
     let producer = Producer::builder()
-        .namesrv(namesrv.iter().cloned())
+        .namesrv(ep.namesrv.iter().cloned())
+        .with_credentials(ep.credentials.clone())
         .group("raftmq-bench")
         .build()?;
     let body = vec![b'x'; args.size.max(8)];
@@ -190,7 +192,7 @@ async fn wait_assigned(consumer: &PushConsumer, topic: &str) -> anyhow::Result<(
 
 async fn consumer(
     args: &BenchArgs,
-    namesrv: &[String],
+    ep: &crate::Endpoint,
     totals: Arc<Totals>,
     e2e: bool,
 ) -> anyhow::Result<PushConsumer> {
@@ -200,7 +202,8 @@ async fn consumer(
         ConsumeFrom::FirstOffset
     };
     Ok(PushConsumer::builder()
-        .namesrv(namesrv.iter().cloned())
+        .namesrv(ep.namesrv.iter().cloned())
+        .with_credentials(ep.credentials.clone())
         .group(args.group.as_str())
         .subscribe(args.topic.as_str(), "*")
         .consume_from(from)
@@ -227,7 +230,7 @@ async fn consumer(
 }
 
 /// Runs the benchmark and prints the summary.
-pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(ep: &crate::Endpoint, out: &Out, args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.duration > 0, "--duration must be at least 1 second");
     // What is reported: sends (produce) or deliveries (consume, e2e). In e2e the sends
     // are counted apart, so neither their count nor their latency mixes in.
@@ -246,17 +249,11 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
     if matches!(args.mode, Mode::E2e) {
         // The topic must exist before the consumer can be given its queues.
         bar.set_message("sending a first message (creates the topic where allowed)");
-        warm_up(&args, namesrv).await?;
+        warm_up(&args, ep).await?;
     }
     let consumer = match args.mode {
         Mode::Consume | Mode::E2e => {
-            let c = consumer(
-                &args,
-                namesrv,
-                totals.clone(),
-                matches!(args.mode, Mode::E2e),
-            )
-            .await?;
+            let c = consumer(&args, ep, totals.clone(), matches!(args.mode, Mode::E2e)).await?;
             bar.set_message("waiting for the consumer's queues");
             wait_assigned(&c, &args.topic).await?;
             Some(c)
@@ -289,7 +286,7 @@ pub async fn run(namesrv: &[String], out: &Out, args: BenchArgs) -> anyhow::Resu
         })
     };
     match args.mode {
-        Mode::Produce | Mode::E2e => producers(&args, namesrv, sent.clone(), stop.clone()).await?,
+        Mode::Produce | Mode::E2e => producers(&args, ep, sent.clone(), stop.clone()).await?,
         Mode::Consume => stop.cancelled().await,
     }
     let elapsed = started.elapsed().as_secs_f64();

@@ -144,6 +144,10 @@ const SETTINGS: &[(&str, &str)] = &[
          this much later, which delays only consumers that read from followers. 0 sends each at \
          once. Default: 2.",
     ),
+    (
+        "auth",
+        "Authentication and access control (`[auth]`); off unless `enabled = true`.",
+    ),
 ];
 
 /// Appends `text` as `# ` comment lines of at most about 100 columns.
@@ -169,7 +173,13 @@ fn push_comment(out: &mut String, text: &str) {
 /// # Errors
 /// The config does not serialize as TOML (it always does: every field has a TOML form).
 pub fn render(config: &BrokerConfig) -> anyhow::Result<String> {
-    let values = toml::Table::try_from(config)?;
+    // The admin's secret is never printed (the output ends up in tickets and chats).
+    let mut shown = config.clone();
+    if shown.auth.admin_secret_key.is_some() {
+        shown.auth.admin_secret_key =
+            Some("<hidden: set in the config or RAFTMQ_ADMIN_SECRET_KEY>".into());
+    }
+    let values = toml::Table::try_from(&shown)?;
     let mut top = String::from(
         "# raftmq broker config: the effective settings, defaults filled in.\n\
          # Every setting may be left out to get its default; `raftmq broker --config FILE`.\n",

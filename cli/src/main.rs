@@ -10,6 +10,7 @@ mod property;
 mod quickstart;
 mod servers;
 mod shell;
+mod users;
 mod when;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,23 @@ struct Cli {
     /// Print one JSON object per line instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Access key to authenticate with, on clusters with `[auth] enabled = true`.
+    #[arg(
+        long,
+        global = true,
+        env = "RAFTMQ_ACCESS_KEY",
+        requires = "secret_key"
+    )]
+    access_key: Option<String>,
+    /// Secret of --access-key (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "RAFTMQ_SECRET_KEY",
+        hide_env_values = true,
+        requires = "access_key"
+    )]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +73,12 @@ enum Command {
     /// Look messages up by id or key.
     #[command(subcommand)]
     Msg(admin::MsgCmd),
+    /// Users who may connect when authentication is on (admin only).
+    #[command(subcommand)]
+    User(users::UserCmd),
+    /// Users' permissions on topics and consumer groups (admin only).
+    #[command(subcommand)]
+    Acl(users::AclCmd),
     /// Send messages (quickstart).
     Produce(quickstart::ProduceArgs),
     /// Consume and print messages (quickstart).
@@ -80,7 +104,12 @@ fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
         "completions" | "man" => "it prints files for a shell or man and talks to no server",
         _ => return Ok(()),
     };
-    for (id, flag) in [("namesrv", "-n/--namesrv"), ("json", "--json")] {
+    for (id, flag) in [
+        ("namesrv", "-n/--namesrv"),
+        ("json", "--json"),
+        ("access_key", "--access-key"),
+        ("secret_key", "--secret-key"),
+    ] {
         let given = |m: &clap::ArgMatches| {
             m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
         };
@@ -108,6 +137,25 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Where the tools connect, and as whom.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// NameServer addresses.
+    pub namesrv: Vec<String>,
+    /// Credentials every broker connection authenticates with.
+    pub credentials: Option<raftmq_client::Credentials>,
+}
+
+impl Endpoint {
+    /// An admin client for this endpoint.
+    pub fn admin(&self) -> anyhow::Result<raftmq_client::Admin> {
+        Ok(raftmq_client::Admin::with_credentials(
+            self.namesrv.iter().cloned(),
+            self.credentials.clone(),
+        )?)
     }
 }
 
@@ -150,17 +198,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         command => {
             logging::init(logging::TOOL_LOG, logging::LogFormat::Text);
             let out = output::Out { json: cli.json };
-            let namesrv = cli.namesrv;
+            let ep = Endpoint {
+                namesrv: cli.namesrv,
+                credentials: cli
+                    .access_key
+                    .zip(cli.secret_key)
+                    .map(|(access_key, secret_key)| raftmq_client::Credentials {
+                        access_key,
+                        secret_key,
+                    }),
+            };
             on_worker(&runtime, async move {
-                let admin = || raftmq_client::Admin::new(namesrv.iter().cloned());
+                let admin = || ep.admin();
                 match command {
                     Command::Topic(c) => admin::topic(&admin()?, &out, c).await,
                     Command::Cluster(c) => admin::cluster(&admin()?, &out, c).await,
                     Command::Group(c) => admin::group(&admin()?, &out, c).await,
                     Command::Msg(c) => admin::msg(&admin()?, &out, c).await,
-                    Command::Produce(a) => quickstart::produce(&namesrv, &out, a).await,
-                    Command::Consume(a) => quickstart::consume(&namesrv, &out, a).await,
-                    Command::Bench(a) => bench::run(&namesrv, &out, a).await,
+                    Command::User(c) => users::user(&admin()?, &out, c).await,
+                    Command::Acl(c) => users::acl(&admin()?, &out, c).await,
+                    Command::Produce(a) => quickstart::produce(&ep, &out, a).await,
+                    Command::Consume(a) => quickstart::consume(&ep, &out, a).await,
+                    Command::Bench(a) => bench::run(&ep, &out, a).await,
                     Command::Namesrv(_)
                     | Command::Broker(_)
                     | Command::Dev(_)

@@ -251,14 +251,15 @@ fn about_the_message(e: &raftmq_client::Error) -> bool {
 ///
 /// # Errors
 /// Bad options, unreadable stdin, any failed send (counted by kind), or a ctrl-c.
-pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow::Result<()> {
+pub async fn produce(ep: &crate::Endpoint, out: &Out, args: ProduceArgs) -> anyhow::Result<()> {
     crate::property::check_unique(&args.properties).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         args.send_timeout_ms > 0,
         "--send-timeout-ms must be at least 1"
     );
     let producer = Producer::builder()
-        .namesrv(namesrv.iter().cloned())
+        .namesrv(ep.namesrv.iter().cloned())
+        .with_credentials(ep.credentials.clone())
         .group("raftmq-cli-producer")
         .send_timeout(Duration::from_millis(args.send_timeout_ms))
         // The route lookup before the first send is one NameServer RPC: a shorter send
@@ -388,8 +389,8 @@ pub async fn produce(namesrv: &[String], out: &Out, args: ProduceArgs) -> anyhow
 }
 
 /// Consumes and prints messages until `count`, the idle timeout or ctrl-c.
-pub async fn consume(namesrv: &[String], out: &Out, args: ConsumeArgs) -> anyhow::Result<()> {
-    let admin = raftmq_client::Admin::new(namesrv.iter().cloned())?;
+pub async fn consume(ep: &crate::Endpoint, out: &Out, args: ConsumeArgs) -> anyhow::Result<()> {
+    let admin = ep.admin()?;
     if let Err(e) = admin.topic_route(&args.topic).await {
         anyhow::bail!(
             "cannot consume topic {}: {e} (raftmq topic list shows the topics; raftmq topic create {} makes one)",
@@ -398,7 +399,8 @@ pub async fn consume(namesrv: &[String], out: &Out, args: ConsumeArgs) -> anyhow
         );
     }
     let mut b = PushConsumer::builder()
-        .namesrv(namesrv.iter().cloned())
+        .namesrv(ep.namesrv.iter().cloned())
+        .with_credentials(ep.credentials.clone())
         .group(args.group.as_str())
         .subscribe(args.topic.as_str(), args.tag.as_str())
         .consume_from(match args.from {

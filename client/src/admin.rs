@@ -13,11 +13,11 @@ use raftmq_proto::{
     QueueId, TopicConfig, TopicName, WireError,
 };
 
-use crate::core::{ClientConfig, Core};
+use crate::core::{ClientConfig, Core, Credentials};
 use crate::error::{Error, Result};
 
 /// Time an admin operation may take, leader changes included.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One node as `cluster list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -66,7 +66,7 @@ pub struct QueueProgress {
 /// The admin client.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
 }
 
 impl Admin {
@@ -79,8 +79,21 @@ impl Admin {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        Self::with_credentials(namesrv, None)
+    }
+
+    /// An admin client that authenticates every broker connection with `credentials`.
+    ///
+    /// # Errors
+    /// No address given.
+    pub fn with_credentials<I, S>(namesrv: I, credentials: Option<Credentials>) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         let config = ClientConfig {
             namesrv: namesrv.into_iter().map(Into::into).collect(),
+            credentials,
             ..ClientConfig::default()
         };
         Ok(Self {
@@ -88,7 +101,7 @@ impl Admin {
         })
     }
 
-    async fn groups(&self) -> Result<Vec<BrokerGroupRoute>> {
+    pub(crate) async fn groups(&self) -> Result<Vec<BrokerGroupRoute>> {
         Ok(self.core.cluster().await?.groups)
     }
 

@@ -29,6 +29,27 @@ pub struct ClientConfig {
     pub route_refresh: Duration,
     /// Time to open a connection. Default: 1 s.
     pub connect_timeout: Duration,
+    /// The access key and secret every broker connection authenticates with, when the
+    /// cluster has authentication on. Default: none (anonymous).
+    pub credentials: Option<Credentials>,
+}
+
+/// An access key and its secret.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The user's access key.
+    pub access_key: String,
+    /// The user's secret (never printed).
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<hidden>")
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -38,6 +59,7 @@ impl Default for ClientConfig {
             rpc_timeout: Duration::from_secs(3),
             route_refresh: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
+            credentials: None,
         }
     }
 }
@@ -52,6 +74,26 @@ macro_rules! client_builder_methods {
             S: Into<String>,
         {
             self.client.namesrv = addrs.into_iter().map(Into::into).collect();
+            self
+        }
+
+        /// Authenticates every broker connection as `access_key` (for clusters with
+        /// `[auth] enabled = true`).
+        pub fn credentials(
+            mut self,
+            access_key: impl Into<String>,
+            secret_key: impl Into<String>,
+        ) -> Self {
+            self.client.credentials = Some($crate::core::Credentials {
+                access_key: access_key.into(),
+                secret_key: secret_key.into(),
+            });
+            self
+        }
+
+        /// Authenticates as `credentials` when `Some` (as [`Self::credentials`] does).
+        pub fn with_credentials(mut self, credentials: Option<$crate::core::Credentials>) -> Self {
+            self.client.credentials = credentials;
             self
         }
 
@@ -159,15 +201,25 @@ impl Core {
                 },
             )
             .await;
+        let connect_err = |e: RpcError| Error::Connect {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        };
         match hello {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(Error::Wire(e)),
-            Err(e) => {
-                return Err(Error::Connect {
-                    addr: addr.to_owned(),
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => return Err(connect_err(e)),
+        }
+        if let Some(cr) = &self.config.credentials {
+            raftmq_proto::auth::authenticate(
+                &c,
+                &cr.access_key,
+                &cr.secret_key,
+                self.config.connect_timeout,
+            )
+            .await
+            .map_err(connect_err)?
+            .map_err(Error::Wire)?;
         }
         lock(&self.brokers).insert(addr.to_owned(), c.clone());
         Ok(c)

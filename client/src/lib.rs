@@ -97,6 +97,7 @@
 //! - [`core`]: connections, routes and leader hints shared by all clients.
 //! - [`error`]: [`Error`] and its applied / not-applied outcome.
 //! - [`unique_key`]: the client message id (`UNIQ_KEY`) every sent message gets.
+//! - [`users`]: users and permissions, managed through [`Admin`].
 #![warn(missing_docs)]
 
 pub mod admin;
@@ -105,12 +106,14 @@ pub mod core;
 pub mod error;
 pub mod producer;
 pub mod unique_key;
+pub mod users;
 
 pub use admin::Admin;
 pub use consumer::{
     AllocateStrategy, ConsumeFrom, ConsumeResult, Delivery, LitePullConsumer, MessageModel,
     MessageStream, OrderlyResult, PushConsumer,
 };
+pub use core::Credentials;
 pub use error::{Error, Result};
 pub use producer::{MessageQueue, Producer, ProducerBuilder, SendHandle};
 pub use raftmq_proto::{Message, MessageExt, SendResult, SendStatus};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AclPerm, AclResource, UserInfo, UserUpdate};
 use crate::config::{ConsumerGroupConfig, TopicConfig};
 use crate::error::WireError;
 use crate::ids::{BrokerGroup, ConsumerGroup, GroupId, NodeId, Offset, QueueId, TopicName};
@@ -328,4 +329,22 @@ pub trait BrokerService {
         req: SendMessageRequest,
         options: SendOptions,
     ) -> Result<SendMessageResponse, WireError>;
+    /// A single-use nonce for [`BrokerService::authenticate`] on this connection
+    /// ([`crate::auth`]).
+    async fn auth_challenge() -> Result<Vec<u8>, WireError>;
+    /// Makes this connection act as `access_key`: `signature` answers the latest challenge.
+    async fn authenticate(access_key: String, signature: Vec<u8>) -> Result<(), WireError>;
+    /// Creates or changes a user (admin only).
+    async fn put_user(update: UserUpdate) -> Result<(), WireError>;
+    /// Deletes a user (admin only); its connections lose every permission at once.
+    async fn delete_user(access_key: String) -> Result<(), WireError>;
+    /// Every user, without secrets (admin only).
+    async fn list_users() -> Result<Vec<UserInfo>, WireError>;
+    /// Sets (`Some`) or removes (`None`) a user's permission on a topic or group (admin
+    /// only).
+    async fn set_acl(
+        access_key: String,
+        resource: AclResource,
+        perm: Option<AclPerm>,
+    ) -> Result<(), WireError>;
 }

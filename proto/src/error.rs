@@ -65,6 +65,9 @@ pub enum WireError {
     /// No message has this id (never stored, or deleted by retention).
     #[error("no message {0} on this broker group (never stored, or deleted by retention)")]
     MessageNotFound(String),
+    /// Authentication failed or the user lacks a permission; nothing was applied.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
 }
 
 /// How a "not the leader" error names the leader: `; the leader is node 2 at host:port`.
@@ -89,7 +92,8 @@ impl WireError {
             | WireError::Invalid(_)
             | WireError::Unauthorized(_)
             | WireError::GroupNotFound(_)
-            | WireError::MessageNotFound(_) => Outcome::NotApplied,
+            | WireError::MessageNotFound(_)
+            | WireError::NotAuthorized(_) => Outcome::NotApplied,
         }
     }
 }

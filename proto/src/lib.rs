@@ -5,6 +5,7 @@
 //! client both depend on it so that neither has to depend on the other.
 //!
 //! # Layout
+//! - [`auth`]: users, permissions and the signed challenge of a native connection.
 //! - [`broker`]: [`BrokerService`] and its requests and responses.
 //! - [`config`]: topic and group configuration.
 //! - [`error`]: [`WireError`] and its applied / not-applied [`Outcome`].
@@ -16,6 +17,7 @@
 //! - [`ids`]: newtypes for every identifier (`TopicName`, `QueueId`, `Offset`, `LogIndex`, ...).
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod conn_limit;

@@ -99,6 +99,7 @@ fn wire_error() -> impl Strategy<Value = WireError> {
         name().prop_map(WireError::Internal),
         name().prop_map(WireError::GroupNotFound),
         name().prop_map(WireError::MessageNotFound),
+        name().prop_map(WireError::NotAuthorized),
     ]
 }
 

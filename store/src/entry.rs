@@ -112,6 +112,19 @@ pub enum Command {
         /// Queues to release.
         queues: Vec<(TopicName, QueueId)>,
     },
+    /// Set an access-control record (a user, encoded by the broker): opaque to the store,
+    /// replicated and snapshotted like the rest of the metadata.
+    PutAuth {
+        /// The record's key (an access key).
+        key: String,
+        /// The encoded record.
+        value: Bytes,
+    },
+    /// Delete an access-control record.
+    DeleteAuth {
+        /// The record's key.
+        key: String,
+    },
 }
 
 const CMD_UPSERT_TOPIC: u8 = 1;
@@ -122,6 +135,8 @@ const CMD_COMMIT_OFFSETS: u8 = 5;
 const CMD_FIRE_TIMERS: u8 = 6;
 const CMD_LOCK_QUEUES: u8 = 7;
 const CMD_UNLOCK_QUEUES: u8 = 8;
+const CMD_PUT_AUTH: u8 = 9;
+const CMD_DELETE_AUTH: u8 = 10;
 
 impl EntryPayload {
     /// Encodes the payload.
@@ -278,6 +293,15 @@ impl Command {
                 w.bytes16(client.as_bytes())?;
                 encode_queues(w, queues)?;
             }
+            Command::PutAuth { key, value } => {
+                w.u8(CMD_PUT_AUTH);
+                w.bytes16(key.as_bytes())?;
+                w.bytes32(value)?;
+            }
+            Command::DeleteAuth { key } => {
+                w.u8(CMD_DELETE_AUTH);
+                w.bytes16(key.as_bytes())?;
+            }
         }
         Ok(())
     }
@@ -326,6 +350,11 @@ impl Command {
                 client: r.str16()?,
                 queues: decode_queues(r)?,
             },
+            CMD_PUT_AUTH => Command::PutAuth {
+                key: r.str16()?,
+                value: r.bytes32()?,
+            },
+            CMD_DELETE_AUTH => Command::DeleteAuth { key: r.str16()? },
             c => return Err(Error::codec("command", format!("unknown command {c}"))),
         })
     }
@@ -380,6 +409,13 @@ mod tests {
             group: "g".into(),
             client: "c1".into(),
             queues: vec![("T".into(), QueueId(1))],
+        }));
+        round_trip(EntryPayload::Command(Command::PutAuth {
+            key: "alice".into(),
+            value: Bytes::from_static(b"{\"user\":1}"),
+        }));
+        round_trip(EntryPayload::Command(Command::DeleteAuth {
+            key: "alice".into(),
         }));
     }
 

@@ -8,7 +8,9 @@
 //!          | consumer offsets: u32 n, (key: u16 len + bytes, offset u64)*
 //!          | queue locks: u32 n, (key: u16 len + bytes, client u16+UTF-8, expiry u64)*
 //!          | fire sequence u64 | refused fire entries: u32 n, log index u64*
+//!          | access-control records (version 2): u32 n, (key u16+UTF-8, value u32+bytes)*
 //! ```
+//! Version 1 images (no access-control section) still import, with no records.
 //! The log itself travels separately (the segments the receiver lacks); the derived indexes
 //! are rebuilt from it after an import.
 
@@ -21,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, prefix_end, MetaKey, CF_META, CF_OFFSETS};
 use crate::store::{SmState, Store, TopicMeta};
 
-const IMAGE_VERSION: u8 = 1;
+const IMAGE_VERSION: u8 = 2;
 
 fn count(n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::Invalid(format!("{n} items in a state image")))
@@ -86,6 +88,11 @@ impl Store {
         for i in &sm.rejected_fires {
             w.u64(*i);
         }
+        w.u32(count(sm.auth.len())?);
+        for (k, v) in &sm.auth {
+            w.bytes16(k.as_bytes())?;
+            w.bytes32(v)?;
+        }
         drop(sm);
         Ok(StateExport {
             image: w.finish(),
@@ -102,7 +109,7 @@ impl Store {
     pub fn import_state(&self, image: &[u8]) -> Result<()> {
         let mut r = Reader::new(Bytes::copy_from_slice(image), "state image");
         let v = r.u8()?;
-        if v != IMAGE_VERSION {
+        if v != 1 && v != IMAGE_VERSION {
             return Err(Error::codec("state image", format!("version {v}")));
         }
         let mut fresh = SmState::default();
@@ -144,12 +151,25 @@ impl Store {
         for _ in 0..r.u32()? {
             fresh.rejected_fires.insert(r.u64()?);
         }
+        if v >= 2 {
+            for _ in 0..r.u32()? {
+                let key = r.str16()?;
+                fresh.auth.insert(key, r.bytes32()?);
+            }
+        }
         r.finish()?;
 
         let meta = self.idx.cf(CF_META)?;
         let offsets_cf = self.idx.cf(CF_OFFSETS)?;
         let mut b = WriteBatch::default();
-        for prefix in [&b"topic/"[..], b"group/", b"qn/", b"lock/", b"rejected/"] {
+        for prefix in [
+            &b"topic/"[..],
+            b"group/",
+            b"qn/",
+            b"lock/",
+            b"rejected/",
+            crate::store::AUTH_PREFIX,
+        ] {
             b.delete_range_cf(meta, prefix, prefix_end(prefix).as_slice());
         }
         b.delete_range_cf(offsets_cf, [0u8].as_slice(), [0xffu8; 16].as_slice());
@@ -184,6 +204,9 @@ impl Store {
         for i in &fresh.rejected_fires {
             b.put_cf(meta, crate::store::rejected_key(*i), []);
         }
+        for (k, v) in &fresh.auth {
+            b.put_cf(meta, crate::store::auth_key(k), v);
+        }
         match fresh.applied {
             Some((t, i)) => {
                 let mut w = Writer::new();
@@ -199,6 +222,8 @@ impl Store {
             self.idx.clear_derived()?;
             fresh.checkpoint = None;
             *sm = fresh;
+            self.auth_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
             for (k, v) in self.idx.scan_prefix(CF_META, b"lock/")? {
                 if let Some((key, val)) = crate::store::parse_lock(&k, &v) {
                     sm.locks.insert(key, val);

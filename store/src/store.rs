@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -146,6 +147,8 @@ pub(crate) struct SmState {
     pub(crate) fire_seq: u64,
     /// Log indexes of `FireTimers` entries refused for a stale sequence (rebuild skips them).
     pub(crate) rejected_fires: std::collections::BTreeSet<u64>,
+    /// Access-control records by key (opaque: the broker encodes them).
+    pub(crate) auth: BTreeMap<String, Bytes>,
     pub(crate) since_checkpoint: u64,
     pub(crate) last_checkpoint: Option<Instant>,
 }
@@ -158,6 +161,8 @@ pub struct Store {
     pub(crate) log: CommitLog,
     pub(crate) idx: Indexes,
     pub(crate) sm: Mutex<SmState>,
+    /// Bumped on every access-control change ([`Store::auth_changes`]).
+    pub(crate) auth_changes: AtomicU64,
 }
 
 impl Store {
@@ -177,6 +182,7 @@ impl Store {
             log,
             idx,
             sm: Mutex::new(sm),
+            auth_changes: AtomicU64::new(0),
         };
         crate::rebuild::rebuild_derived(&store)?;
         Ok(store)
@@ -378,6 +384,16 @@ impl Store {
                     );
                 }
             }
+            Command::PutAuth { key, value } => {
+                durable.put_cf(meta, auth_key(&key), &value);
+                sm.auth.insert(key, value);
+                self.auth_changes.fetch_add(1, Ordering::Release);
+            }
+            Command::DeleteAuth { key } => {
+                durable.delete_cf(meta, auth_key(&key));
+                sm.auth.remove(&key);
+                self.auth_changes.fetch_add(1, Ordering::Release);
+            }
             Command::FireTimers { .. } => {
                 return Err(Error::Invalid(
                     "timers are fired by apply, not as a plain command".into(),
@@ -510,6 +526,19 @@ impl Store {
             .values()
             .map(|m| m.config.clone())
             .collect()
+    }
+
+    /// Every access-control record, by key, with the change count it reflects: callers
+    /// that cache a decoded form re-read only when [`Store::auth_changes`] moves on.
+    pub fn auth_records(&self) -> (u64, BTreeMap<String, Bytes>) {
+        let sm = self.lock();
+        (self.auth_changes.load(Ordering::Acquire), sm.auth.clone())
+    }
+
+    /// How many access-control changes this store has applied or imported since it opened
+    /// (a cheap "has anything changed" check; not persisted).
+    pub fn auth_changes(&self) -> u64 {
+        self.auth_changes.load(Ordering::Acquire)
     }
 
     /// A group's configuration.
@@ -997,6 +1026,13 @@ pub(crate) fn parse_lock(k: &[u8], v: &[u8]) -> Option<(LockKey, (String, u64))>
     ))
 }
 
+/// Meta keys of access-control records.
+pub(crate) const AUTH_PREFIX: &[u8] = b"auth/";
+
+pub(crate) fn auth_key(key: &str) -> Vec<u8> {
+    [AUTH_PREFIX, key.as_bytes()].concat()
+}
+
 fn load_state(idx: &Indexes) -> Result<SmState> {
     let mut sm = SmState::default();
     if let Some(v) = idx.get_meta(&MetaKey::Applied)? {
@@ -1039,6 +1075,10 @@ fn load_state(idx: &Indexes) -> Result<SmState> {
         .get_meta_raw(b"fireseq")?
         .and_then(|v| index::decode_u64(&v))
         .unwrap_or(0);
+    for (k, v) in idx.scan_prefix(CF_META, AUTH_PREFIX)? {
+        let key = String::from_utf8_lossy(&k[AUTH_PREFIX.len()..]).into_owned();
+        sm.auth.insert(key, Bytes::from(v));
+    }
     for (k, _) in idx.scan_prefix(CF_META, b"rejected/")? {
         if let Ok(i) = <[u8; 8]>::try_from(&k[9..]) {
             sm.rejected_fires.insert(u64::from_be_bytes(i));

@@ -548,3 +548,38 @@ fn queue_locks_are_exclusive_until_they_expire() {
     h2.store.import_state(&image).unwrap();
     assert_eq!(h2.store.queue_lock("g", "T", 1), Some(("b".into(), 2900)));
 }
+
+#[test]
+fn auth_records_are_replicated_state_that_survives_restart_and_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::open(dir.path());
+    let put = |k: &str, v: &'static [u8]| {
+        EntryPayload::Command(Command::PutAuth {
+            key: k.into(),
+            value: Bytes::from_static(v),
+        })
+    };
+    let before = h.store.auth_changes();
+    h.commit(put("alice", b"A1"));
+    h.commit(put("bob", b"B1"));
+    h.commit(put("alice", b"A2"));
+    h.commit(EntryPayload::Command(Command::DeleteAuth {
+        key: "bob".into(),
+    }));
+    assert!(h.store.auth_changes() > before, "readers must see a change");
+    let (_, records) = h.store.auth_records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records["alice"], Bytes::from_static(b"A2"));
+    let image = h.store.export_state(&[]).unwrap().image;
+    h.store.close().unwrap();
+    drop(h);
+    let h = Harness::open(dir.path());
+    assert_eq!(h.store.auth_records().1.len(), 1, "after a restart");
+    let other = tempfile::tempdir().unwrap();
+    let mut h2 = Harness::open(other.path());
+    h2.commit(put("carol", b"C1"));
+    h2.store.import_state(&image).unwrap();
+    let (_, imported) = h2.store.auth_records();
+    assert_eq!(imported.len(), 1, "the image replaces what was there");
+    assert_eq!(imported["alice"], Bytes::from_static(b"A2"));
+}

@@ -57,6 +57,9 @@ pub enum BrokerError {
     /// An internal failure; the outcome is unknown.
     #[error("internal broker error (outcome unknown): {0}")]
     Internal(String),
+    /// Not authenticated, or the user lacks a permission; not applied.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
 }
 
 impl BrokerError {

@@ -49,7 +49,12 @@ impl Forwarder {
             .remove(addr);
     }
 
-    async fn client(&self, addr: &str) -> Result<BrokerServiceClient, BrokerError> {
+    /// The connection to `addr`, authenticated as `admin` when authentication is on.
+    async fn client(
+        &self,
+        addr: &str,
+        admin: Option<&(String, String)>,
+    ) -> Result<BrokerServiceClient, BrokerError> {
         if let Some(c) = self.cached(addr) {
             return Ok(c);
         }
@@ -63,6 +68,22 @@ impl Forwarder {
                 }
             })?;
         let c = BrokerServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        if let Some((key, secret)) = admin {
+            match raftmq_proto::auth::authenticate(&c, key, secret, FORWARD_TIMEOUT).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(leader = %addr, error = %e, "the leader refused this node's admin credential; is [auth] the same on every node?");
+                    return Err(from_wire(e));
+                }
+                Err(e) => {
+                    tracing::debug!(leader = %addr, error = %e, "cannot authenticate to the leader");
+                    return Err(BrokerError::NotLeader {
+                        leader: None,
+                        leader_addr: None,
+                    });
+                }
+            }
+        }
         self.clients
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -90,6 +111,7 @@ fn from_wire(e: WireError) -> BrokerError {
         WireError::Invalid(m) => BrokerError::Invalid(m),
         WireError::Unauthorized(m) => BrokerError::PermissionDenied(m),
         WireError::Internal(m) => BrokerError::Internal(m),
+        WireError::NotAuthorized(m) => BrokerError::NotAuthorized(m),
     }
 }
 
@@ -192,6 +214,8 @@ impl Broker {
     }
 
     async fn client_for(&self, addr: &str) -> Result<BrokerServiceClient, BrokerError> {
-        self.shared.forwarder.client(addr).await
+        let auth = self.auth();
+        let admin = auth.admin().filter(|_| auth.enabled());
+        self.shared.forwarder.client(addr, admin).await
     }
 }

@@ -19,6 +19,7 @@
 //! - [`retry`]: sending a failed message back through `%RETRY%`/`%DLQ%`.
 //! - [`query`]: messages by id and by key.
 //! - [`admin`]: topics, consumer groups, the Raft group's membership and status.
+//! - [`users`]: users and their permissions.
 
 pub mod admin;
 pub mod coordination;
@@ -29,6 +30,7 @@ pub mod pull;
 pub mod query;
 pub mod retry;
 pub mod send;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -65,9 +67,10 @@ pub struct ConnectionCtx {
     pub protocol: Protocol,
     /// The client instance's id, once it said (native `hello`, remoting heartbeat).
     pub client_id: OnceLock<String>,
-    /// The authenticated principal (access key), once authentication exists; `None`
-    /// means anonymous.
+    /// The access key a native connection authenticated as; `None` means anonymous.
     pub principal: OnceLock<String>,
+    /// The challenge a native connection may answer ([`crate::auth::Authorizer::challenge`]).
+    pub challenge: crate::auth::Challenge,
 }
 
 impl ConnectionCtx {
@@ -78,6 +81,7 @@ impl ConnectionCtx {
             protocol,
             client_id: OnceLock::new(),
             principal: OnceLock::new(),
+            challenge: Default::default(),
         }
     }
 }
@@ -98,6 +102,10 @@ pub struct Shared {
     pub(crate) forwarder: forward::Forwarder,
     /// Offset commits waiting for the next coalesced round.
     pub(crate) pending_commits: offsets::PendingCommits,
+    /// Who may do what.
+    pub(crate) auth: crate::auth::Authorizer,
+    /// One user change at a time on this node.
+    pub(crate) user_writes: crate::auth::UserWrites,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.
@@ -129,6 +137,11 @@ impl Broker {
     /// This node's cluster.
     pub fn cluster(&self) -> &str {
         self.shared.replica.cluster()
+    }
+
+    /// Who may do what on this node.
+    pub fn auth(&self) -> &crate::auth::Authorizer {
+        &self.shared.auth
     }
 
     /// This node's configuration.

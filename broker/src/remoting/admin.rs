@@ -34,6 +34,19 @@ const UPDATE_BROKER_CONFIG: i32 = 25;
 /// Serves an admin code; `None` for codes that are not admin codes (answered
 /// REQUEST_CODE_NOT_SUPPORTED by the caller).
 pub async fn handle(s: &Session, req: &RemotingCommand) -> Option<RemotingCommand> {
+    if matches!(
+        req.code,
+        request::UPDATE_AND_CREATE_TOPIC
+            | request::DELETE_TOPIC_IN_BROKER
+            | request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
+            | request::DELETE_SUBSCRIPTIONGROUP
+            | UPDATE_BROKER_CONFIG
+            | INVOKE_BROKER_TO_RESET_OFFSET
+    ) {
+        if let Err(e) = s.allow([crate::auth::Access::Admin]) {
+            return Some(error_reply(req, &e));
+        }
+    }
     Some(match req.code {
         request::UPDATE_AND_CREATE_TOPIC => update_topic(s, req).await,
         request::DELETE_TOPIC_IN_BROKER => delete_topic(s, req).await,

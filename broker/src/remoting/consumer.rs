@@ -16,6 +16,7 @@ use raftmq_remoting::{Ext, RemotingCommand};
 
 use super::send::DEFAULT_MAX_RECONSUME;
 use super::{bad_request, error_reply, reply, Session};
+use crate::auth::Access;
 use crate::clients::ClientOrigin;
 use crate::core::pull::PullRequest;
 use crate::core::query::MsgLocation;
@@ -166,6 +167,13 @@ pub async fn heartbeat(s: &Session, req: &RemotingCommand) -> RemotingCommand {
         client_id: hb.client_id,
         consumer_groups: groups,
     };
+    let wants = hb.consumer_groups.iter().flat_map(|g| {
+        std::iter::once(Access::Group(g.group.as_str()))
+            .chain(g.subscriptions.iter().map(|(t, _)| Access::Sub(t.as_str())))
+    });
+    if let Err(e) = s.allow(wants) {
+        return error_reply(req, &e);
+    }
     match s.broker.heartbeat(&s.conn, hb, origin).await {
         Ok(()) => ok(req),
         Err(e) => error_reply(req, &e),
@@ -301,6 +309,9 @@ pub async fn lock(s: &Session, req: &RemotingCommand, lock: bool) -> RemotingCom
         Ok(l) => l,
         Err(r) => return *r,
     };
+    if let Err(e) = s.allow([Access::Group(lr.group.as_str())]) {
+        return error_reply(req, &e);
+    }
     let r = s
         .broker
         .on_leader(

@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Access, Who};
 use crate::clients::{Push, PushSender};
 use crate::core::{Broker, BrokerError, ConnectionCtx, Protocol};
 
@@ -57,6 +58,8 @@ pub struct Session {
     pub push: PushSender,
     /// Cancelled on shutdown: held pulls answer at once.
     pub stop: CancellationToken,
+    /// Who signed the request being handled ([`Who::Open`] with authentication off).
+    pub who: Who,
 }
 
 /// The IPv4 address records name for a node advertised as `addr` (`host:port`): the
@@ -98,7 +101,7 @@ pub fn error_code(e: &BrokerError) -> i32 {
         BrokerError::Busy(_) => response::SYSTEM_BUSY,
         BrokerError::TopicNotFound(_) => response::TOPIC_NOT_EXIST,
         BrokerError::GroupNotFound(_) => response::SUBSCRIPTION_GROUP_NOT_EXIST,
-        BrokerError::PermissionDenied(_) => response::NO_PERMISSION,
+        BrokerError::PermissionDenied(_) | BrokerError::NotAuthorized(_) => response::NO_PERMISSION,
         BrokerError::Invalid(_) => response::MESSAGE_ILLEGAL,
         BrokerError::Indeterminate(_)
         | BrokerError::Internal(_)
@@ -119,8 +122,57 @@ pub fn bad_request(req: &RemotingCommand, e: &CodecError) -> RemotingCommand {
 }
 
 impl Session {
+    /// Whether the request's signer may do every one of `wants`; refusals are counted and
+    /// logged.
+    ///
+    /// # Errors
+    /// `NotAuthorized`.
+    pub fn allow<'a>(
+        &self,
+        wants: impl IntoIterator<Item = Access<'a>>,
+    ) -> Result<(), BrokerError> {
+        for a in wants {
+            self.who
+                .check(a)
+                .map_err(|e| self.broker.auth().refuse(&self.conn, e))?;
+        }
+        Ok(())
+    }
+
+    /// What a request needs that its header names (resources named only in the body are
+    /// checked by their handlers: heartbeats, queue locks).
+    fn header_wants(req: &RemotingCommand) -> Vec<Access<'_>> {
+        use request as c;
+        let ext = |k: &str| req.ext.get(k).map_or("", String::as_str);
+        match req.code {
+            c::SEND_MESSAGE => vec![Access::Pub(ext("topic"))],
+            c::SEND_MESSAGE_V2 | c::SEND_BATCH_MESSAGE => vec![Access::Pub(ext("b"))],
+            c::PULL_MESSAGE | c::QUERY_CONSUMER_OFFSET | c::UPDATE_CONSUMER_OFFSET => vec![
+                Access::Sub(ext("topic")),
+                Access::Group(ext("consumerGroup")),
+            ],
+            c::CONSUMER_SEND_MSG_BACK => vec![Access::Group(ext("group"))],
+            c::QUERY_MESSAGE => vec![Access::Sub(ext("topic"))],
+            _ => vec![Access::Any],
+        }
+    }
+
+    /// Authenticates and authorizes a request, then handles it.
+    async fn handle(mut self, req: RemotingCommand) -> RemotingCommand {
+        if self.broker.auth().enabled() {
+            match self.broker.auth().remoting(&self.conn, &req.ext, &req.body) {
+                Ok(who) => self.who = who,
+                Err(e) => return error_reply(&req, &e),
+            }
+            if let Err(e) = self.allow(Self::header_wants(&req)) {
+                return error_reply(&req, &e);
+            }
+        }
+        self.dispatch(req).await
+    }
+
     /// Handles one request (the answer is dropped for a oneway request).
-    async fn handle(&self, req: RemotingCommand) -> RemotingCommand {
+    async fn dispatch(&self, req: RemotingCommand) -> RemotingCommand {
         use request as c;
         match req.code {
             c::SEND_MESSAGE | c::SEND_MESSAGE_V2 | c::SEND_BATCH_MESSAGE => {
@@ -189,6 +241,7 @@ pub async fn serve_connection<Io>(
         broker,
         push,
         stop,
+        who: Who::Open,
     };
     let pushed = Box::pin(futures::stream::poll_fn(move |cx| {
         pushes.poll_recv(cx).map(|p| p.map(push_command))

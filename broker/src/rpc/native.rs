@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use raftmq_proto::auth::{AclPerm, AclResource, UserInfo, UserUpdate};
 use raftmq_proto::broker::{
     BrokerGroupStatus, CommitOffsetsRequest, HeartbeatRequest, HelloRequest, HelloResponse,
     LockQueuesRequest, LockQueuesResponse, PullMessageRequest, PullMessageResponse, QueueStatus,
@@ -15,6 +16,7 @@ use raftmq_proto::{
 };
 use tarpc::context::Context;
 
+use crate::auth::Access;
 use crate::clients::ClientOrigin;
 use crate::convert::{found_message, message_ext};
 use crate::core::pull::PullRequest;
@@ -43,6 +45,7 @@ pub fn to_wire(e: BrokerError) -> WireError {
         // The native protocol has carried topic permissions as `Unauthorized` since v1.
         BrokerError::PermissionDenied(m) => WireError::Unauthorized(m),
         BrokerError::Internal(m) => WireError::Internal(m),
+        BrokerError::NotAuthorized(m) => WireError::NotAuthorized(m),
     }
 }
 
@@ -63,6 +66,21 @@ impl NativeConnection {
         self.broker.group().0
     }
 
+    /// Whether this connection may do every one of `wants` (always, with authentication
+    /// off); refusals are counted and logged.
+    fn allow<'a>(&self, wants: impl IntoIterator<Item = Access<'a>>) -> Result<(), WireError> {
+        let auth = self.broker.auth();
+        if !auth.enabled() {
+            return Ok(());
+        }
+        let who = auth.native(&self.conn).map_err(to_wire)?;
+        for a in wants {
+            who.check(a)
+                .map_err(|e| to_wire(auth.refuse(&self.conn, e)))?;
+        }
+        Ok(())
+    }
+
     fn ext(&self, m: raftmq_store::StoredMessage) -> MessageExt {
         message_ext(&self.group(), self.broker.group_tag(), m)
     }
@@ -78,6 +96,7 @@ impl BrokerService for NativeConnection {
         _: Context,
         req: SendMessageRequest,
     ) -> Result<SendMessageResponse, WireError> {
+        self.allow([Access::Pub(req.topic.as_str())])?;
         let results = self
             .broker
             .send(&self.conn, req, SendOptions::default())
@@ -91,6 +110,7 @@ impl BrokerService for NativeConnection {
         _: Context,
         reqs: Vec<SendMessageRequest>,
     ) -> Result<Vec<Result<SendMessageResponse, WireError>>, WireError> {
+        self.allow(reqs.iter().map(|r| Access::Pub(r.topic.as_str())))?;
         let results = self
             .broker
             .send_many(&self.conn, reqs)
@@ -110,6 +130,10 @@ impl BrokerService for NativeConnection {
         _: Context,
         req: PullMessageRequest,
     ) -> Result<PullMessageResponse, WireError> {
+        self.allow([
+            Access::Sub(req.topic.as_str()),
+            Access::Group(req.consumer_group.as_str()),
+        ])?;
         let read = self
             .broker
             .pull(
@@ -139,6 +163,7 @@ impl BrokerService for NativeConnection {
         _: Context,
         topic: TopicName,
     ) -> Result<Vec<QueueStatus>, WireError> {
+        self.allow([Access::Any])?;
         self.broker.queue_status(topic).await.map_err(to_wire)
     }
 
@@ -149,6 +174,7 @@ impl BrokerService for NativeConnection {
         topic: TopicName,
         queue_id: QueueId,
     ) -> Result<Option<Offset>, WireError> {
+        self.allow([Access::Group(group.as_str())])?;
         self.broker
             .query_offset(group, topic, queue_id)
             .await
@@ -160,10 +186,15 @@ impl BrokerService for NativeConnection {
         _: Context,
         group: ConsumerGroup,
     ) -> Result<Vec<(TopicName, QueueId, Offset)>, WireError> {
+        self.allow([Access::Group(group.as_str())])?;
         self.broker.group_offsets(group).await.map_err(to_wire)
     }
 
     async fn commit_offsets(self, _: Context, req: CommitOffsetsRequest) -> Result<(), WireError> {
+        self.allow(
+            std::iter::once(Access::Group(req.group.as_str()))
+                .chain(req.offsets.iter().map(|(t, _, _)| Access::Sub(t.as_str()))),
+        )?;
         self.broker
             .commit_offsets(&self.conn, req)
             .await
@@ -177,6 +208,7 @@ impl BrokerService for NativeConnection {
         queue_id: QueueId,
         ms: u64,
     ) -> Result<Offset, WireError> {
+        self.allow([Access::Any])?;
         self.broker
             .offset_for_time(topic, queue_id, ms)
             .await
@@ -184,6 +216,10 @@ impl BrokerService for NativeConnection {
     }
 
     async fn heartbeat(self, _: Context, req: HeartbeatRequest) -> Result<(), WireError> {
+        self.allow(req.consumer_groups.iter().flat_map(|g| {
+            std::iter::once(Access::Group(g.group.as_str()))
+                .chain(g.subscriptions.iter().map(|(t, _)| Access::Sub(t.as_str())))
+        }))?;
         let origin = ClientOrigin {
             addr: self.conn.peer,
             language: "RUST".to_owned(),
@@ -201,44 +237,60 @@ impl BrokerService for NativeConnection {
         _: Context,
         group: ConsumerGroup,
     ) -> Result<Vec<String>, WireError> {
+        self.allow([Access::Any])?;
         Ok(self.broker.consumer_list(&group))
     }
 
     async fn upsert_topic(self, _: Context, config: TopicConfig) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
         self.broker.upsert_topic(config).await.map_err(to_wire)
     }
 
     async fn delete_topic(self, _: Context, topic: TopicName) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
         self.broker.delete_topic(topic).await.map_err(to_wire)
     }
 
     async fn list_topics(self, _: Context) -> Result<Vec<TopicConfig>, WireError> {
+        self.allow([Access::Any])?;
         Ok(self.broker.list_topics())
     }
 
     async fn ensure_topic(self, _: Context, topic: TopicName) -> Result<TopicConfig, WireError> {
+        self.allow([Access::Pub(topic.as_str())])?;
         self.broker.ensure_topic(topic).await.map_err(to_wire)
     }
 
     async fn upsert_group(self, _: Context, config: ConsumerGroupConfig) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
         self.broker.upsert_group(config).await.map_err(to_wire)
     }
 
     async fn delete_group(self, _: Context, group: ConsumerGroup) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
         self.broker.delete_group(group).await.map_err(to_wire)
     }
 
     async fn list_groups(self, _: Context) -> Result<Vec<ConsumerGroupConfig>, WireError> {
+        self.allow([Access::Any])?;
         self.broker.list_groups().await.map_err(to_wire)
     }
 
     async fn broker_group_status(self, _: Context) -> Result<BrokerGroupStatus, WireError> {
+        self.allow([Access::Any])?;
         Ok(self.broker.broker_group_status())
     }
 
     async fn get_message(self, _: Context, msg_id: String) -> Result<FoundMessage, WireError> {
+        self.allow([Access::Any])?;
         let f = self.broker.get_message(&msg_id).await.map_err(to_wire)?;
-        Ok(found_message(&self.group(), self.broker.group_tag(), f))
+        let found = found_message(&self.group(), self.broker.group_tag(), f);
+        let topic = match &found {
+            FoundMessage::Stored(m) => m.topic.as_str(),
+            FoundMessage::Scheduled { message, .. } => message.topic.as_str(),
+        };
+        self.allow([Access::Sub(topic)])?;
+        Ok(found)
     }
 
     async fn query_by_key(
@@ -248,6 +300,7 @@ impl BrokerService for NativeConnection {
         key: String,
         max: u32,
     ) -> Result<Vec<MessageExt>, WireError> {
+        self.allow([Access::Sub(topic.as_str())])?;
         let found = self
             .broker
             .query_by_key(topic, key, max)
@@ -263,6 +316,7 @@ impl BrokerService for NativeConnection {
         raft_addr: String,
         client_addr: String,
     ) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
         self.broker
             .add_node(&self.conn, node_id, raft_addr, client_addr)
             .await
@@ -270,6 +324,7 @@ impl BrokerService for NativeConnection {
     }
 
     async fn remove_node(self, _: Context, node_id: NodeId) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
         self.broker
             .remove_node(&self.conn, node_id)
             .await
@@ -277,6 +332,7 @@ impl BrokerService for NativeConnection {
     }
 
     async fn transfer_leader(self, _: Context, to: NodeId) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
         self.broker
             .transfer_leader(&self.conn, to)
             .await
@@ -284,6 +340,7 @@ impl BrokerService for NativeConnection {
     }
 
     async fn send_back(self, _: Context, req: SendBackRequest) -> Result<(), WireError> {
+        self.allow([Access::Group(req.group.as_str())])?;
         let group = self.group();
         let id = MsgId::parse(&req.msg_id)
             .ok_or_else(|| WireError::Invalid(format!("{:?} is not a message id", req.msg_id)))?;
@@ -314,6 +371,7 @@ impl BrokerService for NativeConnection {
         _: Context,
         req: LockQueuesRequest,
     ) -> Result<LockQueuesResponse, WireError> {
+        self.allow([Access::Group(req.group.as_str())])?;
         self.broker
             .lock_queues(&self.conn, req)
             .await
@@ -321,6 +379,7 @@ impl BrokerService for NativeConnection {
     }
 
     async fn unlock_queues(self, _: Context, req: LockQueuesRequest) -> Result<(), WireError> {
+        self.allow([Access::Group(req.group.as_str())])?;
         self.broker
             .unlock_queues(&self.conn, req)
             .await
@@ -333,11 +392,57 @@ impl BrokerService for NativeConnection {
         req: SendMessageRequest,
         options: SendOptions,
     ) -> Result<SendMessageResponse, WireError> {
+        self.allow([Access::Pub(req.topic.as_str())])?;
         let results = self
             .broker
             .send(&self.conn, req, options)
             .await
             .map_err(to_wire)?;
         Ok(SendMessageResponse { results })
+    }
+
+    async fn auth_challenge(self, _: Context) -> Result<Vec<u8>, WireError> {
+        Ok(self.broker.auth().challenge(&self.conn))
+    }
+
+    async fn authenticate(
+        self,
+        _: Context,
+        access_key: String,
+        signature: Vec<u8>,
+    ) -> Result<(), WireError> {
+        self.broker
+            .auth()
+            .authenticate(&self.conn, &access_key, &signature)
+            .map_err(to_wire)
+    }
+
+    async fn put_user(self, _: Context, update: UserUpdate) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
+        self.broker.put_user(update).await.map_err(to_wire)
+    }
+
+    async fn delete_user(self, _: Context, access_key: String) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
+        self.broker.delete_user(&access_key).await.map_err(to_wire)
+    }
+
+    async fn list_users(self, _: Context) -> Result<Vec<UserInfo>, WireError> {
+        self.allow([Access::Admin])?;
+        Ok(self.broker.list_users())
+    }
+
+    async fn set_acl(
+        self,
+        _: Context,
+        access_key: String,
+        resource: AclResource,
+        perm: Option<AclPerm>,
+    ) -> Result<(), WireError> {
+        self.allow([Access::Admin])?;
+        self.broker
+            .set_acl(&access_key, resource, perm)
+            .await
+            .map_err(to_wire)
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use raftmq_client::core::{ClientConfig, Core};
+use raftmq_client::core::{ClientConfig, Core, Credentials};
 use raftmq_client::Admin;
 use raftmq_proto::broker::PullMessageRequest;
 use raftmq_proto::{ConsumerGroup, Offset, QueueId, TopicName};
@@ -107,6 +107,9 @@ pub struct Tuning {
     pub fast_expiry: bool,
     /// Start the brokers under this open-files limit, soft and hard (`prlimit`).
     pub open_files: Option<u64>,
+    /// Turn authentication on with this configured admin: `(access key, secret)`. The
+    /// harness's own clients ([`Cluster::core`], [`Cluster::admin`]) then act as it.
+    pub auth_admin: Option<(String, String)>,
 }
 
 /// A running cluster; every process is killed when it is dropped.
@@ -243,6 +246,11 @@ impl Cluster {
         for (id, a) in peers {
             toml.push_str(&format!("{id} = \"{a}\"\n"));
         }
+        if let Some((k, s)) = &self.tuning.auth_admin {
+            toml.push_str(&format!(
+                "[auth]\nenabled = true\nadmin_access_key = \"{k}\"\nadmin_secret_key = \"{s}\"\n"
+            ));
+        }
         std::fs::write(&m.config, toml)?;
         Ok(())
     }
@@ -356,17 +364,39 @@ impl Cluster {
         tracing::info!("--- healed");
     }
 
-    /// A broker-level client (direct calls to a node).
+    fn admin_credentials(&self) -> Option<Credentials> {
+        self.tuning.auth_admin.as_ref().map(|(k, s)| Credentials {
+            access_key: k.clone(),
+            secret_key: s.clone(),
+        })
+    }
+
+    /// A broker-level client (direct calls to a node), as the configured admin when
+    /// authentication is on.
     pub fn core(&self) -> anyhow::Result<Core> {
+        self.core_as(self.admin_credentials())
+    }
+
+    /// A broker-level client acting as `credentials` (`None`: anonymous).
+    pub fn core_as(&self, credentials: Option<Credentials>) -> anyhow::Result<Core> {
         Ok(Core::new(ClientConfig {
             namesrv: vec![self.namesrv.clone()],
+            credentials,
             ..ClientConfig::default()
         })?)
     }
 
-    /// The admin client.
+    /// The admin client, as the configured admin when authentication is on.
     pub fn admin(&self) -> anyhow::Result<Admin> {
-        Ok(Admin::new([self.namesrv.clone()])?)
+        self.admin_as(self.admin_credentials())
+    }
+
+    /// An admin client acting as `credentials` (`None`: anonymous).
+    pub fn admin_as(&self, credentials: Option<Credentials>) -> anyhow::Result<Admin> {
+        Ok(Admin::with_credentials(
+            [self.namesrv.clone()],
+            credentials,
+        )?)
     }
 
     /// Waits until the group has a leader that the node itself and the NameServer agree

@@ -21,3 +21,4 @@ mod t50_membership;
 mod t50_operator;
 mod t50_remoting;
 mod t60_hostile;
+mod t65_auth;
