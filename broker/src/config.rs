@@ -127,6 +127,11 @@ pub struct BrokerConfig {
     pub raft_commit_hold_ms: u64,
     /// Authentication and access control (`[auth]`); off unless `enabled = true`.
     pub auth: crate::auth::AuthConfig,
+    /// TLS (`[tls]`: `cert`, `key`, `ca`, `require_client_cert`); plaintext when absent.
+    /// With it, the client port speaks TLS, Raft peers use mutual TLS with certificates
+    /// the CA signed, and the node dials NameServers and peers with TLS. `raftmq certs dev
+    /// DIR` writes a CA and a node certificate to try it.
+    pub tls: Option<raftmq_proto::tls::TlsFiles>,
 }
 
 impl Default for BrokerConfig {
@@ -163,6 +168,7 @@ impl Default for BrokerConfig {
             follower_inline_sync: true,
             raft_commit_hold_ms: 2,
             auth: crate::auth::AuthConfig::default(),
+            tls: None,
         }
     }
 }
@@ -276,6 +282,11 @@ impl BrokerConfig {
         }
         if let Err(e) = self.auth.validate() {
             return bad(e);
+        }
+        if self.tls.as_ref().is_some_and(|t| t.ca.is_none()) {
+            return bad(
+                "[tls] needs `ca`: Raft peers check each other's certificates against it".into(),
+            );
         }
         for (name, addr) in [("listen", &self.listen), ("raft_listen", &self.raft_listen)] {
             if addr

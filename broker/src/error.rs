@@ -16,6 +16,9 @@ pub enum Error {
     /// The data directory is in use by another process, or cannot be locked.
     #[error(transparent)]
     Lock(#[from] crate::data_lock::LockError),
+    /// A TLS file is missing or malformed.
+    #[error(transparent)]
+    Tls(#[from] raftmq_proto::tls::TlsError),
     /// Binding a port or another I/O operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

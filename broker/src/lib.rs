@@ -38,6 +38,7 @@ pub mod roles;
 pub mod rpc;
 pub mod scheduler;
 pub mod send;
+pub mod tls;
 
 pub use config::{BrokerConfig, ConfigError, Flush};
 pub use core::{Broker, BrokerError};

@@ -97,7 +97,11 @@ pub async fn run(
         .ok()
         .map(|a| a.ip())
         .filter(|ip| !ip.is_unspecified());
-    let connector: Arc<dyn Connector> = Arc::new(TcpConnector { bind_ip });
+    let tls = crate::tls::NodeTls::load(config.tls.as_ref())?;
+    let connector: Arc<dyn Connector> = Arc::new(TcpConnector {
+        bind_ip,
+        dialer: tls.dialer.clone(),
+    });
     let replica = Replica::start(
         replica_config(&config)?,
         store.clone(),
@@ -118,6 +122,7 @@ pub async fn run(
         let server = replica.server();
         tasks.spawn(raftmq_proto::serve_tarpc!(
             raft_listener,
+            tls.raft_port.clone(),
             move |_| server.clone().serve(),
             raft_stop.clone()
         ))
@@ -134,10 +139,11 @@ pub async fn run(
         store: store.clone(),
         proposer,
         topics_changed: Notify::new(),
-        forwarder: Default::default(),
+        forwarder: crate::core::forward::Forwarder::new(tls.dialer.clone()),
         pending_commits: Default::default(),
         auth,
         user_writes: Default::default(),
+        tls,
     });
     let broker = Broker::new(shared.clone());
     let front_end_tasks = TaskTracker::new();

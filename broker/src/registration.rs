@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use raftmq_proto::namesrv::{RegisterBrokerRequest, UnregisterBrokerRequest};
+use raftmq_proto::stream::Dialer;
 use raftmq_proto::{BrokerGroup, NamesrvServiceClient, NodeId, Perm, TopicConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -22,11 +23,11 @@ struct Clients {
 }
 
 impl Clients {
-    async fn get(&mut self, addr: &str) -> std::io::Result<NamesrvServiceClient> {
+    async fn get(&mut self, dialer: &Dialer, addr: &str) -> std::io::Result<NamesrvServiceClient> {
         if let Some(c) = self.by_addr.get(addr) {
             return Ok(c.clone());
         }
-        let t = raftmq_proto::transport::connect(addr, CALL_TIMEOUT).await?;
+        let t = raftmq_proto::transport::connect(dialer, addr, CALL_TIMEOUT).await?;
         let c = NamesrvServiceClient::new(tarpc::client::Config::default(), t).spawn();
         self.by_addr.insert(addr.to_owned(), c.clone());
         Ok(c)
@@ -74,7 +75,7 @@ type Refusals = HashMap<String, String>;
 async fn register_all(shared: &Shared, clients: &mut Clients, refusals: &mut Refusals) {
     let req = request(shared);
     for addr in &shared.config.namesrv {
-        let res = match clients.get(addr).await {
+        let res = match clients.get(&shared.tls.dialer, addr).await {
             Ok(c) => c
                 .register_broker(ctx(), req.clone())
                 .await
@@ -131,7 +132,7 @@ pub async fn run(shared: std::sync::Arc<Shared>, stop: CancellationToken) {
                         client_addr: shared.config.advertise_addr().to_owned(),
                     };
                     for addr in &shared.config.namesrv {
-                        if let Ok(c) = clients.get(addr).await {
+                        if let Ok(c) = clients.get(&shared.tls.dialer, addr).await {
                             let _ = c.unregister_broker(ctx(), bye.clone()).await;
                         }
                     }

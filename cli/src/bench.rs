@@ -100,6 +100,7 @@ async fn producers(
     let producer = Producer::builder()
         .namesrv(ep.namesrv.iter().cloned())
         .with_credentials(ep.credentials.clone())
+        .with_tls(ep.tls.clone())
         .group("raftmq-bench")
         .max_in_flight(args.concurrency.max(1))
         .build()?;
@@ -163,6 +164,7 @@ async fn warm_up(args: &BenchArgs, ep: &crate::Endpoint) -> anyhow::Result<()> {
     let producer = Producer::builder()
         .namesrv(ep.namesrv.iter().cloned())
         .with_credentials(ep.credentials.clone())
+        .with_tls(ep.tls.clone())
         .group("raftmq-bench")
         .build()?;
     let body = vec![b'x'; args.size.max(8)];
@@ -204,6 +206,7 @@ async fn consumer(
     Ok(PushConsumer::builder()
         .namesrv(ep.namesrv.iter().cloned())
         .with_credentials(ep.credentials.clone())
+        .with_tls(ep.tls.clone())
         .group(args.group.as_str())
         .subscribe(args.topic.as_str(), "*")
         .consume_from(from)

@@ -148,6 +148,13 @@ const SETTINGS: &[(&str, &str)] = &[
         "auth",
         "Authentication and access control (`[auth]`); off unless `enabled = true`.",
     ),
+    (
+        "tls",
+        "TLS (`[tls]`: `cert`, `key`, `ca`, `require_client_cert`); plaintext when absent. With \
+         it, the client port speaks TLS, Raft peers use mutual TLS with certificates the CA \
+         signed, and the node dials NameServers and peers with TLS. `raftmq certs dev DIR` \
+         writes a CA and a node certificate to try it.",
+    ),
 ];
 
 /// Appends `text` as `# ` comment lines of at most about 100 columns.

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod certs;
 mod config_doc;
 mod failures;
 mod logging;
@@ -49,6 +50,27 @@ struct Cli {
         requires = "access_key"
     )]
     secret_key: Option<String>,
+    /// Connect with TLS, trusting the CA in this PEM file (clusters with `[tls]`).
+    #[arg(long, global = true, env = "RAFTMQ_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) to present, for brokers with `require_client_cert`.
+    #[arg(
+        long,
+        global = true,
+        env = "RAFTMQ_TLS_CERT",
+        value_name = "FILE",
+        requires_all = ["tls_key", "tls_ca"]
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "RAFTMQ_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +107,9 @@ enum Command {
     Consume(quickstart::ConsumeArgs),
     /// Measure throughput and latency.
     Bench(bench::BenchArgs),
+    /// Certificates for trying TLS.
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
     /// Print a shell completion script (bash, zsh, fish, ...) to stdout.
     Completions(shell::CompletionsArgs),
     /// Print the man page, or write one per subcommand into a directory.
@@ -102,6 +127,7 @@ fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
         "dev" => "raftmq dev runs its own NameServer on --ip, port 9876",
         "namesrv" => "a NameServer listens on --listen and knows no other NameServer",
         "completions" | "man" => "it prints files for a shell or man and talks to no server",
+        "certs" => "it writes files and talks to no server",
         _ => return Ok(()),
     };
     for (id, flag) in [
@@ -109,6 +135,9 @@ fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
         ("json", "--json"),
         ("access_key", "--access-key"),
         ("secret_key", "--secret-key"),
+        ("tls_ca", "--tls-ca"),
+        ("tls_cert", "--tls-cert"),
+        ("tls_key", "--tls-key"),
     ] {
         let given = |m: &clap::ArgMatches| {
             m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
@@ -147,14 +176,20 @@ pub struct Endpoint {
     pub namesrv: Vec<String>,
     /// Credentials every broker connection authenticates with.
     pub credentials: Option<raftmq_client::Credentials>,
+    /// TLS trust (and client certificate), when the cluster speaks TLS.
+    pub tls: Option<raftmq_client::TlsTrust>,
 }
 
 impl Endpoint {
     /// An admin client for this endpoint.
     pub fn admin(&self) -> anyhow::Result<raftmq_client::Admin> {
-        Ok(raftmq_client::Admin::with_credentials(
-            self.namesrv.iter().cloned(),
-            self.credentials.clone(),
+        Ok(raftmq_client::Admin::with_config(
+            raftmq_client::ClientConfig {
+                namesrv: self.namesrv.clone(),
+                credentials: self.credentials.clone(),
+                tls: self.tls.clone(),
+                ..Default::default()
+            },
         )?)
     }
 }
@@ -177,6 +212,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Man(args) => return shell::man(Cli::command(), args),
+        Command::Certs(c) => return certs::run(output::Out { json: cli.json }, c),
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -207,6 +243,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         access_key,
                         secret_key,
                     }),
+                tls: cli.tls_ca.map(|ca| raftmq_client::TlsTrust {
+                    ca,
+                    identity: cli.tls_cert.zip(cli.tls_key),
+                }),
             };
             on_worker(&runtime, async move {
                 let admin = || ep.admin();
@@ -223,6 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Command::Namesrv(_)
                     | Command::Broker(_)
                     | Command::Dev(_)
+                    | Command::Certs(_)
                     | Command::Completions(_)
                     | Command::Man(_) => Ok(()),
                 }

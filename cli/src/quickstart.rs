@@ -260,6 +260,7 @@ pub async fn produce(ep: &crate::Endpoint, out: &Out, args: ProduceArgs) -> anyh
     let producer = Producer::builder()
         .namesrv(ep.namesrv.iter().cloned())
         .with_credentials(ep.credentials.clone())
+        .with_tls(ep.tls.clone())
         .group("raftmq-cli-producer")
         .send_timeout(Duration::from_millis(args.send_timeout_ms))
         // The route lookup before the first send is one NameServer RPC: a shorter send
@@ -401,6 +402,7 @@ pub async fn consume(ep: &crate::Endpoint, out: &Out, args: ConsumeArgs) -> anyh
     let mut b = PushConsumer::builder()
         .namesrv(ep.namesrv.iter().cloned())
         .with_credentials(ep.credentials.clone())
+        .with_tls(ep.tls.clone())
         .group(args.group.as_str())
         .subscribe(args.topic.as_str(), args.tag.as_str())
         .consume_from(match args.from {

@@ -19,6 +19,20 @@ pub struct NamesrvArgs {
     /// Forget a broker node silent for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub expiry_secs: u64,
+    /// Serve TLS with this certificate chain (PEM); reloaded when the file changes.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Check client certificates against this CA (PEM): only a client that presents one
+    /// it signed may register or unregister a broker (brokers with `[tls]` present their
+    /// node certificate); other clients may still read routes.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub client_ca: Option<PathBuf>,
+    /// With --client-ca: every client must present a certificate, not only brokers.
+    #[arg(long, requires = "client_ca")]
+    pub require_client_cert: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -39,6 +53,24 @@ pub struct BrokerArgs {
 
 /// Runs a NameServer until ctrl-c or SIGTERM.
 pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
+    let tls = match args.cert.zip(args.key) {
+        None => None,
+        Some((cert, key)) => {
+            use raftmq_proto::tls::ClientCerts;
+            let clients = match (&args.client_ca, args.require_client_cert) {
+                (None, _) => ClientCerts::Ignored,
+                (Some(_), false) => ClientCerts::Optional,
+                (Some(_), true) => ClientCerts::Required,
+            };
+            let files = raftmq_proto::tls::TlsFiles {
+                cert,
+                key,
+                ca: args.client_ca,
+                require_client_cert: args.require_client_cert,
+            };
+            Some(raftmq_proto::tls::TlsServer::load(&files, clients)?)
+        }
+    };
     let listener = bind(&args.listen).await?;
     let config = NamesrvConfig {
         expiry: Duration::from_secs(args.expiry_secs),
@@ -46,7 +78,7 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
     };
     raftmq_namesrv::run(
         config,
-        vec![Box::new(NamesrvPort::new(listener))],
+        vec![Box::new(NamesrvPort::new(listener).with_tls(tls))],
         shutdown_signal(),
     )
     .await;

@@ -91,11 +91,18 @@ impl Admin {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let config = ClientConfig {
+        Self::with_config(ClientConfig {
             namesrv: namesrv.into_iter().map(Into::into).collect(),
             credentials,
             ..ClientConfig::default()
-        };
+        })
+    }
+
+    /// An admin client with every connection setting given (credentials, TLS, timeouts).
+    ///
+    /// # Errors
+    /// No address given, or the TLS files do not load.
+    pub fn with_config(config: ClientConfig) -> Result<Self> {
         Ok(Self {
             core: Arc::new(Core::new(config)?),
         })

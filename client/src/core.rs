@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::HelloRequest;
 use raftmq_proto::namesrv::{BrokerGroupRoute, ClusterRoute, TopicRoute};
+use raftmq_proto::stream::Dialer;
+use raftmq_proto::tls::{TlsClient, TlsTrust};
 use raftmq_proto::{
     BrokerGroup, BrokerServiceClient, NamesrvServiceClient, TopicName, WireError, PROTOCOL_VERSION,
 };
@@ -32,6 +34,9 @@ pub struct ClientConfig {
     /// The access key and secret every broker connection authenticates with, when the
     /// cluster has authentication on. Default: none (anonymous).
     pub credentials: Option<Credentials>,
+    /// TLS to NameServers and brokers: the CA their certificates chain to (and a client
+    /// certificate, for brokers with `require_client_cert`). Default: none (plaintext).
+    pub tls: Option<TlsTrust>,
 }
 
 /// An access key and its secret.
@@ -60,6 +65,7 @@ impl Default for ClientConfig {
             route_refresh: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             credentials: None,
+            tls: None,
         }
     }
 }
@@ -97,6 +103,22 @@ macro_rules! client_builder_methods {
             self
         }
 
+        /// Connects with TLS, trusting the CA in the PEM file `ca` (for clusters with
+        /// `[tls]`).
+        pub fn tls_ca(mut self, ca: impl Into<std::path::PathBuf>) -> Self {
+            self.client.tls = Some($crate::TlsTrust {
+                ca: ca.into(),
+                identity: None,
+            });
+            self
+        }
+
+        /// Connects with TLS as `tls` says when `Some` (plaintext when `None`).
+        pub fn with_tls(mut self, tls: Option<$crate::TlsTrust>) -> Self {
+            self.client.tls = tls;
+            self
+        }
+
         /// Deadline of a single RPC (default 3 s).
         pub fn rpc_timeout(mut self, t: std::time::Duration) -> Self {
             self.client.rpc_timeout = t;
@@ -111,6 +133,7 @@ pub(crate) use client_builder_methods;
 pub struct Core {
     pub(crate) config: ClientConfig,
     pub(crate) client_id: String,
+    dialer: Dialer,
     brokers: Mutex<HashMap<String, BrokerServiceClient>>,
     namesrvs: Mutex<HashMap<String, NamesrvServiceClient>>,
     next_namesrv: AtomicUsize,
@@ -137,7 +160,7 @@ impl Core {
     /// A core for `config`.
     ///
     /// # Errors
-    /// No NameServer address.
+    /// No NameServer address, or the TLS files do not load.
     pub fn new(config: ClientConfig) -> Result<Self> {
         if config.namesrv.is_empty() || config.namesrv.iter().any(|a| a.trim().is_empty()) {
             return Err(Error::Invalid(
@@ -150,9 +173,14 @@ impl Core {
             hostname(),
             rand::random::<u32>()
         );
+        let dialer = match &config.tls {
+            None => Dialer::plain(),
+            Some(t) => Dialer::tls(TlsClient::load(t).map_err(|e| Error::Invalid(e.to_string()))?),
+        };
         Ok(Self {
             config,
             client_id,
+            dialer,
             brokers: Mutex::default(),
             namesrvs: Mutex::default(),
             next_namesrv: AtomicUsize::new(0),
@@ -185,7 +213,7 @@ impl Core {
         if let Some(c) = lock(&self.brokers).get(addr) {
             return Ok(c.clone());
         }
-        let t = raftmq_proto::transport::connect(addr, self.config.connect_timeout)
+        let t = raftmq_proto::transport::connect(&self.dialer, addr, self.config.connect_timeout)
             .await
             .map_err(|e| Error::Connect {
                 addr: addr.to_owned(),
@@ -203,7 +231,7 @@ impl Core {
             .await;
         let connect_err = |e: RpcError| Error::Connect {
             addr: addr.to_owned(),
-            reason: e.to_string(),
+            reason: format!("{e}{}", self.dialer.closed_hint()),
         };
         match hello {
             Ok(Ok(_)) => {}
@@ -304,7 +332,7 @@ impl Core {
                     lock(&self.namesrvs).remove(addr);
                     last = Some(Error::Transport {
                         addr: addr.clone(),
-                        reason: e.to_string(),
+                        reason: format!("{e}{}", self.dialer.closed_hint()),
                     });
                 }
             }
@@ -316,7 +344,7 @@ impl Core {
         if let Some(c) = lock(&self.namesrvs).get(addr) {
             return Ok(c.clone());
         }
-        let t = raftmq_proto::transport::connect(addr, self.config.connect_timeout)
+        let t = raftmq_proto::transport::connect(&self.dialer, addr, self.config.connect_timeout)
             .await
             .map_err(|e| Error::Connect {
                 addr: addr.to_owned(),

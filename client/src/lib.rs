@@ -113,7 +113,8 @@ pub use consumer::{
     AllocateStrategy, ConsumeFrom, ConsumeResult, Delivery, LitePullConsumer, MessageModel,
     MessageStream, OrderlyResult, PushConsumer,
 };
-pub use core::Credentials;
+pub use core::{ClientConfig, Credentials};
 pub use error::{Error, Result};
 pub use producer::{MessageQueue, Producer, ProducerBuilder, SendHandle};
+pub use raftmq_proto::tls::TlsTrust;
 pub use raftmq_proto::{Message, MessageExt, SendResult, SendStatus};

@@ -17,7 +17,29 @@ fn to_wire(e: NamesrvError) -> WireError {
 
 /// Serves [`NamesrvService`] for one connection.
 #[derive(Debug, Clone)]
-pub struct NativeNamesrv(pub Namesrv);
+pub struct NativeNamesrv {
+    core: Namesrv,
+    may_register: bool,
+}
+
+impl NativeNamesrv {
+    /// Serves `core`; `may_register` says whether this connection may register and
+    /// unregister brokers (with `--client-ca`, only one that presented a certificate).
+    pub fn new(core: Namesrv, may_register: bool) -> Self {
+        Self { core, may_register }
+    }
+
+    fn check_register(&self, req_group: &str) -> Result<(), WireError> {
+        if self.may_register {
+            return Ok(());
+        }
+        Err(WireError::NotAuthorized(format!(
+            "registering or unregistering broker group {req_group} needs a client certificate \
+             signed by the NameServer's --client-ca; give the broker [tls] with a certificate \
+             that CA signed"
+        )))
+    }
+}
 
 impl NamesrvService for NativeNamesrv {
     async fn register_broker(
@@ -25,7 +47,8 @@ impl NamesrvService for NativeNamesrv {
         _: Context,
         req: RegisterBrokerRequest,
     ) -> Result<(), WireError> {
-        self.0.register(req).map_err(to_wire)
+        self.check_register(&req.broker_group.0)?;
+        self.core.register(req).map_err(to_wire)
     }
 
     async fn unregister_broker(
@@ -33,19 +56,20 @@ impl NamesrvService for NativeNamesrv {
         _: Context,
         req: UnregisterBrokerRequest,
     ) -> Result<(), WireError> {
-        self.0.unregister(&req);
+        self.check_register(&req.broker_group.0)?;
+        self.core.unregister(&req);
         Ok(())
     }
 
     async fn get_route(self, _: Context, topic: TopicName) -> Result<TopicRoute, WireError> {
-        self.0.route(&topic).map_err(to_wire)
+        self.core.route(&topic).map_err(to_wire)
     }
 
     async fn get_cluster(self, _: Context) -> Result<ClusterRoute, WireError> {
-        Ok(self.0.cluster())
+        Ok(self.core.cluster())
     }
 
     async fn get_topics(self, _: Context) -> Result<Vec<TopicName>, WireError> {
-        Ok(self.0.topics())
+        Ok(self.core.topics())
     }
 }

@@ -1,8 +1,10 @@
 //! Running the NameServer: its core, its front ends and the expiry sweep.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use raftmq_proto::tls::{ClientCerts, TlsServer};
 use raftmq_proto::transport::{serve_with, serving_io, sniff, FrontEnd, Serving};
 use raftmq_proto::NamesrvService as _;
 use raftmq_remoting::detect::{detect, Protocol, PREFIX_LEN};
@@ -40,12 +42,22 @@ const DETECT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct NamesrvPort {
     listener: TcpListener,
+    tls: Option<Arc<TlsServer>>,
 }
 
 impl NamesrvPort {
-    /// Serves on `listener`.
+    /// Serves on `listener`, in plaintext.
     pub fn new(listener: TcpListener) -> Self {
-        Self { listener }
+        Self {
+            listener,
+            tls: None,
+        }
+    }
+
+    /// Serves inside TLS (`None`: plaintext).
+    pub fn with_tls(mut self, tls: Option<Arc<TlsServer>>) -> Self {
+        self.tls = tls;
+        self
     }
 }
 
@@ -58,11 +70,18 @@ impl FrontEnd<Namesrv> for NamesrvPort {
     }
 
     fn serve(self: Box<Self>, core: Namesrv, stop: CancellationToken) -> Serving {
+        // With a client CA, only certified clients (brokers) may register.
+        let needs_cert = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_certs() != ClientCerts::Ignored);
         Box::pin(serve_with(
             self.listener,
+            self.tls,
             stop,
             move |stream, peer, requests| {
                 let core = core.clone();
+                let may_register = stream.peer_certified() || !needs_cert;
                 async move {
                     let Some((protocol, io)) =
                         sniff(stream, PREFIX_LEN, detect, DETECT_TIMEOUT).await
@@ -74,7 +93,7 @@ impl FrontEnd<Namesrv> for NamesrvPort {
                             crate::remoting::serve_connection(io, peer, core, requests).await
                         }
                         Protocol::Native => {
-                            let serve = NativeNamesrv(core).serve();
+                            let serve = NativeNamesrv::new(core, may_register).serve();
                             raftmq_proto::tarpc_connection!(serving_io(io), serve, requests).await
                         }
                     }

@@ -28,7 +28,9 @@ pub mod message;
 pub mod names;
 pub mod namesrv;
 pub mod raft;
+pub mod stream;
 pub mod throttle;
+pub mod tls;
 pub mod transport;
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! TCP transport for every raftmq RPC: length-delimited bincode frames with an explicit,
-//! raised limit on both ends, `TCP_NODELAY` on, and a server loop with graceful shutdown.
+//! raised limit on both ends, `TCP_NODELAY` on, optional TLS ([`crate::tls`]), and a server
+//! loop with graceful shutdown.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +22,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::conn_limit::ConnectionLimit;
 use crate::frames::Frames;
+use crate::stream::{Dialer, Stream};
+use crate::throttle::Throttle;
+use crate::tls::{TlsServer, HANDSHAKE_RECORD};
 
 /// Largest frame either side accepts: room for a 4 MiB message batch, a Raft
 /// AppendEntries of several such entries, or a snapshot chunk, with headroom.
@@ -31,30 +36,31 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Most requests one connection may have executing at once.
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 4096;
 
-/// A tarpc transport over TCP.
-pub type TcpTransport<In, Out> = IoTransport<TcpStream, In, Out>;
+/// How long a new connection to a TLS port may take to finish its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A tarpc transport over TCP or TLS.
+pub type TcpTransport<In, Out> = IoTransport<Stream, In, Out>;
 
 /// A tarpc transport over any byte stream: bincode in [`Frames`].
 pub type IoTransport<Io, In, Out> = SerdeFramed<Framed<Io, Frames>, In, Out, Bincode<In, Out>>;
 
-/// Wraps a connected stream for a client: `TCP_NODELAY` on, frames up to
+/// Wraps a connected stream (from a [`Dialer`]) for a client: frames up to
 /// [`MAX_FRAME_BYTES`].
-pub fn framed<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
+pub fn framed<In, Out>(stream: Stream) -> TcpTransport<In, Out>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    nodelay(&stream);
     framed_io(stream)
 }
 
-/// Wraps an accepted stream for a server: `TCP_NODELAY` on, as [`serving_io`].
-pub fn serving<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
+/// Wraps an accepted stream (from [`serve_with`]) for a server, as [`serving_io`].
+pub fn serving<In, Out>(stream: Stream) -> TcpTransport<In, Out>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    nodelay(&stream);
     serving_io(stream)
 }
 
@@ -94,37 +100,41 @@ where
     SerdeFramed::new(Framed::new(io, frames), Bincode::default())
 }
 
-/// Connects to `addr` with a timeout.
+/// Connects to `addr` with `dialer` (plain or TLS) within `timeout`.
 ///
 /// # Errors
-/// The connection failed or timed out.
-pub async fn connect<In, Out>(addr: &str, timeout: Duration) -> io::Result<TcpTransport<In, Out>>
+/// The connection or TLS handshake failed or timed out.
+pub async fn connect<In, Out>(
+    dialer: &Dialer,
+    addr: &str,
+    timeout: Duration,
+) -> io::Result<TcpTransport<In, Out>>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connecting to {addr} timed out"),
-            )
-        })??;
-    Ok(framed(stream))
+    Ok(framed(dialer.connect(addr, timeout).await?))
 }
 
 /// Accepts connections on `listener` until `shutdown` fires, within the process's
-/// [`ConnectionLimit`]; `connection` runs one connection (given its peer address),
-/// spawning each request on the tracker it is given.
+/// [`ConnectionLimit`]; with `tls`, each connection first completes a TLS handshake within
+/// [`HANDSHAKE_TIMEOUT`] (a plaintext client is closed at once, and logged). `connection`
+/// runs one connection (given its peer address), spawning each request on the tracker it
+/// is given.
 /// On shutdown it stops accepting, gives in-flight requests up to [`SHUTDOWN_GRACE`] to
 /// finish, then closes every connection. [`crate::serve_tarpc!`] serves a tarpc service
 /// with it.
-pub async fn serve_with<F, Fut>(listener: TcpListener, shutdown: CancellationToken, connection: F)
-where
-    F: Fn(TcpStream, SocketAddr, TaskTracker) -> Fut,
+pub async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    tls: Option<Arc<TlsServer>>,
+    shutdown: CancellationToken,
+    connection: F,
+) where
+    F: Fn(Stream, SocketAddr, TaskTracker) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let connection = Arc::new(connection);
+    let refused = Arc::new(Throttle::default());
     let connections = TaskTracker::new();
     let requests = TaskTracker::new();
     let close = CancellationToken::new();
@@ -146,10 +156,15 @@ where
             drop(stream);
             continue;
         };
-        let run = connection(stream, peer, requests.clone());
-        let close = close.clone();
+        let (connection, requests, close) = (connection.clone(), requests.clone(), close.clone());
+        let (tls, refused) = (tls.clone(), refused.clone());
         connections.spawn(async move {
             let _slot = slot;
+            let run = async {
+                if let Some(stream) = open(stream, peer, tls.as_deref(), &refused).await {
+                    connection(stream, peer, requests).await;
+                }
+            };
             tokio::select! {
                 _ = run => tracing::trace!(%peer, "connection closed"),
                 _ = close.cancelled() => {}
@@ -169,14 +184,52 @@ where
     connections.wait().await;
 }
 
-/// Serves a tarpc service: `serve_tarpc!(listener, |peer| server(peer).serve(), shutdown)`,
-/// where the closure builds the per-connection value of the generated `serve()` (so each
-/// connection can carry its own state, such as its peer address).
+/// An accepted connection as a [`Stream`]: `TCP_NODELAY` on and, on a TLS port, the
+/// handshake done. `None` (logged at most every 30 s) when it failed.
+async fn open(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&TlsServer>,
+    refused: &Throttle,
+) -> Option<Stream> {
+    nodelay(&tcp);
+    let Some(tls) = tls else {
+        return Some(Stream::Plain(tcp));
+    };
+    let handshake = async {
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await? == 0 {
+            return Ok(None);
+        }
+        if first[0] != HANDSHAKE_RECORD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a plaintext client on a TLS port (the client needs TLS: give it the CA, --tls-ca)",
+            ));
+        }
+        Ok(Some(Stream::from(tls.accept(tcp).await?)))
+    };
+    let failed = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(stream)) => return stream,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
+    };
+    if let Some(suppressed) = refused.allow() {
+        tracing::warn!(%peer, error = %failed, suppressed, "TLS connection refused");
+    }
+    None
+}
+
+/// Serves a tarpc service:
+/// `serve_tarpc!(listener, tls, |peer| server(peer).serve(), shutdown)`, where `tls` is an
+/// `Option<Arc<TlsServer>>` and the closure builds the per-connection value of the
+/// generated `serve()` (so each connection can carry its own state, such as its peer
+/// address).
 #[macro_export]
 macro_rules! serve_tarpc {
-    ($listener:expr, $make:expr, $shutdown:expr) => {{
+    ($listener:expr, $tls:expr, $make:expr, $shutdown:expr) => {{
         let make = $make;
-        $crate::transport::serve_with($listener, $shutdown, move |stream, peer, requests| {
+        $crate::transport::serve_with($listener, $tls, $shutdown, move |stream, peer, requests| {
             let serve = make(peer);
             $crate::tarpc_connection!($crate::transport::serving(stream), serve, requests)
         })
@@ -275,12 +328,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 /// Reads the first bytes of a new connection until `decide` names its protocol (it sees
 /// at most `want` bytes), within `timeout`; returns the protocol and the stream with those
 /// bytes put back. `None` when the peer closed, failed or stayed silent.
-pub async fn sniff<T>(
-    mut stream: TcpStream,
+pub async fn sniff<T, S: AsyncRead + Unpin>(
+    mut stream: S,
     want: usize,
     decide: impl Fn(&[u8]) -> Option<T>,
     timeout: Duration,
-) -> Option<(T, Prefixed<TcpStream>)> {
+) -> Option<(T, Prefixed<S>)> {
     let mut prefix = Vec::with_capacity(want);
     let read = tokio::time::timeout(
         timeout,
@@ -291,7 +344,6 @@ pub async fn sniff<T>(
         return None;
     }
     let protocol = decide(&prefix)?;
-    nodelay(&stream);
     Some((protocol, Prefixed::new(prefix, stream)))
 }
 

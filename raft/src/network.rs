@@ -24,11 +24,11 @@ use openraft::raft::{
 };
 use openraft::OptionalSend;
 use raftmq_proto::raft::RaftCaller;
+use raftmq_proto::stream::{self as conn, Dialer};
 use raftmq_proto::{RaftServiceClient, WireError};
 use raftmq_store::Store;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::TcpStream;
 
 use crate::commit_hold::hold_commit_only;
 use crate::identity::Identity;
@@ -54,24 +54,27 @@ const SNAPSHOT_STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// retransmission each time.
 const STALE_CONNECTION: Duration = Duration::from_secs(1);
 
-/// Opens TCP connections to peers; tests substitute one that goes through a fault proxy.
+/// Opens connections to peers; tests substitute one that goes through a fault proxy.
 pub trait Connector: Send + Sync + Debug + 'static {
-    /// Connects to `addr`.
-    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<TcpStream>>;
+    /// Connects to `addr` (with TLS, the handshake done).
+    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<conn::Stream>>;
 }
 
-/// Plain TCP, optionally from a fixed source IP (the node's Raft listen IP, so peers and
-/// fault proxies can tell nodes apart even on one host).
-#[derive(Debug, Default, Clone, Copy)]
+/// TCP, optionally from a fixed source IP (the node's Raft listen IP, so peers and
+/// fault proxies can tell nodes apart even on one host), plain or with mutual TLS.
+#[derive(Debug, Default, Clone)]
 pub struct TcpConnector {
     /// Source IP of outgoing connections; `None` lets the kernel choose.
     pub bind_ip: Option<std::net::IpAddr>,
+    /// Plain, or TLS presenting the node's certificate.
+    pub dialer: Dialer,
 }
 
 impl Connector for TcpConnector {
-    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<TcpStream>> {
+    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<conn::Stream>> {
         let addr = addr.to_owned();
         let bind_ip = self.bind_ip;
+        let dialer = self.dialer.clone();
         Box::pin(async move {
             let connect = async {
                 let target = tokio::net::lookup_host(&addr)
@@ -88,7 +91,8 @@ impl Connector for TcpConnector {
                 if let Some(ip) = bind_ip.filter(|ip| ip.is_ipv4() == target.is_ipv4()) {
                     socket.bind(std::net::SocketAddr::new(ip, 0))?;
                 }
-                socket.connect(target).await
+                let tcp = socket.connect(target).await?;
+                dialer.wrap(&addr, tcp).await
             };
             tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await

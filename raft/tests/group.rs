@@ -50,6 +50,7 @@ async fn start_group(n: u64) -> anyhow::Result<Vec<Node>> {
         let stop = CancellationToken::new();
         let serve = raftmq_proto::serve_tarpc!(
             listener,
+            None,
             {
                 let server = replica.server();
                 move |_| raftmq_proto::RaftService::serve(server.clone())

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use raftmq_proto::stream::Dialer;
 use raftmq_proto::{BrokerServiceClient, WireError};
 use tarpc::client::RpcError;
 
@@ -31,9 +32,18 @@ const ELECTION_WAIT: Duration = Duration::from_millis(1500);
 #[derive(Debug, Default)]
 pub struct Forwarder {
     clients: Mutex<HashMap<String, BrokerServiceClient>>,
+    dialer: Dialer,
 }
 
 impl Forwarder {
+    /// Dials leaders with `dialer` (TLS when the node has `[tls]`).
+    pub fn new(dialer: Dialer) -> Self {
+        Self {
+            clients: Mutex::default(),
+            dialer,
+        }
+    }
+
     fn cached(&self, addr: &str) -> Option<BrokerServiceClient> {
         self.clients
             .lock()
@@ -58,7 +68,7 @@ impl Forwarder {
         if let Some(c) = self.cached(addr) {
             return Ok(c);
         }
-        let t = raftmq_proto::transport::connect(addr, CONNECT_TIMEOUT)
+        let t = raftmq_proto::transport::connect(&self.dialer, addr, CONNECT_TIMEOUT)
             .await
             .map_err(|e| {
                 tracing::debug!(leader = %addr, error = %e, "cannot reach the leader to forward to");

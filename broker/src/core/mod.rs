@@ -106,6 +106,8 @@ pub struct Shared {
     pub(crate) auth: crate::auth::Authorizer,
     /// One user change at a time on this node.
     pub(crate) user_writes: crate::auth::UserWrites,
+    /// TLS of the client port and of outgoing connections.
+    pub(crate) tls: crate::tls::NodeTls,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.

@@ -3,7 +3,8 @@
 //!
 //! The client port serves both protocols: raftmq's native tarpc protocol and RocketMQ
 //! remoting, told apart by a connection's first bytes ([`raftmq_remoting::detect`]), so
-//! clients of either kind need only the one address the NameServer publishes.
+//! clients of either kind need only the one address the NameServer publishes. With
+//! `[tls]`, both are spoken inside TLS.
 //!
 //! # Layout
 //! - [`native`]: raftmq's tarpc protocol ([`raftmq_proto::BrokerService`]).
@@ -51,8 +52,10 @@ impl raftmq_proto::transport::FrontEnd<Broker> for ClientPort {
 
     fn serve(self: Box<Self>, broker: Broker, stop: CancellationToken) -> Serving {
         let accept_stop = stop.clone();
+        let tls = broker.shared.tls.client_port.clone();
         Box::pin(serve_with(
             self.listener,
+            tls,
             accept_stop,
             move |stream, peer, requests| {
                 let (broker, stop) = (broker.clone(), stop.clone());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use raftmq_client::core::{ClientConfig, Core, Credentials};
-use raftmq_client::Admin;
+use raftmq_client::{Admin, TlsTrust};
 use raftmq_proto::broker::PullMessageRequest;
 use raftmq_proto::{ConsumerGroup, Offset, QueueId, TopicName};
 
@@ -93,6 +93,12 @@ pub struct Node {
     child: Option<Child>,
 }
 
+/// The loopback IP of node `id` of the `gi`-th group: every node its own address, so
+/// peers, fault proxies and certificates can tell them apart.
+fn node_ip(gi: usize, id: u64) -> String {
+    format!("127.0.{}.{}", gi + 10, id + 10)
+}
+
 /// Extra broker settings for a test.
 #[derive(Debug, Clone, Default)]
 pub struct Tuning {
@@ -110,6 +116,10 @@ pub struct Tuning {
     /// Turn authentication on with this configured admin: `(access key, secret)`. The
     /// harness's own clients ([`Cluster::core`], [`Cluster::admin`]) then act as it.
     pub auth_admin: Option<(String, String)>,
+    /// TLS on every port: `raftmq certs dev` certificates naming every node's IP, the
+    /// NameServer and brokers serving them (the NameServer takes registrations only from
+    /// clients with a certificate: `--client-ca`), the harness's clients trusting the CA.
+    pub tls: bool,
 }
 
 /// A running cluster; every process is killed when it is dropped.
@@ -160,8 +170,28 @@ impl Cluster {
         let bin = raftmq_bin()?;
         let dir = tempfile::tempdir()?;
         let namesrv = format!("127.0.0.1:{}", free_port("127.0.0.1")?);
-        let namesrv_child = Command::new(&bin)
-            .args(["namesrv", "--listen", &namesrv])
+        let mut namesrv_cmd = Command::new(&bin);
+        namesrv_cmd.args(["namesrv", "--listen", &namesrv]);
+        if tuning.tls {
+            let certs = dir.path().join("certs");
+            let mut dev = Command::new(&bin);
+            dev.args(["certs", "dev"]).arg(&certs);
+            for (gi, (_, n)) in groups.iter().enumerate() {
+                for id in 1..=*n {
+                    dev.args(["--name", &node_ip(gi, id)]);
+                }
+            }
+            let made = dev.output()?;
+            anyhow::ensure!(made.status.success(), "raftmq certs dev: {made:?}");
+            namesrv_cmd
+                .arg("--cert")
+                .arg(certs.join("node.pem"))
+                .arg("--key")
+                .arg(certs.join("node-key.pem"))
+                .arg("--client-ca")
+                .arg(certs.join("ca.pem"));
+        }
+        let namesrv_child = namesrv_cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("namesrv.log"))?)
             .spawn()?;
@@ -179,7 +209,7 @@ impl Cluster {
         for (gi, (group, n)) in groups.iter().enumerate() {
             let mut members = Vec::new();
             for id in 1..=*n {
-                let ip_s = format!("127.0.{}.{}", gi + 10, id + 10);
+                let ip_s = node_ip(gi, id);
                 let ip: IpAddr = ip_s.parse()?;
                 let client_addr = format!("{ip_s}:{}", free_port(&ip_s)?);
                 let raft_addr = format!("{ip_s}:{}", free_port(&ip_s)?);
@@ -249,6 +279,15 @@ impl Cluster {
         if let Some((k, s)) = &self.tuning.auth_admin {
             toml.push_str(&format!(
                 "[auth]\nenabled = true\nadmin_access_key = \"{k}\"\nadmin_secret_key = \"{s}\"\n"
+            ));
+        }
+        if self.tuning.tls {
+            let d = self.cert_dir();
+            toml.push_str(&format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+                d.join("node.pem").display(),
+                d.join("node-key.pem").display(),
+                d.join("ca.pem").display()
             ));
         }
         std::fs::write(&m.config, toml)?;
@@ -379,11 +418,30 @@ impl Cluster {
 
     /// A broker-level client acting as `credentials` (`None`: anonymous).
     pub fn core_as(&self, credentials: Option<Credentials>) -> anyhow::Result<Core> {
-        Ok(Core::new(ClientConfig {
+        Ok(Core::new(self.client_config(credentials))?)
+    }
+
+    /// Where `raftmq certs dev` wrote the certificates of a [`Tuning::tls`] cluster.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// What the harness's clients trust on a [`Tuning::tls`] cluster.
+    pub fn tls_trust(&self) -> Option<TlsTrust> {
+        self.tuning.tls.then(|| TlsTrust {
+            ca: self.cert_dir().join("ca.pem"),
+            identity: None,
+        })
+    }
+
+    /// The client settings of the harness's clients, acting as `credentials`.
+    pub fn client_config(&self, credentials: Option<Credentials>) -> ClientConfig {
+        ClientConfig {
             namesrv: vec![self.namesrv.clone()],
             credentials,
+            tls: self.tls_trust(),
             ..ClientConfig::default()
-        })?)
+        }
     }
 
     /// The admin client, as the configured admin when authentication is on.
@@ -393,10 +451,7 @@ impl Cluster {
 
     /// An admin client acting as `credentials` (`None`: anonymous).
     pub fn admin_as(&self, credentials: Option<Credentials>) -> anyhow::Result<Admin> {
-        Ok(Admin::with_credentials(
-            [self.namesrv.clone()],
-            credentials,
-        )?)
+        Ok(Admin::with_config(self.client_config(credentials))?)
     }
 
     /// Waits until the group has a leader that the node itself and the NameServer agree

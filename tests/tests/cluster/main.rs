@@ -22,3 +22,4 @@ mod t50_operator;
 mod t50_remoting;
 mod t60_hostile;
 mod t65_auth;
+mod t66_tls;

@@ -2,6 +2,7 @@
 //! frames, garbage, and more idle connections than the open-files limit allows. The group
 //! keeps its leader, the processes stay up, memory stays bounded, writes keep flowing.
 
+use raftmq_proto::stream::Dialer;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,7 +34,9 @@ async fn forge(
     candidate: u64,
     term: u64,
 ) -> anyhow::Result<Result<Bytes, WireError>> {
-    let stream = TcpStream::connect(raft_addr).await?;
+    let stream = Dialer::plain()
+        .connect(raft_addr, Duration::from_secs(5))
+        .await?;
     let client =
         RaftServiceClient::new(Default::default(), raftmq_proto::transport::framed(stream)).spawn();
     let vote = openraft::Vote {

@@ -111,7 +111,12 @@ async fn grant(c: &Cluster, user: &str, on: AclResource, perm: AclPerm) -> anyho
 
 /// A raw native connection to `addr` that said hello.
 async fn raw(addr: &str) -> anyhow::Result<BrokerServiceClient> {
-    let t = raftmq_proto::transport::connect(addr, Duration::from_secs(2)).await?;
+    let t = raftmq_proto::transport::connect(
+        &raftmq_proto::stream::Dialer::plain(),
+        addr,
+        Duration::from_secs(2),
+    )
+    .await?;
     let b = BrokerServiceClient::new(Default::default(), t).spawn();
     b.hello(
         ctx(Duration::from_secs(2)),
