@@ -84,6 +84,10 @@ pub struct BrokerConfig {
     pub retention_hours: u64,
     /// Segments are also deleted while the disk is fuller than this percentage. Default: 90.
     pub disk_high_water_percent: u8,
+    /// New messages are refused while the data disk is fuller than this percentage (reads,
+    /// consumption and offset commits go on), so that no node runs out of space; above
+    /// `disk_high_water_percent`. Default: 95.
+    pub disk_write_limit_percent: u8,
     /// Create unknown topics on first send (with `default_queues` queues). Default: false.
     pub auto_create_topics: bool,
     /// Queues of an auto-created topic. Default: 8.
@@ -152,6 +156,7 @@ impl Default for BrokerConfig {
             page_cache_keep_bytes: 64 << 20,
             retention_hours: 72,
             disk_high_water_percent: 90,
+            disk_write_limit_percent: 95,
             auto_create_topics: false,
             default_queues: 8,
             raft_heartbeat_ms: 100,
@@ -320,6 +325,14 @@ impl BrokerConfig {
         }
         if !(1..=99).contains(&self.disk_high_water_percent) {
             return bad("disk_high_water_percent must be between 1 and 99".into());
+        }
+        if self.disk_write_limit_percent <= self.disk_high_water_percent
+            || self.disk_write_limit_percent > 99
+        {
+            return bad(format!(
+                "disk_write_limit_percent = {} must be above disk_high_water_percent = {} (retention frees space before writes stop) and at most 99",
+                self.disk_write_limit_percent, self.disk_high_water_percent
+            ));
         }
         if self.default_queues == 0 || self.default_queues > 1024 {
             return bad("default_queues must be between 1 and 1024".into());

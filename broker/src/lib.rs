@@ -30,6 +30,7 @@ pub mod config;
 pub mod convert;
 pub mod core;
 pub mod data_lock;
+pub mod disk;
 pub mod error;
 pub mod node;
 pub mod registration;

@@ -24,6 +24,8 @@ use crate::send::Proposer;
 
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// Retention woken early (the disk above its high-water mark) runs at most this often.
+const RETENTION_MIN_GAP: Duration = Duration::from_secs(5);
 
 fn store_config(cfg: &BrokerConfig) -> StoreConfig {
     StoreConfig {
@@ -130,6 +132,10 @@ pub async fn run(
 
     let proposer = Proposer::start(replica.clone(), stop.clone(), &tasks);
     let delay_levels = config.delay_levels_ms()?;
+    let (config_disk_limit, config_high_water) = (
+        config.disk_write_limit_percent,
+        config.disk_high_water_percent,
+    );
     let auth = crate::auth::Authorizer::new(&config.auth, store.clone());
     let shared = Arc::new(Shared {
         delay_levels,
@@ -144,6 +150,7 @@ pub async fn run(
         auth,
         user_writes: Default::default(),
         tls,
+        disk: crate::disk::DiskGuard::new(config_disk_limit, config_high_water),
     });
     let broker = Broker::new(shared.clone());
     let front_end_tasks = TaskTracker::new();
@@ -167,6 +174,7 @@ pub async fn run(
     tasks.spawn(crate::registration::run(shared.clone(), stop.clone()));
     tasks.spawn(publish_client_addr(shared.clone(), connector, stop.clone()));
     tasks.spawn(retention(shared.clone(), stop.clone()));
+    tasks.spawn(crate::disk::run(shared.clone(), stop.clone()));
     tasks.spawn(crate::scheduler::run(shared.clone(), stop.clone()));
     tasks.spawn(crate::roles::run(replica.clone(), stop.clone()));
 
@@ -258,11 +266,20 @@ async fn retention(shared: Arc<Shared>, stop: CancellationToken) {
         max_age: Duration::from_secs(shared.config.retention_hours * 3600),
         disk_high_water: f64::from(shared.config.disk_high_water_percent) / 100.0,
     };
+    let mut ran = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            // Above the high-water mark: free space now, not within the minute.
+            _ = shared.disk.retention_due.notified() => {}
         }
+        let wait = RETENTION_MIN_GAP.saturating_sub(ran.elapsed());
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        ran = std::time::Instant::now();
         let limit = match shared.replica.purge_limit() {
             Ok(l) => l,
             Err(e) => {

@@ -160,6 +160,8 @@ async fn run(replica: Replica, mut rx: mpsc::Receiver<SendJob>, stop: Cancellati
         });
     }
     rx.close();
+    // WHY: these jobs were never proposed; "not leader" (nothing applied) sends their
+    // clients to the node that leads next, as for a send after the batcher closed.
     while let Ok(j) = rx.try_recv() {
         let _ = j.reply.send(Err(BrokerError::NotLeader {
             leader: None,

@@ -76,6 +76,12 @@ const SETTINGS: &[(&str, &str)] = &[
         "Segments are also deleted while the disk is fuller than this percentage. Default: 90.",
     ),
     (
+        "disk_write_limit_percent",
+        "New messages are refused while the data disk is fuller than this percentage (reads, \
+         consumption and offset commits go on), so that no node runs out of space; above \
+         `disk_high_water_percent`. Default: 95.",
+    ),
+    (
         "auto_create_topics",
         "Create unknown topics on first send (with `default_queues` queues). Default: false.",
     ),

@@ -55,6 +55,10 @@ pub enum Error {
     /// The client was shut down.
     #[error("the client is closed")]
     Closed,
+    /// The task carrying a request ended without an answer (it panicked or was
+    /// cancelled): the request may have been sent and applied.
+    #[error("the request's task ended without an answer (outcome unknown): {0}")]
+    Aborted(String),
     /// A send gave up on an error that alone says "not stored" (`last`), after an earlier
     /// attempt whose outcome is unknown (`earlier`): that attempt may have stored it.
     #[error("{last}; but an earlier attempt may have stored it: {earlier}")]
@@ -86,9 +90,10 @@ impl Error {
     pub fn outcome(&self) -> Outcome {
         match self {
             Error::Wire(w) => w.outcome(),
-            Error::Transport { .. } | Error::Timeout { .. } | Error::MaybeStored { .. } => {
-                Outcome::Unknown
-            }
+            Error::Transport { .. }
+            | Error::Timeout { .. }
+            | Error::MaybeStored { .. }
+            | Error::Aborted(_) => Outcome::Unknown,
             Error::Connect { .. }
             | Error::NoRoute { .. }
             | Error::MessageNotFound { .. }
@@ -115,7 +120,8 @@ impl Error {
             Error::MessageNotFound { .. }
             | Error::Invalid(_)
             | Error::Closed
-            | Error::MaybeStored { .. } => false,
+            | Error::MaybeStored { .. }
+            | Error::Aborted(_) => false,
         }
     }
 }

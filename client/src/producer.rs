@@ -534,7 +534,7 @@ impl Future for SendHandle {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.task)
             .poll(cx)
-            .map(|r| r.unwrap_or_else(|e| Err(Error::Invalid(format!("send task failed: {e}")))))
+            .map(|r| r.unwrap_or_else(|e| Err(Error::Aborted(format!("send task: {e}")))))
     }
 }
 
@@ -789,6 +789,21 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_send_task_that_dies_reports_an_unknown_outcome() {
+        let handle = SendHandle {
+            task: tokio::spawn(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Err(Error::Closed)
+            }),
+        };
+        handle.task.abort();
+        let e = handle.await.unwrap_err();
+        assert!(matches!(e, Error::Aborted(_)), "{e:?}");
+        assert_eq!(e.outcome(), Outcome::Unknown);
+        assert!(!e.is_retryable());
+    }
 
     #[test]
     fn avoidance_follows_latency() {

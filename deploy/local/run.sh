@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts a NameServer and a 3-process broker group from deploy/local/, logs in
 # ./data/local/*.log; stop with ctrl-c. Expects `raftmq` built in release mode.
+# RAFTMQ_CONFIG_DIR names another directory of broker-n{1,2,3}.toml (scripts/bench-security.sh
+# uses copies with [auth] and [tls]); RAFTMQ_NAMESRV_ARGS adds NameServer flags (--cert ...).
 # It waits for each process's ready line in its log (RAFTMQ_START_TIMEOUT seconds, default
 # 60); if one exits or is not ready by then, it prints that log's error lines, stops what it
 # started and exits 1.
@@ -66,10 +68,12 @@ wait_ready() {
     kill -0 "${pids[$i]}" 2>/dev/null || fail "$i" "exited after start-up"
 }
 
-start "NameServer" data/local/namesrv.log "NameServer listening" namesrv
+config_dir=${RAFTMQ_CONFIG_DIR:-deploy/local}
+# shellcheck disable=SC2086 # word splitting of the extra flags is intended
+start "NameServer" data/local/namesrv.log "NameServer listening" namesrv ${RAFTMQ_NAMESRV_ARGS:-}
 for i in 1 2 3; do
     start "broker node $i" "data/local/n$i.log" "front end started" \
-        broker --config "deploy/local/broker-n$i.toml"
+        broker --config "$config_dir/broker-n$i.toml"
 done
 for i in "${!pids[@]}"; do
     wait_ready "$i"

@@ -45,6 +45,11 @@ pub enum Error {
     /// The caller broke an API precondition (for example appended a non-contiguous index).
     #[error("invalid request to the store: {0}")]
     Invalid(String),
+    /// One of the store's own invariants broke (an entry applied twice, a column family
+    /// missing): a bug or damage, never the caller's input. Clients hear "outcome
+    /// unknown", not "not applied".
+    #[error("internal store error: {0}; this is a bug or damage to the data dir - report it with the node's log")]
+    Internal(String),
     /// A read asked for a queue offset that retention has already deleted.
     #[error("offset {offset} is below the queue's minimum {min}: older messages were deleted by retention")]
     OffsetTooSmall {

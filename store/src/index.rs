@@ -255,7 +255,7 @@ impl Indexes {
     pub fn cf(&self, name: &str) -> Result<&ColumnFamily> {
         self.db
             .cf_handle(name)
-            .ok_or_else(|| Error::Invalid(format!("column family {name} is missing")))
+            .ok_or_else(|| Error::Internal(format!("column family {name} is missing")))
     }
 
     /// The raw database, for batches spanning column families.

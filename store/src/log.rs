@@ -313,7 +313,7 @@ impl CommitLog {
             let start = buf.len();
             record::encode_into(&mut buf, e.term, e.index, e.payload);
             let h = record::decode_header(&buf[start..])
-                .map_err(|e| Error::Invalid(format!("encoded record does not parse: {e}")))?;
+                .map_err(|e| Error::Internal(format!("encoded record does not parse: {e}")))?;
             headers.push(h);
         }
         fill_wanted |= self.flush_pending(&mut st, &mut buf, &mut headers)?;
@@ -338,7 +338,7 @@ impl CommitLog {
         let active = st
             .segments
             .last_mut()
-            .ok_or_else(|| Error::Invalid("no active segment".into()))?;
+            .ok_or_else(|| Error::Internal("no active segment".into()))?;
         let file = active.file().clone();
         let fill_wanted = active.write(buf, headers, self.shared.config.segment_bytes)?;
         st.mark_dirty(&file);

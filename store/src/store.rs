@@ -232,7 +232,7 @@ impl Store {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             if sm.applied.is_some_and(|(_, i)| e.index <= i) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Internal(format!(
                     "entry {} applied twice (applied up to {:?})",
                     e.index, sm.applied
                 )));

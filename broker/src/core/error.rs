@@ -103,3 +103,21 @@ impl From<raftmq_store::Error> for BrokerError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_store_invariant_is_internal_not_a_client_mistake() {
+        let e = BrokerError::from(raftmq_store::Error::Internal(
+            "entry 7 applied twice".into(),
+        ));
+        assert!(
+            matches!(&e, BrokerError::Internal(m) if m.contains("applied twice")),
+            "{e:?}"
+        );
+        let e = BrokerError::from(raftmq_store::Error::Invalid("too many keys: 70000".into()));
+        assert!(matches!(e, BrokerError::Invalid(_)), "{e:?}");
+    }
+}

@@ -108,6 +108,8 @@ pub struct Shared {
     pub(crate) user_writes: crate::auth::UserWrites,
     /// TLS of the client port and of outgoing connections.
     pub(crate) tls: crate::tls::NodeTls,
+    /// The data disk against the write limit.
+    pub(crate) disk: crate::disk::DiskGuard,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.

@@ -20,8 +20,8 @@ impl Broker {
     /// Validates and stores one send (leader only).
     ///
     /// # Errors
-    /// `NotLeader`, `TopicNotFound`, `PermissionDenied`, `Invalid`, `Busy`, and the
-    /// indeterminate outcomes of replication.
+    /// `NotLeader`, `TopicNotFound`, `PermissionDenied`, `Invalid`, `Busy` (also when the
+    /// data disk is above the write limit), and the indeterminate outcomes of replication.
     pub async fn send(
         &self,
         _ctx: &ConnectionCtx,
@@ -50,6 +50,10 @@ impl Broker {
                 self.group()
             )));
         }
+        let bytes = crate::disk::message_bytes(&req.messages);
+        self.shared
+            .disk
+            .take(self.shared.replica.node_id(), bytes)?;
         let now = now_ms();
         let mut messages = req.messages;
         for m in &mut messages {

@@ -116,6 +116,11 @@ pub struct Tuning {
     /// Turn authentication on with this configured admin: `(access key, secret)`. The
     /// harness's own clients ([`Cluster::core`], [`Cluster::admin`]) then act as it.
     pub auth_admin: Option<(String, String)>,
+    /// Put node `<group>-n<id>`'s data dir under `<data_root>/<group>-n<id>/` (a test's
+    /// own small file systems), not under the cluster's temporary directory.
+    pub data_root: Option<PathBuf>,
+    /// More top-level broker settings, as TOML lines.
+    pub extra_config: String,
     /// TLS on every port: `raftmq certs dev` certificates naming every node's IP, the
     /// NameServer and brokers serving them (the NameServer takes registrations only from
     /// clients with a certificate: `--client-ca`), the harness's clients trusting the CA.
@@ -223,7 +228,10 @@ impl Cluster {
                     raft_addr,
                     raft_listen,
                     config: base.with_extension("toml"),
-                    data_dir: base.join("data"),
+                    data_dir: match &cluster.tuning.data_root {
+                        Some(root) => root.join(format!("{group}-n{id}")).join("data"),
+                        None => base.join("data"),
+                    },
                     log: base.with_extension("log"),
                     child: None,
                 });
@@ -271,6 +279,10 @@ impl Cluster {
         }
         if let Some(l) = &self.tuning.delay_levels {
             toml.push_str(&format!("message_delay_levels = \"{l}\"\n"));
+        }
+        toml.push_str(&self.tuning.extra_config);
+        if !toml.ends_with('\n') {
+            toml.push('\n');
         }
         toml.push_str("[peers]\n");
         for (id, a) in peers {

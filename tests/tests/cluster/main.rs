@@ -23,3 +23,4 @@ mod t50_remoting;
 mod t60_hostile;
 mod t65_auth;
 mod t66_tls;
+mod t67_disk_full;
