@@ -4,6 +4,8 @@
 # interleaved for ROUNDS rounds (default 2); each round: a fresh data/local, `topic create`,
 # `bench produce -c 1 --duration 10`, then `-c 1024 --duration 10`. Prints one line per run:
 # mode, c=1 msgs/s and p50/p99 ms, c=1024 msgs/s. Release build: cargo build --release --bins.
+# OLD_BIN=path adds a mode "before": another build's raftmq with security off (for a
+# build-to-build comparison in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${RAFTMQ_BIN:-./target/release/raftmq}
@@ -31,13 +33,14 @@ configs() {  # configs MODE: broker configs of MODE in $work/MODE
 }
 
 run() {  # run MODE: one round of MODE; prints its line
-    local mode=$1 flags=() ns_args=""
+    local mode=$1 flags=() ns_args="" bin=$bin config=$1
+    if [ "$mode" = before ]; then bin=$OLD_BIN config=off; fi
     if [ "$mode" = auth-tls ]; then
         flags+=(--tls-ca "$work/certs/ca.pem")
         ns_args="--cert $work/certs/node.pem --key $work/certs/node-key.pem --client-ca $work/certs/ca.pem"
     fi
     rm -rf data/local
-    RAFTMQ_CONFIG_DIR=$work/$mode RAFTMQ_NAMESRV_ARGS=$ns_args RAFTMQ_BIN=$bin \
+    RAFTMQ_CONFIG_DIR=$work/$config RAFTMQ_NAMESRV_ARGS=$ns_args RAFTMQ_BIN=$bin \
         deploy/local/run.sh > "$work/run.log" 2>&1 &
     local pid=$!
     local deadline=$((SECONDS + 90))
@@ -65,11 +68,13 @@ print(f"{mode:9} c=1 {one['msgs_per_s']:7.0f} msgs/s p50 {one['p50_ms']:.3f} p99
 PY
 }
 
+modes="off auth auth-tls"
+[ -n "${OLD_BIN:-}" ] && modes="before $modes"
 for mode in off auth auth-tls; do configs "$mode"; done
 for r in $(seq 1 "$rounds"); do
-    for mode in off auth auth-tls; do
+    for mode in $modes; do
         env_off=()
-        [ "$mode" = off ] && env_off=(-u RAFTMQ_ACCESS_KEY -u RAFTMQ_SECRET_KEY)
+        case $mode in off | before) env_off=(-u RAFTMQ_ACCESS_KEY -u RAFTMQ_SECRET_KEY) ;; esac
         echo -n "round $r: "
         run "$mode"
     done
