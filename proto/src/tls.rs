@@ -316,9 +316,9 @@ impl TlsServer {
         self.config.source.1
     }
 
-    /// Checks the files for a change on every call (tests).
-    #[doc(hidden)]
-    pub fn reload_always(mut self: Arc<Self>) -> Arc<Self> {
+    /// Checks the files for a change on every call.
+    #[cfg(test)]
+    fn reload_always(mut self: Arc<Self>) -> Arc<Self> {
         if let Some(s) = Arc::get_mut(&mut self) {
             s.config.check_every = Duration::ZERO;
         }
