@@ -106,6 +106,14 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Turns `TCP_NODELAY` on (both ends of every connection: replies are small and latency
+/// matters more than packet count).
+pub(crate) fn nodelay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+}
+
 /// How a client opens connections: plain TCP, or TLS trusting a CA.
 #[derive(Debug, Clone, Default)]
 pub struct Dialer {
@@ -151,9 +159,7 @@ impl Dialer {
     /// # Errors
     /// The handshake failed.
     pub async fn wrap(&self, addr: &str, tcp: TcpStream) -> io::Result<Stream> {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
+        nodelay(&tcp);
         match &self.tls {
             None => Ok(Stream::Plain(tcp)),
             Some(tls) => Ok(tls.connect(addr, tcp).await?.into()),

@@ -64,12 +64,6 @@ where
     serving_io(stream)
 }
 
-fn nodelay(stream: &TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-    }
-}
-
 /// Wraps any byte stream for a client: frames up to [`MAX_FRAME_BYTES`].
 pub fn framed_io<Io, In, Out>(io: Io) -> IoTransport<Io, In, Out>
 where
@@ -192,7 +186,7 @@ async fn open(
     tls: Option<&TlsServer>,
     refused: &Throttle,
 ) -> Option<Stream> {
-    nodelay(&tcp);
+    crate::stream::nodelay(&tcp);
     let Some(tls) = tls else {
         return Some(Stream::Plain(tcp));
     };

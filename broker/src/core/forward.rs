@@ -29,7 +29,7 @@ const MAX_HOPS: usize = 2;
 const ELECTION_WAIT: Duration = Duration::from_millis(1500);
 
 /// Connections to leaders, one per address, re-dialed after a transport failure.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Forwarder {
     clients: Mutex<HashMap<String, BrokerServiceClient>>,
     dialer: Dialer,
