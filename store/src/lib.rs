@@ -26,12 +26,14 @@
 //! - [`rebuild`]: replaying the log into the derived indexes after a crash.
 //! - [`retention`]: deleting old segments.
 //! - [`codec`]: explicit little-endian layouts.
+//! - `fail_stop`: the process stops on a poisoned lock of durability-critical state.
 
 pub mod batch;
 pub mod codec;
 pub mod config;
 pub mod entry;
 pub mod error;
+mod fail_stop;
 pub mod image;
 pub mod index;
 pub mod log;

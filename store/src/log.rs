@@ -649,21 +649,15 @@ fn sync_files(files: &[Arc<File>], dir: Option<&Path>) -> Result<()> {
 
 impl Shared {
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::fail_stop::guard(self.state.read(), "segment table")
     }
 
     fn write_state(&self) -> RwLockWriteGuard<'_, State> {
-        self.state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::fail_stop::guard(self.state.write(), "segment table")
     }
 
     fn lock_sync(&self) -> MutexGuard<'_, SyncQueue> {
-        self.sync
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::fail_stop::guard(self.sync.lock(), "sync queue")
     }
 
     /// The flush thread: waits for requests (or the async interval), syncs every dirty
@@ -685,15 +679,12 @@ impl Shared {
                         break true;
                     }
                     q = match self.config.flush {
-                        FlushMode::Sync => self
-                            .wake
-                            .wait(q)
-                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        FlushMode::Sync => crate::fail_stop::guard(self.wake.wait(q), "sync queue"),
                         FlushMode::Async => {
-                            let (mut q, timeout) = self
-                                .wake
-                                .wait_timeout(q, self.config.flush_interval)
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let (mut q, timeout) = crate::fail_stop::guard(
+                                self.wake.wait_timeout(q, self.config.flush_interval),
+                                "sync queue",
+                            );
                             if timeout.timed_out() && !q.syncing {
                                 q.syncing = true;
                                 break false;

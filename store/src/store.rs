@@ -204,9 +204,7 @@ impl Store {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, SmState> {
-        self.sm
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::fail_stop::guard(self.sm.lock(), "state-machine lock")
     }
 
     /// The last applied `(term, index)`.

@@ -583,3 +583,42 @@ fn auth_records_are_replicated_state_that_survives_restart_and_snapshots() {
     assert_eq!(imported.len(), 1, "the image replaces what was there");
     assert_eq!(imported["alice"], Bytes::from_static(b"A2"));
 }
+
+/// Set in the child process of [`a_poisoned_state_lock_stops_the_process`].
+const POISON_CHILD: &str = "RAFTMQ_STORE_POISON_CHILD";
+
+#[test]
+fn a_poisoned_state_lock_stops_the_process() {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(dir) = std::env::var_os(POISON_CHILD) {
+        // The child: a thread panics holding the state lock; the next lock must abort.
+        let store = std::sync::Arc::new(Store::open(Path::new(&dir), small()).unwrap());
+        let s = store.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = s.lock();
+            panic!("a bug while the state is half updated");
+        })
+        .join();
+        let _ = store.applied();
+        // Not reached when the lock stops the process.
+        std::process::exit(0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::tests::a_poisoned_state_lock_stops_the_process",
+            "--nocapture",
+        ])
+        .env(POISON_CHILD, dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "the child went on with a poisoned lock: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains("poisoned by a panic; aborting"), "{stderr}");
+}
