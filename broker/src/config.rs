@@ -72,7 +72,8 @@ pub struct BrokerConfig {
     pub data_dir: Option<PathBuf>,
     /// `sync` (fsync before acknowledging) or `async`. Default: `sync`.
     pub flush: Flush,
-    /// Commit-log segment size, bytes. Default: 1 GiB.
+    /// Commit-log segment size, bytes; at most a sixteenth of the data disk (at least
+    /// 1 MiB), so that retention can free a small disk in steps. Default: 1 GiB.
     pub segment_bytes: u64,
     /// Synced commit-log bytes behind the tail kept in the page cache; older pages are
     /// dropped after their fsync so a steady write stream reuses a small set of pages (on
@@ -82,11 +83,15 @@ pub struct BrokerConfig {
     pub page_cache_keep_bytes: u64,
     /// Segments older than this many hours are deleted. Default: 72.
     pub retention_hours: u64,
-    /// Segments are also deleted while the disk is fuller than this percentage. Default: 90.
+    /// Segments are also deleted while the disk is fuller than this percentage, or has
+    /// less than 256 MiB (twice the reserve kept free) left, oldest first and beyond what
+    /// Raft would keep for followers (a snapshot is taken to allow it). Default: 90.
     pub disk_high_water_percent: u8,
     /// New messages are refused while the data disk is fuller than this percentage (reads,
-    /// consumption and offset commits go on), so that no node runs out of space; above
-    /// `disk_high_water_percent`. Default: 95.
+    /// consumption and offset commits go on), or with less than 128 MiB free, so that no
+    /// node runs out of space; above `disk_high_water_percent`. A follower stops taking the
+    /// leader's appends halfway from this limit to full, or under 64 MiB free, and catches
+    /// up once it has room. Default: 95.
     pub disk_write_limit_percent: u8,
     /// Create unknown topics on first send (with `default_queues` queues). Default: false.
     pub auto_create_topics: bool,
@@ -107,6 +112,10 @@ pub struct BrokerConfig {
     pub client_expiry_ms: u64,
     /// Longest a pull may be held waiting for messages, ms. Default: 30000.
     pub max_pull_wait_ms: u64,
+    /// Close a connection (on any port of this process) on which nothing was read or
+    /// written for this long, ms, so silent clients give their slots back; clients re-dial.
+    /// Above `max_pull_wait_ms` (a held pull is silent). Default: 120000, as RocketMQ.
+    pub connection_idle_timeout_ms: u64,
     /// Lease of an orderly consumer's queue lock, ms (clients renew at a third of it).
     /// Default: 60000.
     pub queue_lock_lease_ms: u64,
@@ -165,6 +174,7 @@ impl Default for BrokerConfig {
             raft_snapshot_every_entries: 20_000,
             register_interval_ms: 30_000,
             client_expiry_ms: 120_000,
+            connection_idle_timeout_ms: 120_000,
             max_pull_wait_ms: 30_000,
             queue_lock_lease_ms: 60_000,
             message_delay_levels: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
@@ -332,6 +342,12 @@ impl BrokerConfig {
             return bad(format!(
                 "disk_write_limit_percent = {} must be above disk_high_water_percent = {} (retention frees space before writes stop) and at most 99",
                 self.disk_write_limit_percent, self.disk_high_water_percent
+            ));
+        }
+        if self.connection_idle_timeout_ms <= self.max_pull_wait_ms {
+            return bad(format!(
+                "connection_idle_timeout_ms = {} must be above max_pull_wait_ms = {} (a pull held for messages sends nothing while it waits)",
+                self.connection_idle_timeout_ms, self.max_pull_wait_ms
             ));
         }
         if self.default_queues == 0 || self.default_queues > 1024 {

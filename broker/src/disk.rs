@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use raftmq_raft::AppendGate;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,8 @@ pub struct DiskGuard {
     taken_since: AtomicU64,
     /// Whether the last message was refused (to log each change once).
     refusing: AtomicBool,
+    /// Whether the last replicated entries were refused.
+    refusing_replicated: AtomicBool,
     /// Poked when usage passes the high-water mark, so retention runs at once.
     pub(crate) retention_due: Notify,
 }
@@ -51,6 +54,7 @@ impl DiskGuard {
             total_bytes: AtomicU64::new(0),
             taken_since: AtomicU64::new(0),
             refusing: AtomicBool::new(false),
+            refusing_replicated: AtomicBool::new(false),
             retention_due: Notify::new(),
         }
     }
@@ -61,39 +65,101 @@ impl DiskGuard {
     /// # Errors
     /// `Busy`: the disk is, or with these bytes would be, above the limit.
     pub fn take(&self, node_id: u64, bytes: u64) -> Result<(), BrokerError> {
+        let limit = Limit {
+            percent: u64::from(self.limit_percent),
+            reserve: RESERVE_BYTES,
+        };
+        self.admit(limit, bytes, &self.refusing, "new messages")
+            .map_err(|(percent, free)| {
+                BrokerError::Busy(format!(
+                    "disk usage {percent}% ({} MiB free) on node {node_id} is above the {}% \
+                     write limit (disk_write_limit_percent) or within the {} MiB kept free; \
+                     writes resume when retention or `raftmq topic delete` frees space, or \
+                     the disk grows",
+                    free >> 20,
+                    self.limit_percent,
+                    RESERVE_BYTES >> 20
+                ))
+            })
+    }
+
+    /// Takes `bytes` of entries replicated from the leader, or refuses them: a follower
+    /// stops taking appends (see [`AppendGate`]) only past halfway from the write limit to
+    /// full, or with under half the reserve free. The leader's own limit is the stricter
+    /// one, so when the replicas fill together producers hear the leader's "disk usage"
+    /// error rather than a commit that never comes; this stops a follower that is much
+    /// fuller than its leader (other data on its disk) before ENOSPC.
+    ///
+    /// # Errors
+    /// The reason, for the leader's log.
+    pub fn take_replicated(&self, node_id: u64, bytes: u64) -> Result<(), String> {
+        let limit = Limit {
+            percent: (u64::from(self.limit_percent) + 100) / 2,
+            reserve: RESERVE_BYTES / 2,
+        };
+        self.admit(
+            limit,
+            bytes,
+            &self.refusing_replicated,
+            "replicated entries",
+        )
+        .map_err(|(percent, free)| {
+            format!(
+                "disk usage {percent}% ({} MiB free) on follower {node_id} leaves no room \
+                     for replicated entries (above {}% or within {} MiB of full); it catches \
+                     up once space is freed",
+                free >> 20,
+                limit.percent,
+                limit.reserve >> 20
+            )
+        })
+    }
+
+    /// Counts `bytes` in if they fit under `limit`; else `(percent, free bytes)` they would
+    /// leave. Logs once each time `refusing` changes.
+    fn admit(
+        &self,
+        limit: Limit,
+        bytes: u64,
+        refusing: &AtomicBool,
+        what: &str,
+    ) -> Result<(), (u64, u64)> {
         let total = self.total_bytes.load(Ordering::Relaxed);
         let used = self.used_bytes.load(Ordering::Relaxed)
             + self.taken_since.load(Ordering::Relaxed)
             + bytes;
         let percent = percent(used, total);
         let free = total.saturating_sub(used);
-        if total == 0 || (percent <= u64::from(self.limit_percent) && free >= RESERVE_BYTES) {
+        if total == 0 || (percent <= limit.percent && free >= limit.reserve) {
             self.taken_since.fetch_add(bytes, Ordering::Relaxed);
-            if self.refusing.swap(false, Ordering::Relaxed) {
+            if refusing.swap(false, Ordering::Relaxed) {
                 tracing::info!(
                     used_bytes = used,
                     total_bytes = total,
-                    "data disk below the write limit again; taking messages"
+                    "data disk below the write limit again; taking {what}"
                 );
             }
             return Ok(());
         }
-        if !self.refusing.swap(true, Ordering::Relaxed) {
+        if !refusing.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 used_bytes = used,
                 total_bytes = total,
-                limit_percent = self.limit_percent,
-                "data disk above the write limit; refusing new messages until space is freed"
+                limit_percent = limit.percent,
+                reserve_bytes = limit.reserve,
+                "data disk above the write limit; refusing {what} until space is freed"
             );
         }
-        Err(BrokerError::Busy(format!(
-            "disk usage {percent}% ({} MiB free) on node {node_id} is above the {}% write limit \
-             (disk_write_limit_percent) or within the {} MiB kept free; writes resume when \
-             retention or `raftmq topic delete` frees space, or the disk grows",
-            free >> 20,
-            self.limit_percent,
-            RESERVE_BYTES >> 20
-        )))
+        Err((percent, free))
+    }
+
+    /// Above this many bytes in use retention deletes old segments: the high-water mark,
+    /// or lower on a small disk, so that retention starts before the reserve is reached
+    /// (with the 90% default, a 1 GiB disk would otherwise refuse writes at 87.5% and
+    /// never start retention).
+    pub(crate) fn high_water_bytes(&self, total_bytes: u64) -> u64 {
+        let by_percent = total_bytes / 100 * u64::from(self.high_water_percent);
+        by_percent.min(total_bytes.saturating_sub(2 * RESERVE_BYTES))
     }
 
     /// Records a measurement, which replaces the estimate.
@@ -101,10 +167,54 @@ impl DiskGuard {
         self.used_bytes.store(used_bytes, Ordering::Relaxed);
         self.total_bytes.store(total_bytes, Ordering::Relaxed);
         self.taken_since.store(0, Ordering::Relaxed);
-        if percent(used_bytes, total_bytes) > u64::from(self.high_water_percent) {
+        if used_bytes > self.high_water_bytes(total_bytes) {
             self.retention_due.notify_one();
         }
     }
+}
+
+/// A refusal threshold: above `percent` in use, or under `reserve` bytes free.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    percent: u64,
+    reserve: u64,
+}
+
+/// [`DiskGuard::take_replicated`] as the Raft port's [`AppendGate`].
+#[derive(Debug)]
+pub(crate) struct ReplicaGate {
+    pub(crate) guard: Arc<DiskGuard>,
+    pub(crate) node_id: u64,
+}
+
+impl AppendGate for ReplicaGate {
+    fn admit(&self, bytes: u64) -> Result<(), String> {
+        self.guard.take_replicated(self.node_id, bytes)
+    }
+}
+
+/// A segment is at most this fraction of the data disk, so retention frees a small disk
+/// in steps: with 1 GiB segments a disk under 1 GiB never seals one, and retention, which
+/// deletes only sealed segments, could free nothing.
+const SEGMENTS_PER_DISK: u64 = 16;
+
+/// `configured` segment size, or a sixteenth of the disk holding `dir` when that is less
+/// (at least 1 MiB), with one line saying so.
+pub(crate) fn segment_bytes_for(dir: &std::path::Path, configured: u64) -> u64 {
+    let Ok(disk) = raftmq_store::disk_usage(dir) else {
+        return configured;
+    };
+    let cap = (disk.total_bytes / SEGMENTS_PER_DISK).max(1 << 20);
+    if configured <= cap {
+        return configured;
+    }
+    tracing::info!(
+        segment_bytes = cap,
+        configured = configured,
+        disk_bytes = disk.total_bytes,
+        "segments capped at 1/16 of the data disk so that retention can free it in steps"
+    );
+    cap
 }
 
 /// What storing `messages` adds to the disk, about: bodies and properties, plus the
@@ -186,6 +296,43 @@ mod tests {
         // The measurement replaces the estimate.
         g.record(700 * G, 1000 * G);
         assert!(g.take(1, 200 * G).is_ok());
+    }
+
+    #[test]
+    fn a_follower_stops_taking_appends_only_past_the_leaders_limit() {
+        const G: u64 = 1 << 30;
+        let g = DiskGuard::new(95, 90);
+        // 96%: the leader would refuse new messages, a follower still takes entries.
+        g.record(960 * G, 1000 * G);
+        assert!(g.take(1, 0).is_err());
+        assert!(g.take_replicated(2, G).is_ok());
+        // Past 97% (halfway to full) it refuses, saying why, and takes nothing.
+        let e = g.take_replicated(2, 20 * G).unwrap_err();
+        assert!(
+            e.contains("disk usage 99%") && e.contains("on follower 2 leaves no room"),
+            "{e}"
+        );
+        assert!(g.refusing_replicated.load(Ordering::Relaxed));
+        assert!(g.take_replicated(2, 5 * G).is_ok());
+        // A small disk: under 64 MiB free refuses whatever the percentage.
+        let total = 1 << 30;
+        g.record(total - (64 << 20), total);
+        assert!(g.take_replicated(2, 1).is_err());
+        g.record(total - (100 << 20), total);
+        assert!(g.take_replicated(2, 1 << 20).is_ok());
+        assert!(!g.refusing_replicated.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn retention_starts_before_the_reserve_on_a_small_disk() {
+        let g = DiskGuard::new(95, 90);
+        // Large disk: the percentage.
+        assert_eq!(g.high_water_bytes(1000 << 30), 900 << 30);
+        // 1 GiB: twice the reserve free comes first (768 MiB, 75%), below the 87.5%
+        // at which writes stop.
+        assert_eq!(g.high_water_bytes(1 << 30), 768 << 20);
+        // A disk smaller than twice the reserve: always above the mark.
+        assert_eq!(g.high_water_bytes(200 << 20), 0);
     }
 
     #[test]

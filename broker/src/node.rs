@@ -26,6 +26,8 @@ use crate::send::Proposer;
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Retention woken early (the disk above its high-water mark) runs at most this often.
 const RETENTION_MIN_GAP: Duration = Duration::from_secs(5);
+/// How long retention waits for a snapshot, and then for the log purge, under pressure.
+const RETENTION_COMPACT_WAIT: Duration = Duration::from_secs(30);
 
 fn store_config(cfg: &BrokerConfig) -> StoreConfig {
     StoreConfig {
@@ -84,10 +86,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let data_dir = config.data_dir();
+    raftmq_proto::transport::set_idle_limit(Duration::from_millis(
+        config.connection_idle_timeout_ms,
+    ));
     // Before anything under it is opened: a second process must not touch a live log.
     let _lock = DataDirLock::acquire(&data_dir)?;
     let store_dir = data_dir.join("store");
-    let sc = store_config(&config);
+    let mut sc = store_config(&config);
+    sc.log.segment_bytes = crate::disk::segment_bytes_for(&data_dir, config.segment_bytes);
     let store = Arc::new(
         tokio::task::spawn_blocking(move || Store::open(store_dir, sc))
             .await
@@ -120,8 +126,17 @@ pub async fn run(
     let raft_stop = CancellationToken::new();
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let disk = Arc::new(crate::disk::DiskGuard::new(
+        config.disk_write_limit_percent,
+        config.disk_high_water_percent,
+    ));
     let raft_server = {
-        let server = replica.server();
+        let server = replica
+            .server()
+            .with_gate(Arc::new(crate::disk::ReplicaGate {
+                guard: disk.clone(),
+                node_id: config.node_id,
+            }));
         tasks.spawn(raftmq_proto::serve_tarpc!(
             raft_listener,
             tls.raft_port.clone(),
@@ -132,10 +147,6 @@ pub async fn run(
 
     let proposer = Proposer::start(replica.clone(), stop.clone(), &tasks);
     let delay_levels = config.delay_levels_ms()?;
-    let (config_disk_limit, config_high_water) = (
-        config.disk_write_limit_percent,
-        config.disk_high_water_percent,
-    );
     let auth = crate::auth::Authorizer::new(&config.auth, store.clone());
     let shared = Arc::new(Shared {
         delay_levels,
@@ -150,7 +161,7 @@ pub async fn run(
         auth,
         user_writes: Default::default(),
         tls,
-        disk: crate::disk::DiskGuard::new(config_disk_limit, config_high_water),
+        disk,
     });
     let broker = Broker::new(shared.clone());
     let front_end_tasks = TaskTracker::new();
@@ -262,10 +273,7 @@ async fn publish_client_addr(
 }
 
 async fn retention(shared: Arc<Shared>, stop: CancellationToken) {
-    let policy = RetentionPolicy {
-        max_age: Duration::from_secs(shared.config.retention_hours * 3600),
-        disk_high_water: f64::from(shared.config.disk_high_water_percent) / 100.0,
-    };
+    let max_age = Duration::from_secs(shared.config.retention_hours * 3600);
     let mut ran = std::time::Instant::now();
     loop {
         tokio::select! {
@@ -280,6 +288,26 @@ async fn retention(shared: Arc<Shared>, stop: CancellationToken) {
             _ = tokio::time::sleep(wait) => {}
         }
         ran = std::time::Instant::now();
+        let dir = shared.store.dir().to_owned();
+        let disk = match tokio::task::spawn_blocking(move || raftmq_store::disk_usage(&dir)).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot measure the data disk; skipping retention");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "disk measurement task failed; skipping retention");
+                continue;
+            }
+        };
+        let high_water = shared.disk.high_water_bytes(disk.total_bytes);
+        if disk.used_bytes > high_water {
+            // Raft keeps entries behind its last snapshot for followers; under pressure
+            // only what a fresh snapshot does not cover is kept.
+            if let Err(e) = shared.replica.compact_log(RETENTION_COMPACT_WAIT).await {
+                tracing::warn!(error = %e, "cannot purge the Raft log for retention");
+            }
+        }
         let limit = match shared.replica.purge_limit() {
             Ok(l) => l,
             Err(e) => {
@@ -287,9 +315,12 @@ async fn retention(shared: Arc<Shared>, stop: CancellationToken) {
                 continue;
             }
         };
+        let policy = RetentionPolicy {
+            max_age,
+            disk_high_water: high_water as f64 / disk.total_bytes.max(1) as f64,
+        };
         let store = shared.store.clone();
         let res = tokio::task::spawn_blocking(move || {
-            let disk = raftmq_store::disk_usage(store.dir())?;
             store.enforce_retention(SystemTime::now(), &policy, disk, limit)
         })
         .await;

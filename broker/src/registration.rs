@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
+use raftmq_proto::live::Live;
 use raftmq_proto::namesrv::{RegisterBrokerRequest, UnregisterBrokerRequest};
 use raftmq_proto::stream::Dialer;
 use raftmq_proto::{BrokerGroup, NamesrvServiceClient, NodeId, Perm, TopicConfig};
@@ -19,17 +20,21 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Keeps one connection per NameServer, re-dialed after any failure.
 #[derive(Debug, Default)]
 struct Clients {
-    by_addr: HashMap<String, NamesrvServiceClient>,
+    by_addr: HashMap<String, Live<NamesrvServiceClient>>,
 }
 
 impl Clients {
     async fn get(&mut self, dialer: &Dialer, addr: &str) -> std::io::Result<NamesrvServiceClient> {
-        if let Some(c) = self.by_addr.get(addr) {
-            return Ok(c.clone());
+        if let Some(c) = self.by_addr.get(addr).filter(|c| c.is_open()) {
+            return Ok(c.client().clone());
         }
         let t = raftmq_proto::transport::connect(dialer, addr, CALL_TIMEOUT).await?;
-        let c = NamesrvServiceClient::new(tarpc::client::Config::default(), t).spawn();
-        self.by_addr.insert(addr.to_owned(), c.clone());
+        let live = Live::spawn(NamesrvServiceClient::new(
+            tarpc::client::Config::default(),
+            t,
+        ));
+        let c = live.client().clone();
+        self.by_addr.insert(addr.to_owned(), live);
         Ok(c)
     }
 }

@@ -57,7 +57,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "segment_bytes",
-        "Commit-log segment size, bytes. Default: 1 GiB.",
+        "Commit-log segment size, bytes; at most a sixteenth of the data disk (at least \
+         1 MiB), so that retention can free a small disk in steps. Default: 1 GiB.",
     ),
     (
         "page_cache_keep_bytes",
@@ -73,13 +74,17 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "disk_high_water_percent",
-        "Segments are also deleted while the disk is fuller than this percentage. Default: 90.",
+        "Segments are also deleted while the disk is fuller than this percentage, or has \
+         less than 256 MiB (twice the reserve kept free) left, oldest first and beyond what \
+         Raft would keep for followers (a snapshot is taken to allow it). Default: 90.",
     ),
     (
         "disk_write_limit_percent",
         "New messages are refused while the data disk is fuller than this percentage (reads, \
-         consumption and offset commits go on), so that no node runs out of space; above \
-         `disk_high_water_percent`. Default: 95.",
+         consumption and offset commits go on), or with less than 128 MiB free, so that no \
+         node runs out of space; above `disk_high_water_percent`. A follower stops taking the \
+         leader's appends halfway from this limit to full, or under 64 MiB free, and catches \
+         up once it has room. Default: 95.",
     ),
     (
         "auto_create_topics",
@@ -117,6 +122,12 @@ const SETTINGS: &[(&str, &str)] = &[
     (
         "max_pull_wait_ms",
         "Longest a pull may be held waiting for messages, ms. Default: 30000.",
+    ),
+    (
+        "connection_idle_timeout_ms",
+        "Close a connection (on any port of this process) on which nothing was read or \
+         written for this long, ms, so silent clients give their slots back; clients re-dial. \
+         Above `max_pull_wait_ms` (a held pull is silent). Default: 120000, as RocketMQ.",
     ),
     (
         "queue_lock_lease_ms",

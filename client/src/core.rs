@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftmq_proto::broker::HelloRequest;
+use raftmq_proto::live::Live;
 use raftmq_proto::namesrv::{BrokerGroupRoute, ClusterRoute, TopicRoute};
 use raftmq_proto::stream::Dialer;
 use raftmq_proto::tls::{TlsClient, TlsTrust};
@@ -134,8 +135,8 @@ pub struct Core {
     pub(crate) config: ClientConfig,
     pub(crate) client_id: String,
     dialer: Dialer,
-    brokers: Mutex<HashMap<String, BrokerServiceClient>>,
-    namesrvs: Mutex<HashMap<String, NamesrvServiceClient>>,
+    brokers: Mutex<HashMap<String, Live<BrokerServiceClient>>>,
+    namesrvs: Mutex<HashMap<String, Live<NamesrvServiceClient>>>,
     next_namesrv: AtomicUsize,
     routes: Mutex<HashMap<TopicName, (Arc<TopicRoute>, Instant)>>,
     /// group -> leader client address learned from `NotLeader` hints.
@@ -210,8 +211,8 @@ impl Core {
     }
 
     async fn broker_client(&self, addr: &str) -> Result<BrokerServiceClient> {
-        if let Some(c) = lock(&self.brokers).get(addr) {
-            return Ok(c.clone());
+        if let Some(c) = lock(&self.brokers).get(addr).filter(|c| c.is_open()) {
+            return Ok(c.client().clone());
         }
         let t = raftmq_proto::transport::connect(&self.dialer, addr, self.config.connect_timeout)
             .await
@@ -219,7 +220,11 @@ impl Core {
                 addr: addr.to_owned(),
                 reason: e.to_string(),
             })?;
-        let c = BrokerServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        let live = Live::spawn(BrokerServiceClient::new(
+            tarpc::client::Config::default(),
+            t,
+        ));
+        let c = live.client().clone();
         let hello = c
             .hello(
                 ctx(self.config.connect_timeout),
@@ -249,7 +254,7 @@ impl Core {
             .map_err(connect_err)?
             .map_err(Error::Wire)?;
         }
-        lock(&self.brokers).insert(addr.to_owned(), c.clone());
+        lock(&self.brokers).insert(addr.to_owned(), live);
         Ok(c)
     }
 
@@ -341,8 +346,8 @@ impl Core {
     }
 
     async fn namesrv_client(&self, addr: &str) -> Result<NamesrvServiceClient> {
-        if let Some(c) = lock(&self.namesrvs).get(addr) {
-            return Ok(c.clone());
+        if let Some(c) = lock(&self.namesrvs).get(addr).filter(|c| c.is_open()) {
+            return Ok(c.client().clone());
         }
         let t = raftmq_proto::transport::connect(&self.dialer, addr, self.config.connect_timeout)
             .await
@@ -350,8 +355,12 @@ impl Core {
                 addr: addr.to_owned(),
                 reason: format!("NameServer: {e}"),
             })?;
-        let c = NamesrvServiceClient::new(tarpc::client::Config::default(), t).spawn();
-        lock(&self.namesrvs).insert(addr.to_owned(), c.clone());
+        let live = Live::spawn(NamesrvServiceClient::new(
+            tarpc::client::Config::default(),
+            t,
+        ));
+        let c = live.client().clone();
+        lock(&self.namesrvs).insert(addr.to_owned(), live);
         Ok(c)
     }
 

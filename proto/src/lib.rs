@@ -14,6 +14,8 @@
 //! - [`namesrv`]: [`NamesrvService`], registrations and routes.
 //! - [`raft`]: [`RaftService`], the Raft port.
 //! - [`transport`]: framed TCP transport and the server loop.
+//! - [`stream`]: a plain or TLS connection, and the dialer.
+//! - [`live`]: client connections that know when the server closed them.
 //! - [`ids`]: newtypes for every identifier (`TopicName`, `QueueId`, `Offset`, `LogIndex`, ...).
 #![warn(missing_docs)]
 
@@ -24,6 +26,7 @@ pub mod conn_limit;
 pub mod error;
 pub mod frames;
 pub mod ids;
+pub mod live;
 pub mod message;
 pub mod names;
 pub mod namesrv;

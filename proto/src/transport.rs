@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -38,6 +39,26 @@ pub const MAX_REQUESTS_PER_CONNECTION: usize = 4096;
 
 /// How long a new connection to a TLS port may take to finish its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server closes a connection on which nothing was read or written for this long
+/// ([`set_idle_limit`]), by default 120 s as RocketMQ's servers
+/// (`serverChannelMaxIdleTimeSeconds`): a client that connects and goes silent, even in
+/// the middle of a frame, gives its slot back. Busy clients never reach it (consumers
+/// poll, Raft peers send heartbeats, RocketMQ clients send heartbeats every 30 s), and
+/// idle ones re-dial ([`crate::live::Live`]).
+pub const DEFAULT_IDLE_LIMIT: Duration = Duration::from_secs(120);
+
+static IDLE_LIMIT_MS: AtomicU64 = AtomicU64::new(DEFAULT_IDLE_LIMIT.as_millis() as u64);
+
+/// Sets the idle limit of the connections this process accepts from now on (one value
+/// per process, as the connection limit: a broker's config sets it at start).
+pub fn set_idle_limit(limit: Duration) {
+    IDLE_LIMIT_MS.store(limit.as_millis() as u64, Ordering::Relaxed);
+}
+
+fn idle_limit() -> Duration {
+    Duration::from_millis(IDLE_LIMIT_MS.load(Ordering::Relaxed))
+}
 
 /// A tarpc transport over TCP or TLS.
 pub type TcpTransport<In, Out> = IoTransport<Stream, In, Out>;
@@ -156,7 +177,7 @@ pub async fn serve_with<F, Fut>(
             let _slot = slot;
             let run = async {
                 if let Some(stream) = open(stream, peer, tls.as_deref(), &refused).await {
-                    connection(stream, peer, requests).await;
+                    connection(stream.with_idle_limit(idle_limit()), peer, requests).await;
                 }
             };
             tokio::select! {
@@ -188,7 +209,7 @@ async fn open(
 ) -> Option<Stream> {
     crate::stream::nodelay(&tcp);
     let Some(tls) = tls else {
-        return Some(Stream::Plain(tcp));
+        return Some(Stream::plain(tcp));
     };
     let handshake = async {
         let mut first = [0u8; 1];

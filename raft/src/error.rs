@@ -20,6 +20,9 @@ pub enum Error {
     /// The Raft node stopped (a storage failure or shutdown).
     #[error("the Raft node stopped: {0}")]
     Fatal(String),
+    /// A step did not finish in time; nothing is broken, it may be tried again.
+    #[error("timed out waiting for {0}")]
+    TimedOut(String),
     /// Storage or network I/O failed while starting.
     #[error("{0}")]
     Io(#[from] std::io::Error),

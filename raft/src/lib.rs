@@ -35,4 +35,5 @@ pub use error::Error;
 pub use identity::Identity;
 pub use network::{Connector, TcpConnector};
 pub use replica::{Replica, ReplicaConfig};
+pub use server::AppendGate;
 pub use types::{Placement, RaftNode, RaftResponse};

@@ -23,6 +23,7 @@ use openraft::raft::{
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
+use raftmq_proto::live::Live;
 use raftmq_proto::raft::RaftCaller;
 use raftmq_proto::stream::{self as conn, Dialer};
 use raftmq_proto::{RaftServiceClient, WireError};
@@ -168,7 +169,7 @@ pub struct Network {
     connector: Arc<dyn Connector>,
     /// See [`crate::commit_hold`].
     commit_hold: Duration,
-    client: Option<RaftServiceClient>,
+    client: Option<Live<RaftServiceClient>>,
     /// When the current connection was opened or last answered.
     last_answer: Instant,
     /// Logs the peer going away and coming back, once each.
@@ -191,7 +192,8 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, RPCError<TypeConfig>> {
     })
 }
 
-fn approx_bytes(req: &AppendEntriesRequest<TypeConfig>) -> usize {
+/// About the bytes `req`'s entries take on the wire and on disk.
+pub(crate) fn approx_bytes(req: &AppendEntriesRequest<TypeConfig>) -> usize {
     req.entries
         .iter()
         .map(|e| match &e.payload {
@@ -203,8 +205,10 @@ fn approx_bytes(req: &AppendEntriesRequest<TypeConfig>) -> usize {
 
 impl Network {
     async fn client(&mut self) -> Result<RaftServiceClient, Unreachable<TypeConfig>> {
-        if let Some(c) = &self.client {
-            return Ok(c.clone());
+        // A connection the peer closed (its idle limit, a restart) is re-dialled before
+        // the call, not failed by it: a vote after a quiet spell must not be lost.
+        if let Some(c) = self.client.as_ref().filter(|c| c.is_open()) {
+            return Ok(c.client().clone());
         }
         let stream = match self.connector.connect(&self.addr).await {
             Ok(s) => s,
@@ -218,8 +222,12 @@ impl Network {
             }
         };
         let transport = raftmq_proto::transport::framed(stream);
-        let client = RaftServiceClient::new(tarpc::client::Config::default(), transport).spawn();
-        self.client = Some(client.clone());
+        let live = Live::spawn(RaftServiceClient::new(
+            tarpc::client::Config::default(),
+            transport,
+        ));
+        let client = live.client().clone();
+        self.client = Some(live);
         self.last_answer = Instant::now();
         Ok(client)
     }
@@ -258,6 +266,11 @@ impl Network {
         }
         match res {
             Ok(Ok(Ok(bytes))) => Ok(bytes),
+            // A follower without room on its disk: back off at once, as from an
+            // unreachable node, instead of resending the same entries in a tight loop.
+            Ok(Ok(Err(remote @ WireError::Busy(_)))) => Err(RPCError::Unreachable(
+                Unreachable::from_string(format!("node {} refused the RPC: {remote}", self.target)),
+            )),
             Ok(Ok(Err(remote))) => Err(RPCError::Network(NetworkError::from_string(format!(
                 "node {} refused the RPC: {remote}",
                 self.target

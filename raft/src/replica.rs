@@ -561,6 +561,51 @@ impl Replica {
             .map_or(0, |l| l.index))
     }
 
+    /// Takes a snapshot now and purges the log up to it, so that retention may delete
+    /// every sealed segment the snapshot covers: for a disk that is running out of room.
+    /// Otherwise the log keeps `snapshot_every_entries` entries behind each snapshot for
+    /// followers to catch up from, which with large messages can be more than the disk
+    /// holds. Returns the new purge point; waits at most `timeout` for each step (a
+    /// leader delays a purge while it replicates the entries to a follower).
+    ///
+    /// # Errors
+    /// The Raft core stopped, or a step did not finish within `timeout`.
+    pub async fn compact_log(&self, timeout: Duration) -> Result<u64, Error> {
+        let applied = {
+            let m = self.raft.metrics().borrow_watched().clone();
+            let index = |l: &Option<crate::types::LogId>| l.as_ref().map_or(0, |l| l.index);
+            if index(&m.snapshot) >= index(&m.last_applied)
+                && index(&m.purged) >= index(&m.snapshot)
+            {
+                return Ok(index(&m.purged));
+            }
+            index(&m.last_applied)
+        };
+        let fatal = |e: openraft::errors::Fatal<TypeConfig>| Error::Fatal(e.to_string());
+        let waited = |e: openraft::metrics::WaitError| Error::TimedOut(e.to_string());
+        self.raft.trigger().snapshot().await.map_err(fatal)?;
+        let m = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.snapshot.as_ref().is_some_and(|l| l.index >= applied),
+                "a snapshot for retention",
+            )
+            .await
+            .map_err(waited)?;
+        let upto = m.snapshot.as_ref().map_or(0, |l| l.index);
+        self.raft.trigger().purge_log(upto).await.map_err(fatal)?;
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.purged.as_ref().is_some_and(|l| l.index >= upto),
+                "a log purge for retention",
+            )
+            .await
+            .map_err(waited)?;
+        Ok(upto)
+    }
+
     /// Resolves when the Raft core stops on its own (a storage failure or a panic), with the
     /// reason.
     pub async fn stopped(&self) -> String {

@@ -15,6 +15,19 @@ use crate::transfer::{SnapshotReceiver, SnapshotStep};
 use crate::types::TypeConfig;
 use crate::Raft;
 
+/// Decides whether this node has room for `bytes` more of replicated log: a follower
+/// whose disk is nearly full refuses AppendEntries that carry entries (and snapshot
+/// chunks) instead of running into ENOSPC, which is fatal to a log append. The leader
+/// hears `Busy` with the reason and retries, the follower keeps its place (heartbeats
+/// still pass, so it starts no election), and it catches up once it has room.
+pub trait AppendGate: Send + Sync + std::fmt::Debug {
+    /// `Ok` to take `bytes`; `Err` with the reason ("disk usage 98% on node 2 ...").
+    ///
+    /// # Errors
+    /// The reason the entries are refused.
+    fn admit(&self, bytes: u64) -> Result<(), String>;
+}
+
 /// Serves [`RaftService`] for one node.
 #[derive(Clone, Debug)]
 pub struct RaftServer {
@@ -23,6 +36,7 @@ pub struct RaftServer {
     raft: Raft,
     snapshots: Arc<SnapshotReceiver>,
     membership: Arc<tokio::sync::Mutex<()>>,
+    gate: Option<Arc<dyn AppendGate>>,
 }
 
 impl RaftServer {
@@ -39,6 +53,22 @@ impl RaftServer {
             raft,
             snapshots,
             membership,
+            gate: None,
+        }
+    }
+
+    /// This server with `gate` deciding whether entries fit on this node's disk.
+    #[must_use]
+    pub fn with_gate(mut self, gate: Arc<dyn AppendGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Refuses `bytes` of entries when the gate says there is no room.
+    fn admit(&self, bytes: usize) -> Result<(), WireError> {
+        match &self.gate {
+            Some(g) => g.admit(bytes as u64).map_err(WireError::Busy),
+            None => Ok(()),
         }
     }
 }
@@ -107,10 +137,16 @@ impl RaftService for RaftServer {
             term: q.vote.leader_id.term,
             candidate: None,
         };
-        self.handle(&from, true, &req, claim, |r, q| async move {
-            r.append_entries(q).await
-        })
-        .await
+        self.identity.check(&from, true)?;
+        let req: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&req)?;
+        self.guard.check(&self.raft, claim(&req))?;
+        if !req.entries.is_empty() {
+            // An entry-less heartbeat or commit always passes: the follower keeps its
+            // place and starts no election while it has no room.
+            self.admit(crate::network::approx_bytes(&req))?;
+        }
+        let resp = self.raft.append_entries(req).await.map_err(internal)?;
+        encode(&resp)
     }
 
     async fn vote(self, _: Context, from: RaftCaller, req: Bytes) -> Result<Bytes, WireError> {
@@ -201,6 +237,7 @@ impl RaftService for RaftServer {
     async fn snapshot(self, _: Context, from: RaftCaller, req: Bytes) -> Result<Bytes, WireError> {
         self.identity.check(&from, true)?;
         let step: SnapshotStep = decode(&req)?;
+        self.admit(req.len())?;
         let reply = self
             .snapshots
             .handle(&self.raft, step)

@@ -87,6 +87,7 @@ impl From<raftmq_raft::Error> for BrokerError {
                 BrokerError::Internal(format!("the Raft node stopped: {m}"))
             }
             raftmq_raft::Error::Io(e) => BrokerError::Internal(e.to_string()),
+            e @ raftmq_raft::Error::TimedOut(_) => BrokerError::Busy(e.to_string()),
         }
     }
 }

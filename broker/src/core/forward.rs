@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use raftmq_proto::live::Live;
 use raftmq_proto::stream::Dialer;
 use raftmq_proto::{BrokerServiceClient, WireError};
 use tarpc::client::RpcError;
@@ -31,7 +32,7 @@ const ELECTION_WAIT: Duration = Duration::from_millis(1500);
 /// Connections to leaders, one per address, re-dialed after a transport failure.
 #[derive(Debug)]
 pub struct Forwarder {
-    clients: Mutex<HashMap<String, BrokerServiceClient>>,
+    clients: Mutex<HashMap<String, Live<BrokerServiceClient>>>,
     dialer: Dialer,
 }
 
@@ -49,7 +50,8 @@ impl Forwarder {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(addr)
-            .cloned()
+            .filter(|c| c.is_open())
+            .map(|c| c.client().clone())
     }
 
     fn forget(&self, addr: &str) {
@@ -77,7 +79,11 @@ impl Forwarder {
                     leader_addr: None,
                 }
             })?;
-        let c = BrokerServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        let live = Live::spawn(BrokerServiceClient::new(
+            tarpc::client::Config::default(),
+            t,
+        ));
+        let c = live.client().clone();
         if let Some((key, secret)) = admin {
             match raftmq_proto::auth::authenticate(&c, key, secret, FORWARD_TIMEOUT).await {
                 Ok(Ok(())) => {}
@@ -97,7 +103,7 @@ impl Forwarder {
         self.clients
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(addr.to_owned(), c.clone());
+            .insert(addr.to_owned(), live);
         Ok(c)
     }
 }

@@ -109,7 +109,7 @@ pub struct Shared {
     /// TLS of the client port and of outgoing connections.
     pub(crate) tls: crate::tls::NodeTls,
     /// The data disk against the write limit.
-    pub(crate) disk: crate::disk::DiskGuard,
+    pub(crate) disk: Arc<crate::disk::DiskGuard>,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.

@@ -342,3 +342,69 @@ async fn t60_a_client_trickling_a_frame_is_cut_off() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// One call on `core`'s cached connection to `addr`.
+async fn status(core: &raftmq_client::core::Core, addr: &str) -> anyhow::Result<()> {
+    core.call(addr, Duration::from_secs(5), |b, cx| async move {
+        b.topic_status(cx, "Idle".into()).await
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_silent_connections_are_closed_and_idle_clients_redial() -> anyhow::Result<()> {
+    const IDLE: Duration = Duration::from_secs(3);
+    let tuning = Tuning {
+        extra_config: "connection_idle_timeout_ms = 3000\nmax_pull_wait_ms = 1000\n".into(),
+        ..Tuning::default()
+    };
+    let (mut c, leader, producer) = group_with_topic("Idle", tuning).await?;
+    send_20(&producer, "Idle", "before").await?;
+    let client_port = c.node("broker-a", leader).client_addr.clone();
+    let raft_port = c.node("broker-a", leader).raft_addr.clone();
+    // A client connection made before the silence, used again after it.
+    let core = c.core()?;
+    status(&core, &client_port).await?;
+
+    // Silent connections: one that sent half a frame header to the client port, one
+    // that sent nothing to the Raft port. Both are closed at the idle limit, not held
+    // for the 30 s a frame may take or for ever.
+    let t0 = std::time::Instant::now();
+    let mut half = TcpStream::connect(&client_port).await?;
+    half.write_all(&[0, 0]).await?;
+    let mut silent = TcpStream::connect(&raft_port).await?;
+    for (name, s) in [("client port", &mut half), ("Raft port", &mut silent)] {
+        assert!(
+            closed_within(s, Duration::from_secs(20)).await,
+            "the {name} kept a silent connection for 20 s"
+        );
+        assert!(
+            t0.elapsed() >= IDLE,
+            "the {name} closed it before the limit"
+        );
+    }
+    // The cached client connection, idle since before them, was closed too; the
+    // next call re-dials instead of failing (a half second for its close to be read).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    status(&core, &client_port)
+        .await
+        .map_err(|e| anyhow::anyhow!("the first call after the silence failed: {e}"))?;
+    send_20(&producer, "Idle", "after").await?;
+
+    // Raft connections that were quiet (votes) are re-dialled too: a failover after the
+    // silence elects a new leader and takes writes.
+    c.kill9("broker-a", leader);
+    let next = wait_until("a new leader", T, || {
+        let c = &c;
+        async move {
+            let l = c.wait_leader("broker-a", Duration::from_secs(5)).await?;
+            anyhow::ensure!(l != leader, "still the old leader");
+            Ok(l)
+        }
+    })
+    .await?;
+    send_20(&producer, "Idle", "failover").await?;
+    assert!(c.is_running("broker-a", next));
+    Ok(())
+}
