@@ -5,7 +5,7 @@
 # `bench produce -c 1 --duration 10`, then `-c 1024 --duration 10`. Prints one line per run:
 # mode, c=1 msgs/s and p50/p99 ms, c=1024 msgs/s. Release build: cargo build --release --bins.
 # OLD_BIN=path adds a mode "before": another build's raftmq with security off (for a
-# build-to-build comparison in the same run).
+# build-to-build comparison in the same run). MODES="before off" runs only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${RAFTMQ_BIN:-./target/release/raftmq}
@@ -70,6 +70,7 @@ PY
 
 modes="off auth auth-tls"
 [ -n "${OLD_BIN:-}" ] && modes="before $modes"
+modes=${MODES:-$modes}
 for mode in off auth auth-tls; do configs "$mode"; done
 for r in $(seq 1 "$rounds"); do
     for mode in $modes; do

@@ -19,6 +19,10 @@ pub struct NamesrvArgs {
     /// Forget a broker node silent for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub expiry_secs: u64,
+    /// Close a connection on which nothing was read or written for this many seconds, so
+    /// silent clients give their slots back (clients re-dial; RocketMQ's servers use 120).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
     /// Serve TLS with this certificate chain (PEM); reloaded when the file changes.
     #[arg(long, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
@@ -71,6 +75,7 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
             Some(raftmq_proto::tls::TlsServer::load(&files, clients)?)
         }
     };
+    raftmq_proto::transport::set_idle_limit(Duration::from_secs(args.idle_timeout_secs));
     let listener = bind(&args.listen).await?;
     let config = NamesrvConfig {
         expiry: Duration::from_secs(args.expiry_secs),

@@ -162,8 +162,11 @@ where
         let resp = handle(&ns, &req);
         std::future::ready(resp)
     };
+    let codec = raftmq_remoting::FrameCodec::default()
+        .with_unfinished(raftmq_proto::frames::UnfinishedFrame::process().tracker());
     raftmq_remoting::connection::serve(
         io,
+        codec,
         peer,
         requests,
         MAX_IN_FLIGHT,

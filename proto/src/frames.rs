@@ -12,6 +12,8 @@
 //!   a huge frame and stop cannot make us hold their sum;
 //! - a frame must arrive within [`frame_time_limit`] of its first bytes (checked as more
 //!   bytes arrive), so a peer trickling a byte a second cannot hold a connection for ever;
+//! - the remoting codec (RocketMQ clients) counts its unfinished frames against the same
+//!   budget and time limit ([`UnfinishedFrame`]);
 //! - on a server, a request's deadline is clamped to [`MAX_DEADLINE`] before tarpc turns it
 //!   into an `Instant` (tarpc computes `Instant::now() + deadline` while decoding, which
 //!   panics for a deadline of `Duration::MAX`).
@@ -70,37 +72,52 @@ impl Budget {
 /// The process's budget ([`MAX_UNFINISHED_BYTES`]).
 static PROCESS_BUDGET: Budget = Budget::new(MAX_UNFINISHED_BYTES);
 
-/// Length-prefixed frames of at most `max` bytes; see the module docs.
+/// One connection's unfinished frame, counted against a [`Budget`] and timed against
+/// [`frame_time_limit`]; the count is given back when the frame completes or this drops.
+/// The native [`Frames`] codec uses it, and the remoting codec through
+/// [`UnfinishedFrame::track`].
 #[derive(Debug)]
-pub struct Frames {
-    max: usize,
-    clamp_deadlines: bool,
+pub struct UnfinishedFrame {
     budget: &'static Budget,
-    /// Bytes of the unfinished frame this connection has counted against `budget`.
+    /// Bytes of the unfinished frame counted against `budget`.
     held: usize,
     /// When the unfinished frame's first bytes arrived.
     started: Option<Instant>,
 }
 
-impl Frames {
-    /// Frames for a client: replies are decoded as they are.
-    pub fn client(max: usize) -> Self {
-        Self::new(max, false, &PROCESS_BUDGET)
+impl UnfinishedFrame {
+    /// Counted against the process's budget ([`MAX_UNFINISHED_BYTES`]).
+    pub fn process() -> Self {
+        Self::against(&PROCESS_BUDGET)
     }
 
-    /// Frames for a server: request deadlines are clamped to [`MAX_DEADLINE`].
-    pub fn server(max: usize) -> Self {
-        Self::new(max, true, &PROCESS_BUDGET)
-    }
-
-    fn new(max: usize, clamp_deadlines: bool, budget: &'static Budget) -> Self {
+    fn against(budget: &'static Budget) -> Self {
         Self {
-            max,
-            clamp_deadlines,
             budget,
             held: 0,
             started: None,
         }
+    }
+
+    /// `buffered` bytes of a frame of `len` bytes have arrived; `len` 0 means the frame
+    /// is complete.
+    ///
+    /// # Errors
+    /// The frame is large and the budget is spent, or it has been arriving for longer
+    /// than [`frame_time_limit`] allows: the caller closes the connection.
+    pub fn track(&mut self, buffered: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            self.release();
+            Ok(())
+        } else {
+            self.hold(buffered, len)
+        }
+    }
+
+    /// [`UnfinishedFrame::track`] as the remoting codec's callback
+    /// (`raftmq_remoting::frame::Unfinished`); the count goes when it is dropped.
+    pub fn tracker(mut self) -> Box<dyn FnMut(usize, usize) -> io::Result<()> + Send> {
+        Box::new(move |buffered, len| self.track(buffered, len))
     }
 
     /// Counts `now` buffered bytes of an unfinished frame of `len` bytes, and refuses a
@@ -150,9 +167,37 @@ impl Frames {
     }
 }
 
-impl Drop for Frames {
+impl Drop for UnfinishedFrame {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// Length-prefixed frames of at most `max` bytes; see the module docs.
+#[derive(Debug)]
+pub struct Frames {
+    max: usize,
+    clamp_deadlines: bool,
+    unfinished: UnfinishedFrame,
+}
+
+impl Frames {
+    /// Frames for a client: replies are decoded as they are.
+    pub fn client(max: usize) -> Self {
+        Self::new(max, false, &PROCESS_BUDGET)
+    }
+
+    /// Frames for a server: request deadlines are clamped to [`MAX_DEADLINE`].
+    pub fn server(max: usize) -> Self {
+        Self::new(max, true, &PROCESS_BUDGET)
+    }
+
+    fn new(max: usize, clamp_deadlines: bool, budget: &'static Budget) -> Self {
+        Self {
+            max,
+            clamp_deadlines,
+            unfinished: UnfinishedFrame::against(budget),
+        }
     }
 }
 
@@ -176,11 +221,11 @@ impl Decoder for Frames {
         }
         let missing = (4 + len).saturating_sub(src.len());
         if missing > 0 {
-            self.hold(src.len(), len)?;
+            self.unfinished.hold(src.len(), len)?;
             src.reserve(missing.min(READ_AHEAD));
             return Ok(None);
         }
-        self.release();
+        self.unfinished.release();
         src.advance(4);
         let mut frame = src.split_to(len);
         if self.clamp_deadlines {
@@ -356,6 +401,23 @@ mod tests {
     }
 
     #[test]
+    fn the_remoting_tracker_counts_against_the_budget_until_done_or_dropped() {
+        static BUDGET: Budget = Budget::new(3 << 20);
+        let mut a = UnfinishedFrame::against(&BUDGET).tracker();
+        let mut b = UnfinishedFrame::against(&BUDGET).tracker();
+        a(2 << 20, 8 << 20).unwrap();
+        let e = b(2 << 20, 8 << 20).unwrap_err();
+        assert!(e.to_string().contains("unfinished frames"), "{e}");
+        b(0, 0).unwrap();
+        assert_eq!(BUDGET.used(), 2 << 20);
+        a(0, 0).unwrap();
+        assert_eq!(BUDGET.used(), 0);
+        a(1 << 20, 8 << 20).unwrap();
+        drop(a);
+        assert_eq!(BUDGET.used(), 0);
+    }
+
+    #[test]
     fn a_trickled_frame_is_cut_off() {
         assert_eq!(frame_time_limit(100), Duration::from_secs(30));
         assert_eq!(frame_time_limit(64 << 20), Duration::from_secs(30 + 256));
@@ -364,7 +426,7 @@ mod tests {
         buf.put_u32(100);
         buf.put_u8(0);
         assert!(codec.decode(&mut buf).unwrap().is_none());
-        codec.started = Instant::now().checked_sub(Duration::from_secs(31));
+        codec.unfinished.started = Instant::now().checked_sub(Duration::from_secs(31));
         buf.put_u8(0);
         let e = codec.decode(&mut buf).unwrap_err();
         assert!(e.to_string().contains("still incomplete after 30 s"), "{e}");

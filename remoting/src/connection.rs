@@ -25,12 +25,15 @@ use crate::{FrameCodec, RemotingCommand};
 /// Responses waiting for the writer.
 const WRITE_QUEUE: usize = 1024;
 
-/// Serves requests on `io` with `handle` until the peer closes, sends a frame that does
-/// not decode, or the connection fails. Each request runs as a task on `requests`; beyond
-/// `max_in_flight` at once a request is answered SYSTEM_BUSY. Commands from `pushes` are
-/// written as server requests, numbered with the connection's own opaque counter.
+/// Serves requests on `io`, framed by `codec`, with `handle` until the peer closes, sends
+/// a frame that does not decode, or the connection fails. Each request runs as a task on
+/// `requests`; beyond `max_in_flight` at once a request is answered SYSTEM_BUSY. Commands
+/// from `pushes` are written as server requests, numbered with the connection's own
+/// opaque counter.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<Io, H, F, P>(
     io: Io,
+    codec: FrameCodec,
     peer: SocketAddr,
     requests: TaskTracker,
     max_in_flight: usize,
@@ -42,7 +45,7 @@ pub async fn serve<Io, H, F, P>(
     F: Future<Output = RemotingCommand> + Send + 'static,
     P: Stream<Item = RemotingCommand> + Unpin + Send,
 {
-    let (mut sink, mut frames) = Framed::new(io, FrameCodec::default()).split();
+    let (mut sink, mut frames) = Framed::new(io, codec).split();
     let (tx, mut rx) = mpsc::channel::<RemotingCommand>(WRITE_QUEUE);
     let writer = async move {
         let mut opaque = 0i32;
@@ -119,6 +122,7 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         tokio::spawn(serve(
             server,
+            FrameCodec::default(),
             peer,
             tracker,
             16,

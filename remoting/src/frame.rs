@@ -76,10 +76,25 @@ pub fn encode_frame(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), Cod
     Ok(())
 }
 
+/// Told how much of a frame has arrived: `(buffered, len)` while a frame of `len` bytes
+/// is incomplete, `(0, 0)` once it is. An error closes the connection. The codec has no
+/// policy of its own: a server gives one (a per-process budget for unfinished frames, a
+/// time limit for each), dropped with the codec.
+pub type Unfinished = Box<dyn FnMut(usize, usize) -> io::Result<()> + Send>;
+
 /// The remoting frame codec: decodes requests, encodes responses (and server requests).
-#[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_frame: usize,
+    unfinished: Option<Unfinished>,
+}
+
+impl std::fmt::Debug for FrameCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameCodec")
+            .field("max_frame", &self.max_frame)
+            .field("unfinished", &self.unfinished.is_some())
+            .finish()
+    }
 }
 
 impl Default for FrameCodec {
@@ -91,7 +106,17 @@ impl Default for FrameCodec {
 impl FrameCodec {
     /// A codec refusing frames longer than `max_frame` bytes (length field included).
     pub fn new(max_frame: usize) -> Self {
-        Self { max_frame }
+        Self {
+            max_frame,
+            unfinished: None,
+        }
+    }
+
+    /// This codec, telling `unfinished` how much of each incomplete frame has arrived.
+    #[must_use]
+    pub fn with_unfinished(mut self, unfinished: Unfinished) -> Self {
+        self.unfinished = Some(unfinished);
+        self
     }
 }
 
@@ -121,10 +146,16 @@ impl Decoder for FrameCodec {
             ))));
         }
         if src.len() < len {
+            if let Some(u) = &mut self.unfinished {
+                u(src.len(), len)?;
+            }
             // Grow with the bytes that arrive, not to the announced length at once: a peer
             // announcing 16 MiB and sending nothing must not make us hold 16 MiB.
             src.reserve((len - src.len()).min(READ_AHEAD));
             return Ok(None);
+        }
+        if let Some(u) = &mut self.unfinished {
+            u(0, 0)?;
         }
         let frame = src.split_to(len).freeze();
         decode_frame(frame).map(Some).map_err(invalid)
@@ -154,6 +185,32 @@ mod tests {
         let mut b = BytesMut::new();
         encode_frame(cmd, &mut b).unwrap();
         b
+    }
+
+    #[test]
+    fn an_unfinished_frame_is_reported_and_its_refusal_closes_the_connection() {
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let mut codec = FrameCodec::default().with_unfinished(Box::new(move |b, len| {
+            log.lock().unwrap().push((b, len));
+            if len > 1 << 20 {
+                Err(io::Error::other("over budget"))
+            } else {
+                Ok(())
+            }
+        }));
+        let whole = frame_of(&RemotingCommand::request(10, 1).with_body(vec![7u8; 100]));
+        let mut buf = BytesMut::from(&whole[..50]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&whole[50..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        assert_eq!(*seen.lock().unwrap(), vec![(50, whole.len()), (0, 0)]);
+        // A large frame the callback refuses is an error, not a buffer.
+        let mut big = BytesMut::new();
+        big.put_u32(4 << 20);
+        big.put_u32(0);
+        assert!(codec.decode(&mut big).is_err());
     }
 
     #[test]

@@ -253,7 +253,10 @@ pub async fn serve_connection<Io>(
             async move { session.handle(req).await }
         }
     };
-    raftmq_remoting::connection::serve(io, peer, requests, MAX_IN_FLIGHT, pushed, handler).await;
+    let codec = raftmq_remoting::FrameCodec::default()
+        .with_unfinished(raftmq_proto::frames::UnfinishedFrame::process().tracker());
+    raftmq_remoting::connection::serve(io, codec, peer, requests, MAX_IN_FLIGHT, pushed, handler)
+        .await;
     if let Some(client) = session.conn.client_id.get() {
         session.broker.unregister_client(client, None);
     }

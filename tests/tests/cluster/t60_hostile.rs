@@ -169,6 +169,32 @@ async fn send_and_wait_close(addr: &str, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `connections` connections to `addr` each write `head` and then `mib` MiB of a frame;
+/// those still open are kept in `held`. Returns how many the server closed.
+async fn flood(
+    addr: &str,
+    head: &[u8],
+    connections: usize,
+    mib: usize,
+    held: &mut Vec<TcpStream>,
+) -> anyhow::Result<usize> {
+    let chunk = vec![0u8; 1 << 20];
+    let mut refused = 0;
+    for _ in 0..connections {
+        let mut s = TcpStream::connect(addr).await?;
+        let mut ok = s.write_all(head).await.is_ok();
+        for _ in 0..mib {
+            ok = ok && s.write_all(&chunk).await.is_ok();
+        }
+        if ok {
+            held.push(s);
+        } else {
+            refused += 1;
+        }
+    }
+    Ok(refused)
+}
+
 fn rss_mib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status
@@ -221,25 +247,20 @@ async fn t60_hostile_frames_neither_crash_nor_bloat_a_server() -> anyhow::Result
     }
     // And 40 connections sending 24 MiB each of a 60 MiB frame (960 MiB in all): past
     // 256 MiB of unfinished frames the server closes such connections.
-    let chunk = vec![0u8; 1 << 20];
-    let mut refused = 0;
-    for _ in 0..40 {
-        let mut s = TcpStream::connect(&client_port).await?;
-        let head = [
-            &(60u32 << 20).to_be_bytes()[..],
-            &[0, 253, 1, 2, 3, 4, 5, 6, 7, 8],
-        ]
-        .concat();
-        let mut ok = s.write_all(&head).await.is_ok();
-        for _ in 0..24 {
-            ok = ok && s.write_all(&chunk).await.is_ok();
-        }
-        if ok {
-            held.push(s);
-        } else {
-            refused += 1;
-        }
-    }
+    let native = [
+        &(60u32 << 20).to_be_bytes()[..],
+        &[0, 253, 1, 2, 3, 4, 5, 6, 7, 8],
+    ]
+    .concat();
+    let refused = flood(&client_port, &native, 40, 24, &mut held).await?;
+    // And 20 RocketMQ clients sending 12 MiB each of a 15 MiB remoting frame: the
+    // remoting codec counts against the same budget, so they are closed too.
+    let remoting = [
+        &(15u32 << 20).to_be_bytes()[..],
+        &[1, 0, 0, 5, 1, 2, 3, 4, 5, 6],
+    ]
+    .concat();
+    let refused_remoting = flood(&client_port, &remoting, 20, 12, &mut held).await?;
     wait_until("writes flowing with the frames held", T, || async {
         Ok(producer.send(Message::new("Hostile", "during")).await?)
     })
@@ -249,6 +270,7 @@ async fn t60_hostile_frames_neither_crash_nor_bloat_a_server() -> anyhow::Result
         before,
         during,
         refused,
+        refused_remoting,
         "RSS (MiB) with unfinished frames held"
     );
     assert!(
@@ -256,6 +278,10 @@ async fn t60_hostile_frames_neither_crash_nor_bloat_a_server() -> anyhow::Result
         "RSS went from {before} MiB to {during} MiB with 960 MiB of unfinished frames sent"
     );
     assert!(refused > 0, "no connection was refused past the budget");
+    assert!(
+        refused_remoting > 0,
+        "no remoting connection was refused past the budget"
+    );
     drop(held);
     send_20(&producer, "Hostile", "after").await?;
     for id in 1..=3 {
