@@ -21,6 +21,28 @@ fn ok_bodies(records: &[Value], prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The distinct send errors (first 160 characters), each with its count and the
+/// `t_ms` of its first and last occurrence: what a failure report needs to tell a
+/// routing problem from a broker refusing.
+fn error_kinds(records: &[Value]) -> String {
+    let mut kinds: std::collections::BTreeMap<String, (usize, i64, i64)> = Default::default();
+    for r in records {
+        if let Some(e) = r.get("error").and_then(Value::as_str) {
+            let t = r["t_ms"].as_f64().unwrap_or_default() as i64;
+            let k = kinds
+                .entry(e.chars().take(160).collect())
+                .or_insert((0, t, t));
+            k.0 += 1;
+            k.2 = t;
+        }
+    }
+    kinds
+        .iter()
+        .map(|(e, (n, first, last))| format!("{n}x [{first}..{last} ms] {e}"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 async fn stored_bodies(c: &Cluster, addr: &str, topic: &str) -> anyhow::Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for q in 0..4 {
@@ -78,7 +100,7 @@ async fn t50_cpp_producer_keeps_every_acknowledged_send_through_leader_changes(
                 "--topic",
                 "CppFail",
                 "--duration-s",
-                "45",
+                "75",
                 "--interval-ms",
                 "20",
                 "--body-prefix",
@@ -90,6 +112,9 @@ async fn t50_cpp_producer_keeps_every_acknowledged_send_through_leader_changes(
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     let killed_at = Instant::now();
+    let killed_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
     c.kill9("broker-a", leader);
     let new = c.wait_leader("broker-a", T).await?;
     tracing::info!(
@@ -108,8 +133,9 @@ async fn t50_cpp_producer_keeps_every_acknowledged_send_through_leader_changes(
         .filter(|l| l.get("summary").is_none() && l.get("event").is_none())
         .collect();
     let failed = records.iter().filter(|r| r.get("error").is_some()).count();
+    let errors = error_kinds(&records);
     println!(
-        "C++ producer through a leader kill -9: {} sends acknowledged, {failed} failed, longest gap between acknowledgements {} ms",
+        "C++ producer through a leader kill -9: {} sends acknowledged, {failed} failed, longest gap between acknowledgements {} ms; leader killed at {killed_at_ms} ms; errors: {errors}",
         ok_bodies(&records, "").len(),
         summary["longest_gap_ms"]
     );
@@ -122,8 +148,12 @@ async fn t50_cpp_producer_keeps_every_acknowledged_send_through_leader_changes(
         "{} acknowledged sends lost: {lost:?}",
         lost.len()
     );
-    // The C++ client re-reads routes every 30 s; by the end of the run it has found the
-    // new leader and sends succeed again.
+    // The C++ client (1.2.4) re-reads routes on a fixed schedule, 3 s after its start and
+    // every 30 s from then, and only then learns the new leader (a 28 s gap here). One CI
+    // run under load had not resumed 40 s after the kill, one refresh after it (a refresh's
+    // NameServer call can time out on the client's transport lock while sends fail against
+    // the dead address), so the run spans two refreshes after the kill: by its end sends
+    // succeed again. The error summary above tells a missed refresh from a refusing broker.
     let last_ok = records
         .iter()
         .rev()
@@ -132,7 +162,7 @@ async fn t50_cpp_producer_keeps_every_acknowledged_send_through_leader_changes(
     if let (Some(ok), Some(err)) = (last_ok, last_err) {
         assert!(
             ok["i"].as_i64() > err["i"].as_i64(),
-            "sends did not resume: last error {err}"
+            "sends did not resume: last error {err}; errors: {errors}"
         );
     }
     Ok(())
