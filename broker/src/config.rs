@@ -63,6 +63,13 @@ pub struct BrokerConfig {
     /// Raft address peers dial (when a proxy or NAT sits in front of `raft_listen`); must
     /// equal this node's entry in `peers`. Default: `raft_listen`.
     pub raft_advertise: Option<String>,
+    /// Address of an HTTP listener serving Prometheus metrics at `/metrics` and health at
+    /// `/healthz`, in plain HTTP without authentication: keep it on a private network.
+    /// Default: none (no listener).
+    pub http_listen: Option<String>,
+    /// Metrics per topic, queue and consumer group; off for clusters with very many of
+    /// them (node-level series stay). Default: true.
+    pub metrics_per_object: bool,
     /// Initial members of the group: node id -> Raft address. Used once, to initialize a
     /// brand-new group. Default: just this node.
     pub peers: BTreeMap<String, String>,
@@ -157,6 +164,8 @@ impl Default for BrokerConfig {
             raft_listen: "127.0.0.1:10912".into(),
             advertise: None,
             raft_advertise: None,
+            http_listen: None,
+            metrics_per_object: true,
             peers: BTreeMap::new(),
             namesrv: vec!["127.0.0.1:9876".into()],
             data_dir: None,

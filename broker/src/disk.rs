@@ -59,6 +59,12 @@ impl DiskGuard {
         }
     }
 
+    /// The last measured `(used, total)` bytes of the data disk; `None` until measured.
+    pub(crate) fn usage(&self) -> Option<(u64, u64)> {
+        let total = self.total_bytes.load(Ordering::Relaxed);
+        (total > 0).then(|| (self.used_bytes.load(Ordering::Relaxed), total))
+    }
+
     /// Takes `bytes` of new messages, or refuses them with the reason when the disk would
     /// be above the write limit.
     ///

@@ -17,6 +17,7 @@
 //! - [`send`]: group commit of concurrent sends into one Raft entry.
 //! - [`registration`]: registering with NameServers.
 //! - [`roles`]: one log line per change of who leads.
+//! - [`metrics`]: the node's Prometheus metrics ([`MetricsSlot`]).
 //! - [`scheduler`]: delivering delayed messages and retries when due.
 //! - [`auth`]: users, signatures and permissions for every client protocol.
 //! - [`clients`]: consumer-group membership from heartbeats.
@@ -32,6 +33,7 @@ pub mod core;
 pub mod data_lock;
 pub mod disk;
 pub mod error;
+pub mod metrics;
 pub mod node;
 pub mod registration;
 pub mod remoting;
@@ -44,5 +46,6 @@ pub mod tls;
 pub use config::{BrokerConfig, ConfigError, Flush};
 pub use core::{Broker, BrokerError};
 pub use error::Error;
+pub use metrics::MetricsSlot;
 pub use node::run;
 pub use rpc::{ClientPort, FrontEnd};

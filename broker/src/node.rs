@@ -148,6 +148,7 @@ pub async fn run(
     let proposer = Proposer::start(replica.clone(), stop.clone(), &tasks);
     let delay_levels = config.delay_levels_ms()?;
     let auth = crate::auth::Authorizer::new(&config.auth, store.clone());
+    let counters = Arc::new(crate::metrics::NodeCounters::default());
     let shared = Arc::new(Shared {
         delay_levels,
         clients: ClientRegistry::new(Duration::from_millis(config.client_expiry_ms)),
@@ -162,6 +163,7 @@ pub async fn run(
         user_writes: Default::default(),
         tls,
         disk,
+        counters: counters.clone(),
     });
     let broker = Broker::new(shared.clone());
     let front_end_tasks = TaskTracker::new();
@@ -187,7 +189,7 @@ pub async fn run(
     tasks.spawn(retention(shared.clone(), stop.clone()));
     tasks.spawn(crate::disk::run(shared.clone(), stop.clone()));
     tasks.spawn(crate::scheduler::run(shared.clone(), stop.clone()));
-    tasks.spawn(crate::roles::run(replica.clone(), stop.clone()));
+    tasks.spawn(crate::roles::run(replica.clone(), counters, stop.clone()));
 
     let fatal = tokio::select! {
         _ = shutdown => None,

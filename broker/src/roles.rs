@@ -2,10 +2,15 @@
 //! down", "follows node N", "lost its leader". Campaigning rounds while a node is cut off do
 //! not repeat lines: the leader it sees stays "none".
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use openraft::async_runtime::WatchReceiver;
 use raftmq_proto::Role;
 use raftmq_raft::Replica;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::NodeCounters;
 
 /// What a line is about: whether this node leads, and whom it follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +48,12 @@ pub fn describe(
     })
 }
 
-/// Logs role changes until `stop` fires.
-pub async fn run(replica: Replica, stop: CancellationToken) {
+/// Logs role changes, and counts changes of leader in `counters`, until `stop` fires.
+pub async fn run(replica: Replica, counters: Arc<NodeCounters>, stop: CancellationToken) {
     let mut metrics = replica.raft().server_metrics();
     let (me, group) = (replica.node_id(), replica.group().to_owned());
     let mut before = None;
+    let mut last_leader = None;
     loop {
         let leader = metrics.borrow_watched().current_leader;
         let (role, term) = replica.role();
@@ -55,6 +61,14 @@ pub async fn run(replica: Replica, stop: CancellationToken) {
             leading: role == Role::Leader,
             leader,
         };
+        if let Some(l) = leader {
+            // Through an election the leader is unknown for a while: a change is a new
+            // leader other than the last one known.
+            if last_leader.is_some_and(|was| was != l) {
+                counters.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            last_leader = Some(l);
+        }
         if let Some(line) = describe(me, &group, term, before, now) {
             tracing::info!(node_id = me, broker_group = %group, term, role = %role, leader = ?leader, "{line}");
         }

@@ -39,6 +39,17 @@ const SETTINGS: &[(&str, &str)] = &[
          equal this node's entry in `peers`. Default: `raft_listen`.",
     ),
     (
+        "http_listen",
+        "Address of an HTTP listener serving Prometheus metrics at `/metrics` and health at \
+         `/healthz`, in plain HTTP without authentication: keep it on a private network. \
+         Default: none (no listener).",
+    ),
+    (
+        "metrics_per_object",
+        "Metrics per topic, queue and consumer group; off for clusters with very many of them \
+         (node-level series stay). Default: true.",
+    ),
+    (
         "peers",
         "Initial members of the group: node id -> Raft address. Used once, to initialize a \
          brand-new group. Default: just this node.",

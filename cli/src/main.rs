@@ -5,6 +5,7 @@ mod bench;
 mod certs;
 mod config_doc;
 mod failures;
+mod http;
 mod logging;
 mod output;
 mod property;

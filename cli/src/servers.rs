@@ -4,9 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use raftmq_broker::{BrokerConfig, ClientPort};
-use raftmq_namesrv::{NamesrvConfig, NamesrvPort};
+use raftmq_broker::{BrokerConfig, ClientPort, FrontEnd, MetricsSlot};
+use raftmq_metrics::Registry;
+use raftmq_namesrv::metrics::MetricsSlot as NamesrvMetrics;
+use raftmq_namesrv::{Namesrv, NamesrvConfig, NamesrvPort};
 use raftmq_proto::transport::{bind, shutdown_signal};
+use tokio_util::sync::CancellationToken;
 
 use crate::logging::LogArgs;
 
@@ -37,6 +40,10 @@ pub struct NamesrvArgs {
     /// With --client-ca: every client must present a certificate, not only brokers.
     #[arg(long, requires = "client_ca")]
     pub require_client_cert: bool,
+    /// Serve Prometheus metrics at /metrics and health at /healthz on this address (plain
+    /// HTTP without authentication: keep it on a private network).
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -81,13 +88,46 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
         expiry: Duration::from_secs(args.expiry_secs),
         ..NamesrvConfig::default()
     };
-    raftmq_namesrv::run(
-        config,
-        vec![Box::new(NamesrvPort::new(listener).with_tls(tls))],
-        shutdown_signal(),
-    )
-    .await;
+    let mut front_ends: Vec<Box<dyn raftmq_proto::transport::FrontEnd<Namesrv>>> =
+        vec![Box::new(NamesrvPort::new(listener).with_tls(tls))];
+    let http = match &args.http_listen {
+        Some(addr) => {
+            let (registry, server) = HttpListener::start(addr).await?;
+            front_ends.push(Box::new(NamesrvMetrics::new(registry, &args.listen)));
+            Some(server)
+        }
+        None => None,
+    };
+    raftmq_namesrv::run(config, front_ends, shutdown_signal()).await;
+    if let Some(h) = http {
+        h.stop().await;
+    }
     Ok(())
+}
+
+/// An HTTP listener running on its own task ([`crate::http::serve`]).
+struct HttpListener {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpListener {
+    /// Binds `addr` and serves the returned registry there.
+    async fn start(addr: &str) -> anyhow::Result<(Registry, Self)> {
+        let listener = bind(addr)
+            .await
+            .context("the HTTP listener (http_listen / --http-listen) cannot start")?;
+        let registry = Registry::new();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::http::serve(listener, registry.clone(), stop.clone()));
+        Ok((registry, Self { stop, task }))
+    }
+
+    /// Stops it once in-flight requests are answered.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }
 
 /// Runs a broker node until ctrl-c or SIGTERM.
@@ -103,13 +143,20 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     }
     let client = bind(&config.listen).await?;
     let raft = bind(&config.raft_listen).await?;
-    raftmq_broker::run(
-        config,
-        raft,
-        vec![Box::new(ClientPort::new(client))],
-        shutdown_signal(),
-    )
-    .await?;
+    let mut front_ends: Vec<Box<FrontEnd>> = vec![Box::new(ClientPort::new(client))];
+    let http = match &config.http_listen {
+        Some(addr) => {
+            let (registry, server) = HttpListener::start(addr).await?;
+            front_ends.push(Box::new(MetricsSlot::new(registry)));
+            Some(server)
+        }
+        None => None,
+    };
+    let result = raftmq_broker::run(config, raft, front_ends, shutdown_signal()).await;
+    if let Some(h) = http {
+        h.stop().await;
+    }
+    result?;
     Ok(())
 }
 
@@ -123,12 +170,23 @@ pub struct DevArgs {
     /// 11911/11912 and 12911/12912).
     #[arg(long, default_value = "127.0.0.1")]
     pub ip: String,
+    /// Serve every node's and the NameServer's Prometheus metrics at /metrics (a `node`
+    /// or `namesrv` label tells them apart) and health at /healthz on this address.
+    /// Default: port 8080 of --ip.
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
 }
 
 fn namesrv_addr(args: &DevArgs) -> String {
     format!("{}:9876", args.ip)
+}
+
+fn http_addr(args: &DevArgs) -> String {
+    args.http_listen
+        .clone()
+        .unwrap_or_else(|| format!("{}:8080", args.ip))
 }
 
 /// The three nodes of the dev group: (node id, client port, Raft port).
@@ -164,7 +222,7 @@ fn dev_config(args: &DevArgs, id: u64, client: u16, raft: u16) -> anyhow::Result
 
 /// Runs a NameServer and a 3-node broker group in this process until ctrl-c.
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let stop = tokio_util::sync::CancellationToken::new();
+    let stop = CancellationToken::new();
     let ns_listener = bind(&namesrv_addr(&args))
         .await
         .context("is another `raftmq dev` or NameServer already running?")?;
@@ -179,9 +237,15 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .context("is another `raftmq dev` already running?")?;
         nodes.push((cfg, c, r));
     }
+    let (registry, http) = HttpListener::start(&http_addr(&args))
+        .await
+        .context("is another `raftmq dev` running? Or choose another --http-listen")?;
     let ns = tokio::spawn(raftmq_namesrv::run(
         NamesrvConfig::default(),
-        vec![Box::new(NamesrvPort::new(ns_listener))],
+        vec![
+            Box::new(NamesrvPort::new(ns_listener)),
+            Box::new(NamesrvMetrics::new(registry.clone(), namesrv_addr(&args))),
+        ],
         stop.clone().cancelled_owned(),
     ));
     let mut brokers = Vec::new();
@@ -189,7 +253,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         brokers.push(tokio::spawn(raftmq_broker::run(
             cfg,
             r,
-            vec![Box::new(ClientPort::new(c))],
+            vec![
+                Box::new(ClientPort::new(c)),
+                Box::new(MetricsSlot::new(registry.clone())),
+            ],
             stop.clone().cancelled_owned(),
         )));
     }
@@ -210,6 +277,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         // at once instead of after the leader wait.
         (r, _, _) = futures::future::select_all(brokers.iter_mut()) => {
             stop.cancel();
+            http.stop().await;
             return Err(match r {
                 Ok(Ok(())) => anyhow::anyhow!("a broker node stopped before the cluster was ready"),
                 Ok(Err(e)) => anyhow::Error::from(e).context("a broker node failed to start"),
@@ -218,6 +286,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         }
         _ = shutdown_signal() => {
             stop.cancel();
+            http.stop().await;
             return Ok(());
         }
     };
@@ -226,7 +295,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .find(|n| n.role == "leader")
         .map_or(0, |n| n.node_id);
     eprintln!(
-        "\nraftmq dev cluster is ready (data in {}):\n  NameServer  {}\n  broker-a    {} (Raft group of 3, leader: node {leader})\n\
+        "\nraftmq dev cluster is ready (data in {}):\n  NameServer  {}\n  broker-a    {} (Raft group of 3, leader: node {leader})\n  metrics     http://{}/metrics (health: /healthz)\n\
          Topics are created on first use (8 queues). Try, in another shell:\n  \
          raftmq produce --topic TopicTest --count 1000\n  \
          raftmq consume --topic TopicTest --group g1 --from first --count 1000\n  \
@@ -234,6 +303,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         args.dir.display(),
         namesrv_addr(&args),
         DEV_NODES.iter().map(|(_, c, _)| format!("{}:{c}", args.ip)).collect::<Vec<_>>().join(" "),
+        http_addr(&args),
     );
     let failed = tokio::select! {
         _ = shutdown_signal() => None,
@@ -254,6 +324,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         }
     }
     let _ = ns.await;
+    http.stop().await;
     eprintln!("raftmq dev stopped; data kept in {}", args.dir.display());
     result
 }

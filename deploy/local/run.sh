@@ -70,7 +70,7 @@ wait_ready() {
 
 config_dir=${RAFTMQ_CONFIG_DIR:-deploy/local}
 # shellcheck disable=SC2086 # word splitting of the extra flags is intended
-start "NameServer" data/local/namesrv.log "NameServer listening" namesrv ${RAFTMQ_NAMESRV_ARGS:-}
+start "NameServer" data/local/namesrv.log "NameServer listening" namesrv --http-listen 127.0.0.1:9877 ${RAFTMQ_NAMESRV_ARGS:-}
 for i in 1 2 3; do
     start "broker node $i" "data/local/n$i.log" "front end started" \
         broker --config "$config_dir/broker-n$i.toml"
@@ -79,5 +79,6 @@ for i in "${!pids[@]}"; do
     wait_ready "$i"
 done
 echo "NameServer 127.0.0.1:9876; brokers 127.0.0.1:10911 :20911 :30911 (logs in data/local/)"
+echo "metrics: http://127.0.0.1:9877/metrics (NameServer), :10913 :20913 :30913 (brokers)"
 echo "try: $bin cluster list; $bin topic create TopicTest"
 wait

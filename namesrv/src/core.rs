@@ -1,6 +1,7 @@
 //! [`Namesrv`]: the NameServer's operations, independent of the protocol that asks for
 //! them (raftmq's native tarpc protocol or RocketMQ remoting).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub enum NamesrvError {
 #[derive(Debug, Clone)]
 pub struct Namesrv {
     table: Arc<Mutex<RouteTable>>,
+    /// Route queries answered or refused, for `raftmq_namesrv_route_queries_total`.
+    route_queries: Arc<AtomicU64>,
 }
 
 impl Namesrv {
@@ -37,6 +40,7 @@ impl Namesrv {
     pub fn new(expiry: Duration) -> Self {
         Self {
             table: Arc::new(Mutex::new(RouteTable::new(expiry))),
+            route_queries: Arc::default(),
         }
     }
 
@@ -75,6 +79,7 @@ impl Namesrv {
     /// # Errors
     /// No live group serves it.
     pub fn route(&self, topic: &TopicName) -> Result<TopicRoute, NamesrvError> {
+        self.route_queries.fetch_add(1, Ordering::Relaxed);
         self.with(|t| t.route(topic))
             .ok_or_else(|| NamesrvError::TopicNotFound(topic.clone()))
     }
@@ -92,6 +97,11 @@ impl Namesrv {
     /// Every topic a live group of `cluster` serves, sorted.
     pub fn topics_of_cluster(&self, cluster: &str) -> Vec<TopicName> {
         self.with(|t| t.topics_of_cluster(cluster))
+    }
+
+    /// Route queries asked of this NameServer since it started.
+    pub fn route_queries(&self) -> u64 {
+        self.route_queries.load(Ordering::Relaxed)
     }
 
     /// Drops nodes silent for the expiry.

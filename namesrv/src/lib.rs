@@ -10,8 +10,10 @@
 //! - [`native`]: the native front end ([`NamesrvService`](raftmq_proto::NamesrvService)).
 //! - [`remoting`]: the RocketMQ remoting front end (routes, cluster info, topic lists).
 //! - [`server`]: [`run`] and the NameServer port ([`NamesrvPort`]).
+//! - [`metrics`]: its Prometheus metrics ([`metrics::MetricsSlot`]).
 
 pub mod core;
+pub mod metrics;
 pub mod native;
 pub mod remoting;
 pub mod routes;

@@ -99,6 +99,8 @@ struct Shared {
     inline_sync: AtomicBool,
     /// Moving average of sync durations, microseconds.
     sync_micros: AtomicU64,
+    /// Every sync's duration, for `raftmq_store_fsync_seconds`.
+    sync_seconds: raftmq_metrics::Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +226,7 @@ impl CommitLog {
             wake: Condvar::new(),
             inline_sync: AtomicBool::new(false),
             sync_micros: AtomicU64::new(0),
+            sync_seconds: raftmq_metrics::Histogram::latency(),
         });
         let flusher = {
             let worker = shared.clone();
@@ -392,6 +395,12 @@ impl CommitLog {
     /// Turns syncing on the caller's thread ([`CommitLog::on_durable_inline`]) on or off.
     pub fn set_inline_sync(&self, on: bool) {
         self.shared.inline_sync.store(on, Ordering::Relaxed);
+    }
+
+    /// The durations of the log's syncs (fsync of segments and, when they changed, the
+    /// directory), flusher and inline alike.
+    pub fn sync_seconds(&self) -> &raftmq_metrics::Histogram {
+        &self.shared.sync_seconds
     }
 
     /// Blocks until everything appended so far is synced to disk (in either flush mode).
@@ -747,7 +756,11 @@ impl Shared {
         }
         let started = Instant::now();
         let res = sync_files(&files, dir_dirty.then_some(self.dir.as_path()));
-        let took = started.elapsed().as_micros() as u64;
+        let elapsed = started.elapsed();
+        if !files.is_empty() || dir_dirty {
+            self.sync_seconds.record(elapsed);
+        }
+        let took = elapsed.as_micros() as u64;
         let avg = self.sync_micros.load(Ordering::Relaxed);
         self.sync_micros
             .store(avg - avg / 8 + took / 8, Ordering::Relaxed);

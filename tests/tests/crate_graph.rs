@@ -6,15 +6,19 @@ use std::process::Command;
 
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let all = [
-        "proto", "remoting", "store", "raft", "broker", "namesrv", "client",
+        "metrics", "proto", "remoting", "store", "raft", "broker", "namesrv", "client",
     ];
     [
+        ("metrics", vec![]),
         ("proto", vec![]),
         ("remoting", vec![]),
-        ("store", vec!["proto"]),
+        ("store", vec!["metrics", "proto"]),
         ("raft", vec!["proto", "store"]),
-        ("broker", vec!["proto", "remoting", "store", "raft"]),
-        ("namesrv", vec!["proto", "remoting"]),
+        (
+            "broker",
+            vec!["metrics", "proto", "remoting", "store", "raft"],
+        ),
+        ("namesrv", vec!["metrics", "proto", "remoting"]),
         ("client", vec!["proto"]),
         ("cli", all.to_vec()),
         ("jepsen", vec!["client", "proto"]),

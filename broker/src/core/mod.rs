@@ -110,6 +110,8 @@ pub struct Shared {
     pub(crate) tls: crate::tls::NodeTls,
     /// The data disk against the write limit.
     pub(crate) disk: Arc<crate::disk::DiskGuard>,
+    /// What the node counts for its metrics.
+    pub(crate) counters: Arc<crate::metrics::NodeCounters>,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.

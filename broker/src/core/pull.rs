@@ -98,6 +98,10 @@ impl Broker {
             }
             let progressed = !read.messages.is_empty() || read.next_offset > req.offset.0;
             if progressed || tokio::time::Instant::now() >= deadline {
+                self.shared
+                    .counters
+                    .consumed
+                    .add(req.topic.as_str(), read.messages.len() as u64);
                 return Ok(PullResult {
                     messages: read.messages,
                     next_offset: Offset(read.next_offset),

@@ -66,10 +66,17 @@ impl Broker {
             born_ms: opts.born_ms,
             reconsume_times: opts.reconsume_times,
         };
-        self.shared
+        let topic = req.topic.to_string();
+        let stored = self
+            .shared
             .proposer
             .submit(req.topic, req.queue_id, messages, origin)
-            .await
+            .await?;
+        self.shared
+            .counters
+            .produced
+            .add(&topic, stored.len() as u64);
+        Ok(stored)
     }
 
     /// Several sends in one call, each with its own result (they share the batcher's next

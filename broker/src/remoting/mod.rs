@@ -157,8 +157,18 @@ impl Session {
         }
     }
 
+    /// Handles a request, timing it into the node's `raftmq_rpc_request_seconds`.
+    async fn handle(self, req: RemotingCommand) -> RemotingCommand {
+        let op = request::name(req.code).unwrap_or("OTHER");
+        let histogram = self.broker.shared.counters.requests.of("remoting", op);
+        let started = std::time::Instant::now();
+        let answer = self.authorized(req).await;
+        histogram.record(started.elapsed());
+        answer
+    }
+
     /// Authenticates and authorizes a request, then handles it.
-    async fn handle(mut self, req: RemotingCommand) -> RemotingCommand {
+    async fn authorized(mut self, req: RemotingCommand) -> RemotingCommand {
         if self.broker.auth().enabled() {
             match self.broker.auth().remoting(&self.conn, &req.ext, &req.body) {
                 Ok(who) => self.who = who,

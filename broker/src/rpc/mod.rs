@@ -73,7 +73,11 @@ impl raftmq_proto::transport::FrontEnd<Broker> for ClientPort {
                         }
                         Detected::Native => {
                             let conn = Arc::new(ConnectionCtx::new(Some(peer), Protocol::Native));
-                            let serve = NativeConnection::new(broker, conn).serve();
+                            let counters = broker.shared.counters.clone();
+                            let serve = crate::metrics::Timed::new(
+                                NativeConnection::new(broker, conn).serve(),
+                                counters,
+                            );
                             raftmq_proto::tarpc_connection!(serving_io(io), serve, requests).await
                         }
                     }

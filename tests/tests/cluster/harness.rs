@@ -85,6 +85,8 @@ pub struct Node {
     pub raft_addr: String,
     /// The real Raft listen address behind the proxy.
     pub raft_listen: String,
+    /// Its HTTP listener (`/metrics`, `/healthz`).
+    pub http_addr: String,
     /// Config file.
     pub config: PathBuf,
     /// Data directory.
@@ -134,6 +136,8 @@ pub struct Cluster {
     bin: PathBuf,
     /// The NameServer address.
     pub namesrv: String,
+    /// The NameServer's HTTP listener (`/metrics`, `/healthz`).
+    pub namesrv_http: String,
     namesrv_child: Child,
     /// Broker nodes.
     pub nodes: Vec<Node>,
@@ -175,8 +179,15 @@ impl Cluster {
         let bin = raftmq_bin()?;
         let dir = tempfile::tempdir()?;
         let namesrv = format!("127.0.0.1:{}", free_port("127.0.0.1")?);
+        let namesrv_http = format!("127.0.0.1:{}", free_port("127.0.0.1")?);
         let mut namesrv_cmd = Command::new(&bin);
-        namesrv_cmd.args(["namesrv", "--listen", &namesrv]);
+        namesrv_cmd.args([
+            "namesrv",
+            "--listen",
+            &namesrv,
+            "--http-listen",
+            &namesrv_http,
+        ]);
         if tuning.tls {
             let certs = dir.path().join("certs");
             let mut dev = Command::new(&bin);
@@ -205,6 +216,7 @@ impl Cluster {
             dir,
             bin,
             namesrv,
+            namesrv_http,
             namesrv_child,
             nodes: Vec::new(),
             faults,
@@ -219,6 +231,7 @@ impl Cluster {
                 let client_addr = format!("{ip_s}:{}", free_port(&ip_s)?);
                 let raft_addr = format!("{ip_s}:{}", free_port(&ip_s)?);
                 let raft_listen = format!("{ip_s}:{}", free_port(&ip_s)?);
+                let http_addr = format!("{ip_s}:{}", free_port(&ip_s)?);
                 let base = cluster.dir.path().join(format!("{group}-n{id}"));
                 members.push(Node {
                     group: (*group).to_owned(),
@@ -227,6 +240,7 @@ impl Cluster {
                     client_addr,
                     raft_addr,
                     raft_listen,
+                    http_addr,
                     config: base.with_extension("toml"),
                     data_dir: match &cluster.tuning.data_root {
                         Some(root) => root.join(format!("{group}-n{id}")).join("data"),
@@ -260,13 +274,14 @@ impl Cluster {
 
     fn write_config(&self, m: &Node, peers: &BTreeMap<u64, String>) -> anyhow::Result<()> {
         let mut toml = format!(
-            "cluster = \"TestCluster\"\ngroup = \"{}\"\nnode_id = {}\nlisten = \"{}\"\nraft_listen = \"{}\"\nraft_advertise = \"{}\"\n\
+            "cluster = \"TestCluster\"\ngroup = \"{}\"\nnode_id = {}\nlisten = \"{}\"\nraft_listen = \"{}\"\nraft_advertise = \"{}\"\nhttp_listen = \"{}\"\n\
              namesrv = [\"{}\"]\ndata_dir = \"{}\"\nregister_interval_ms = 2000\nauto_create_topics = {}\n",
             m.group,
             m.id,
             m.client_addr,
             m.raft_listen,
             m.raft_addr,
+            m.http_addr,
             self.namesrv,
             m.data_dir.display(),
             self.tuning.auto_create,
@@ -580,6 +595,7 @@ impl Cluster {
             client_addr: format!("{ip_s}:{}", free_port(&ip_s)?),
             raft_addr: format!("{ip_s}:{}", free_port(&ip_s)?),
             raft_listen: format!("{ip_s}:{}", free_port(&ip_s)?),
+            http_addr: format!("{ip_s}:{}", free_port(&ip_s)?),
             config: base.with_extension("toml"),
             data_dir: base.join("data"),
             log: base.with_extension("log"),

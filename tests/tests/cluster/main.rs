@@ -24,3 +24,4 @@ mod t60_hostile;
 mod t65_auth;
 mod t66_tls;
 mod t67_disk_full;
+mod t70_metrics;

@@ -28,7 +28,7 @@ async fn t50_second_process_on_a_live_data_dir_fails_at_once_and_the_first_loses
     let n = c.node("broker-a", leader);
     let ip = n.ip.to_string();
     let mut toml = std::fs::read_to_string(&n.config)?;
-    for addr in [&n.client_addr, &n.raft_listen] {
+    for addr in [&n.client_addr, &n.raft_listen, &n.http_addr] {
         toml = toml.replace(addr.as_str(), &format!("{ip}:{}", free_port(&ip)?));
     }
     let copy = c.dir.path().join("copy.toml");
