@@ -5,7 +5,8 @@
 # `bench produce -c 1 --duration 10`, then `-c 1024 --duration 10`. Prints one line per run:
 # mode, c=1 msgs/s and p50/p99 ms, c=1024 msgs/s. Release build: cargo build --release --bins.
 # OLD_BIN=path adds a mode "before": another build's raftmq with security off (for a
-# build-to-build comparison in the same run). MODES="before off" runs only those.
+# build-to-build comparison in the same run; OLD_NO_HTTP=1 when that build predates the
+# metrics listener, which it then runs without). MODES="before off" runs only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${RAFTMQ_BIN:-./target/release/raftmq}
@@ -20,8 +21,12 @@ configs() {  # configs MODE: broker configs of MODE in $work/MODE
     local mode=$1 dir=$work/$1
     mkdir -p "$dir"
     for i in 1 2 3; do
-        cp "deploy/local/broker-n$i.toml" "$dir/broker-n$i.toml"
-        if [ "$mode" != off ]; then
+        if [ "$mode" = before ] && [ -n "${OLD_NO_HTTP:-}" ]; then
+            grep -v '^http_listen' "deploy/local/broker-n$i.toml" > "$dir/broker-n$i.toml"
+        else
+            cp "deploy/local/broker-n$i.toml" "$dir/broker-n$i.toml"
+        fi
+        if [ "$mode" = auth ] || [ "$mode" = auth-tls ]; then
             printf '\n[auth]\nenabled = true\nadmin_access_key = "%s"\nadmin_secret_key = "%s"\n' \
                 "$RAFTMQ_ACCESS_KEY" "$RAFTMQ_SECRET_KEY" >> "$dir/broker-n$i.toml"
         fi
@@ -33,14 +38,18 @@ configs() {  # configs MODE: broker configs of MODE in $work/MODE
 }
 
 run() {  # run MODE: one round of MODE; prints its line
-    local mode=$1 flags=() ns_args="" bin=$bin config=$1
-    if [ "$mode" = before ]; then bin=$OLD_BIN config=off; fi
+    local mode=$1 flags=() ns_args="" bin=$bin config=$1 ns_http=127.0.0.1:9877
+    if [ "$mode" = before ]; then
+        bin=$OLD_BIN
+        if [ -n "${OLD_NO_HTTP:-}" ]; then ns_http=""; else config=off; fi
+    fi
     if [ "$mode" = auth-tls ]; then
         flags+=(--tls-ca "$work/certs/ca.pem")
         ns_args="--cert $work/certs/node.pem --key $work/certs/node-key.pem --client-ca $work/certs/ca.pem"
     fi
     rm -rf data/local
     RAFTMQ_CONFIG_DIR=$work/$config RAFTMQ_NAMESRV_ARGS=$ns_args RAFTMQ_BIN=$bin \
+        RAFTMQ_NAMESRV_HTTP=$ns_http \
         deploy/local/run.sh > "$work/run.log" 2>&1 &
     local pid=$!
     local deadline=$((SECONDS + 90))
@@ -72,6 +81,7 @@ modes="off auth auth-tls"
 [ -n "${OLD_BIN:-}" ] && modes="before $modes"
 modes=${MODES:-$modes}
 for mode in off auth auth-tls; do configs "$mode"; done
+[ -n "${OLD_NO_HTTP:-}" ] && configs before
 for r in $(seq 1 "$rounds"); do
     for mode in $modes; do
         env_off=()

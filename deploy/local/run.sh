@@ -69,8 +69,11 @@ wait_ready() {
 }
 
 config_dir=${RAFTMQ_CONFIG_DIR:-deploy/local}
+# The NameServer's metrics listener; RAFTMQ_NAMESRV_HTTP="" starts it without one.
+namesrv_http=${RAFTMQ_NAMESRV_HTTP-127.0.0.1:9877}
 # shellcheck disable=SC2086 # word splitting of the extra flags is intended
-start "NameServer" data/local/namesrv.log "NameServer listening" namesrv --http-listen 127.0.0.1:9877 ${RAFTMQ_NAMESRV_ARGS:-}
+start "NameServer" data/local/namesrv.log "NameServer listening" namesrv \
+    ${namesrv_http:+--http-listen "$namesrv_http"} ${RAFTMQ_NAMESRV_ARGS:-}
 for i in 1 2 3; do
     start "broker node $i" "data/local/n$i.log" "front end started" \
         broker --config "$config_dir/broker-n$i.toml"
