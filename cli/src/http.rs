@@ -1,15 +1,28 @@
 //! The HTTP listener of `raftmq broker` (`http_listen`), `raftmq namesrv --http-listen`
 //! and `raftmq dev`: Prometheus metrics at `/metrics` and health at `/healthz` for every
 //! server of the process (a [`Registry`] of them).
+//!
+//! Connections are accepted as on every other port ([`serve_with`]): within the process's
+//! connection limit and closed after the idle limit; hyper (HTTP/1.1 only) also closes a
+//! connection whose request head takes longer than [`HEADER_READ_TIMEOUT`], so a client
+//! trickling header bytes cannot hold a slot.
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use raftmq_metrics::{Registry, CONTENT_TYPE};
+use raftmq_proto::transport::serve_with;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Longest a client may take to send a request's line and headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The routes, for `serve` and tests.
 fn app(registry: Registry) -> Router {
@@ -25,12 +38,20 @@ pub async fn serve(listener: TcpListener, registry: Registry, stop: Cancellation
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     tracing::info!(%addr, "HTTP listener serving /metrics and /healthz");
-    if let Err(e) = axum::serve(listener, app(registry))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
-        tracing::error!(%addr, error = %e, "HTTP listener stopped");
-    }
+    let app = app(registry);
+    serve_with(listener, None, stop, move |stream, peer, _requests| {
+        let service = TowerToHyperService::new(app.clone());
+        async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection closed");
+            }
+        }
+    })
+    .await;
 }
 
 async fn metrics(State(registry): State<Registry>) -> impl IntoResponse {

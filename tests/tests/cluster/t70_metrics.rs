@@ -323,3 +323,73 @@ fn metric_names_in(text: &str) -> BTreeSet<String> {
     }
     out
 }
+
+/// Reads until the server closes (end of stream or an error) or `within` passes.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_hostile_bytes_on_the_http_listener_leave_it_serving() -> anyhow::Result<()> {
+    use tokio::net::TcpStream;
+    let c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
+    c.wait_leader("broker-a", T).await?;
+    let addr = c.nodes[0].http_addr.clone();
+
+    tracing::info!("--- garbage and a 1 MiB header are answered and closed");
+    let mut s = TcpStream::connect(&addr).await?;
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    s.write_all(&garbage).await?;
+    assert!(
+        closed_within(&mut s, Duration::from_secs(10)).await,
+        "garbage kept open"
+    );
+    let mut s = TcpStream::connect(&addr).await?;
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+    huge.resize(1 << 20, b'a');
+    // The server may close while the header is still being written.
+    let _ = s.write_all(&huge).await;
+    assert!(
+        closed_within(&mut s, Duration::from_secs(10)).await,
+        "a 1 MiB header kept open"
+    );
+
+    tracing::info!("--- a client trickling header lines is closed by the header timeout");
+    let mut slow = TcpStream::connect(&addr).await?;
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await?;
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(45) {
+        if slow.write_all(b"X-Slow: 1\r\n").await.is_err()
+            || closed_within(&mut slow, Duration::from_secs(2)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(closed, "a header trickled for {took:?} kept its connection");
+    println!("HTTP listener: a client trickling a header line every 2 s was closed after {took:?}");
+
+    tracing::info!("--- with 500 idle connections open, /metrics answers");
+    let mut idle = Vec::new();
+    for _ in 0..500 {
+        idle.push(TcpStream::connect(&addr).await?);
+    }
+    let (code, body) = get(&addr, "/metrics").await?;
+    assert_eq!(code, 200);
+    assert!(body.contains("raftmq_raft_term"), "{body}");
+    drop(idle);
+    Ok(())
+}
