@@ -11,112 +11,77 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use raftmq_metrics::{
-    BoxFuture, Exposition, Health, Histogram, Labels, Registry, Snapshot, Source,
-};
+use raftmq_metrics::{BoxFuture, Exposition, Health, Histogram, Labels, Registry, Source};
 use raftmq_proto::transport::Serving;
 use raftmq_proto::Role;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{blocking, Broker, BrokerError};
 
-/// Counts per topic, kept from the node's start.
+/// Values by name (a topic, an operation), made on first use and kept from the node's
+/// start: a read lock to find one, the write lock only to add a name.
 #[derive(Debug, Default)]
-pub struct TopicCounters {
-    by_topic: RwLock<HashMap<String, Arc<AtomicU64>>>,
+pub struct ByName<V> {
+    map: RwLock<HashMap<String, Arc<V>>>,
 }
 
-impl TopicCounters {
-    /// Adds `n` to `topic`'s count.
-    pub fn add(&self, topic: &str, n: u64) {
-        if n == 0 {
-            return;
-        }
+impl<V: Default> ByName<V> {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Arc<V> {
         let known = self
-            .by_topic
+            .map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(topic)
-            .cloned();
-        let c = match known {
-            Some(c) => c,
-            None => self
-                .by_topic
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(topic.to_owned())
-                .or_default()
-                .clone(),
-        };
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Every topic's count, by name.
-    pub fn counts(&self) -> BTreeMap<String, u64> {
-        self.by_topic
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(t, c)| (t.clone(), c.load(Ordering::Relaxed)))
-            .collect()
-    }
-}
-
-/// Durations of the requests a node served, per protocol and operation.
-#[derive(Debug, Default)]
-pub struct RequestTimes {
-    by_op: RwLock<BTreeMap<&'static str, HashMap<String, Arc<Histogram>>>>,
-}
-
-impl RequestTimes {
-    /// The histogram of `op` over `protocol` (made on first use; the set of operations is
-    /// fixed by the protocols, so it stays small).
-    pub fn of(&self, protocol: &'static str, op: &str) -> Arc<Histogram> {
-        let known = self
-            .by_op
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(protocol)
-            .and_then(|ops| ops.get(op))
+            .get(name)
             .cloned();
         known.unwrap_or_else(|| {
-            self.by_op
+            self.map
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
-                .entry(protocol)
+                .entry(name.to_owned())
                 .or_default()
-                .entry(op.to_owned())
-                .or_insert_with(|| Arc::new(Histogram::latency()))
                 .clone()
         })
     }
 
-    fn snapshots(&self) -> Vec<(&'static str, String, Snapshot)> {
-        let g = self.by_op.read().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<_> = g
+    /// Every name with its value read by `read`, sorted by name.
+    pub fn read<T>(&self, read: impl Fn(&V) -> T) -> BTreeMap<String, T> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .flat_map(|(p, ops)| ops.iter().map(|(op, h)| (*p, op.clone(), h.snapshot())))
-            .collect();
-        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        out
+            .map(|(n, v)| (n.clone(), read(v)))
+            .collect()
+    }
+}
+
+/// Durations of the requests a node served, per operation.
+#[derive(Debug)]
+pub struct Latency(pub Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self(Histogram::latency())
     }
 }
 
 /// What a node counts as it happens (everything else is read at scrape time).
 #[derive(Debug, Default)]
 pub struct NodeCounters {
-    /// Messages stored by sends this node led.
-    pub produced: TopicCounters,
-    /// Messages this node returned to pulls.
-    pub consumed: TopicCounters,
+    /// Messages stored by sends this node led, by topic.
+    pub produced: ByName<AtomicU64>,
+    /// Messages this node returned to pulls, by topic.
+    pub consumed: ByName<AtomicU64>,
     /// Times the leader this node knows of changed to another node.
     pub leader_changes: AtomicU64,
-    /// Client requests served.
-    pub requests: RequestTimes,
+    /// Native requests served, by method.
+    pub native_requests: ByName<Latency>,
+    /// RocketMQ remoting requests served, by request code name.
+    pub remoting_requests: ByName<Latency>,
 }
 
-/// Times every request of a tarpc service into [`NodeCounters::requests`] (protocol
-/// `native`, the operation named by the method).
+/// Times every request of a tarpc service into [`NodeCounters::native_requests`] (the
+/// operation named by the method).
 #[derive(Debug, Clone)]
 pub struct Timed<S> {
     inner: S,
@@ -146,10 +111,10 @@ where
         use tarpc::RequestName as _;
         let name = req.name();
         let op = name.rsplit_once('.').map_or(name, |(_, m)| m);
-        let histogram = self.counters.requests.of("native", op);
+        let latency = self.counters.native_requests.get(op);
         let started = std::time::Instant::now();
         let res = self.inner.serve(ctx, req).await;
-        histogram.record(started.elapsed());
+        latency.0.record(started.elapsed());
         res
     }
 }
@@ -183,8 +148,6 @@ impl raftmq_proto::transport::FrontEnd<Broker> for MetricsSlot {
 struct NodeSource {
     broker: Broker,
 }
-
-const RAFT_TERM: &str = "The Raft term this node is in.";
 
 impl Source for NodeSource {
     fn collect(&self) -> BoxFuture<'_, Exposition> {
@@ -232,7 +195,12 @@ impl Broker {
             return;
         };
         let leading = me.role == Role::Leader;
-        e.gauge("raftmq_raft_term", RAFT_TERM, base, me.term as f64);
+        e.gauge(
+            "raftmq_raft_term",
+            "The Raft term this node is in.",
+            base,
+            me.term as f64,
+        );
         e.gauge(
             "raftmq_raft_is_leader",
             "1 if this node is its group's leader, else 0.",
@@ -322,25 +290,31 @@ impl Broker {
             base,
             &self.shared.store.log().sync_seconds().snapshot(),
         );
-        for (protocol, op, h) in self.shared.counters.requests.snapshots() {
-            e.histogram(
-                "raftmq_rpc_request_seconds",
-                "Duration of client requests this node served, by protocol and operation.",
-                &base.with("protocol", protocol).with("op", op),
-                &h,
-            );
+        let counters = &self.shared.counters;
+        for (protocol, ops) in [
+            ("native", &counters.native_requests),
+            ("remoting", &counters.remoting_requests),
+        ] {
+            for (op, h) in ops.read(|l| l.0.snapshot()) {
+                e.histogram(
+                    "raftmq_rpc_request_seconds",
+                    "Duration of client requests this node served, by protocol and operation.",
+                    &base.with("protocol", protocol).with("op", op),
+                    &h,
+                );
+            }
         }
         let per_object = self.shared.config.metrics_per_object;
         for (name, help, counts) in [
             (
                 "raftmq_messages_produced_total",
                 "Messages stored by sends this node led.",
-                self.shared.counters.produced.counts(),
+                counters.produced.read(|c| c.load(Ordering::Relaxed)),
             ),
             (
                 "raftmq_messages_consumed_total",
                 "Messages this node returned to pulls.",
-                self.shared.counters.consumed.counts(),
+                counters.consumed.read(|c| c.load(Ordering::Relaxed)),
             ),
         ] {
             if per_object {
@@ -427,5 +401,24 @@ impl Broker {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_by_name_are_made_once_and_read_sorted() {
+        let m = ByName::<AtomicU64>::default();
+        m.get("b").fetch_add(2, Ordering::Relaxed);
+        m.get("a").fetch_add(1, Ordering::Relaxed);
+        m.get("b").fetch_add(3, Ordering::Relaxed);
+        let read = m.read(|c| c.load(Ordering::Relaxed));
+        assert_eq!(
+            read.into_iter().collect::<Vec<_>>(),
+            [("a".to_owned(), 1), ("b".to_owned(), 5)]
+        );
+        assert!(Arc::ptr_eq(&m.get("a"), &m.get("a")));
     }
 }

@@ -1,6 +1,7 @@
 //! Reading a queue, holding the request on the applied-index watch until data arrives
 //! (long polling).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use raftmq_proto::{Offset, QueueId, TopicName};
@@ -101,7 +102,8 @@ impl Broker {
                 self.shared
                     .counters
                     .consumed
-                    .add(req.topic.as_str(), read.messages.len() as u64);
+                    .get(req.topic.as_str())
+                    .fetch_add(read.messages.len() as u64, Ordering::Relaxed);
                 return Ok(PullResult {
                     messages: read.messages,
                     next_offset: Offset(read.next_offset),

@@ -160,10 +160,10 @@ impl Session {
     /// Handles a request, timing it into the node's `raftmq_rpc_request_seconds`.
     async fn handle(self, req: RemotingCommand) -> RemotingCommand {
         let op = request::name(req.code).unwrap_or("OTHER");
-        let histogram = self.broker.shared.counters.requests.of("remoting", op);
+        let latency = self.broker.shared.counters.remoting_requests.get(op);
         let started = std::time::Instant::now();
         let answer = self.authorized(req).await;
-        histogram.record(started.elapsed());
+        latency.0.record(started.elapsed());
         answer
     }
 
