@@ -105,6 +105,17 @@ pub enum GroupCmd {
         #[arg(long)]
         to_time: String,
     },
+    /// Client ids of the group's consumers now connected (heartbeating).
+    Clients {
+        /// Consumer group.
+        group: String,
+    },
+    /// Delete a consumer group: its config and committed offsets, on every broker group.
+    /// Stop its consumers first, or their next commit brings the offsets back.
+    Delete {
+        /// Consumer group.
+        group: String,
+    },
 }
 
 /// `raftmq msg ...`
@@ -125,6 +136,25 @@ pub enum MsgCmd {
         key: String,
         /// At most this many.
         #[arg(long, default_value_t = 32)]
+        max: u32,
+    },
+    /// Read messages of one queue from an offset, committing nothing (an offset below what
+    /// retention kept reads from the queue's first message).
+    Read {
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Broker group holding the queue.
+        #[arg(long)]
+        broker_group: String,
+        /// Queue id.
+        #[arg(long)]
+        queue: u32,
+        /// First offset to read.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// At most this many (1-100).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100))]
         max: u32,
     },
 }
@@ -333,6 +363,18 @@ pub async fn group(admin: &Admin, out: &Out, cmd: GroupCmd) -> anyhow::Result<()
                 );
             }
         }
+        GroupCmd::Clients { group } => {
+            for c in admin.consumer_clients(&group).await? {
+                out.line(json!({"group": group, "client_id": c}), c.clone());
+            }
+        }
+        GroupCmd::Delete { group } => {
+            let from = admin.delete_group(&group).await?;
+            out.line(
+                json!({"group": group, "deleted_from": from}),
+                format!("deleted consumer group {group} from {}", from.join(", ")),
+            );
+        }
     }
     Ok(())
 }
@@ -397,21 +439,38 @@ pub async fn msg(admin: &Admin, out: &Out, cmd: MsgCmd) -> anyhow::Result<()> {
                 !found.is_empty(),
                 "no message with key {key:?} in topic {topic}"
             );
-            for m in found {
-                let j = message_json(&m);
-                out.line(
-                    j.clone(),
-                    format!(
-                        "{} {}:{}@{} {}",
-                        m.msg_id,
-                        m.broker_group,
-                        m.queue_id,
-                        m.queue_offset,
-                        String::from_utf8_lossy(&m.body)
-                    ),
-                );
-            }
+            print_messages(out, &found);
+        }
+        MsgCmd::Read {
+            topic,
+            broker_group,
+            queue,
+            offset,
+            max,
+        } => {
+            let (found, next) = admin
+                .read_queue(&topic, &broker_group, queue, offset, max)
+                .await?;
+            print_messages(out, &found);
+            out.text(format!("next offset: {next}"));
         }
     }
     Ok(())
+}
+
+/// One line per message: id, position and body.
+fn print_messages(out: &Out, found: &[MessageExt]) {
+    for m in found {
+        out.line(
+            message_json(m),
+            format!(
+                "{} {}:{}@{} {}",
+                m.msg_id,
+                m.broker_group,
+                m.queue_id,
+                m.queue_offset,
+                String::from_utf8_lossy(&m.body)
+            ),
+        );
+    }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftmq_proto::broker::{BrokerGroupStatus, CommitOffsetsRequest, NodeStatus, QueueStatus};
+use raftmq_proto::broker::{
+    BrokerGroupStatus, CommitOffsetsRequest, NodeStatus, PullMessageRequest, QueueStatus,
+};
 use raftmq_proto::message::group_tag;
 use raftmq_proto::namesrv::{BrokerGroupRoute, TopicRoute};
 use raftmq_proto::{
@@ -18,6 +20,13 @@ use crate::error::{Error, Result};
 
 /// Time an admin operation may take, leader changes included.
 pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The consumer group named in the pulls [`Admin::read_queue`] makes (RocketMQ's admin
+/// tools use the same name). It commits nothing, so it never shows up as a group.
+pub const BROWSE_GROUP: &str = "TOOLS_CONSUMER";
+
+/// Most messages one [`Admin::read_queue`] call returns.
+pub const READ_QUEUE_MAX: u32 = 100;
 
 /// One node as `cluster list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -557,5 +566,95 @@ impl Admin {
                 async move { b.query_offset(cx, gn, t, QueueId(queue)).await }
             })
             .await
+    }
+
+    /// Up to `max` (at most [`READ_QUEUE_MAX`]) messages of one queue from `offset`, read
+    /// from the broker group's leader without committing anything. An offset below what
+    /// retention kept reads from the queue's first message instead. Returns the messages and
+    /// the offset to read next.
+    ///
+    /// # Errors
+    /// Unknown broker group or topic, an offset past the queue's end, or no leader.
+    pub async fn read_queue(
+        &self,
+        topic: &str,
+        broker_group: &str,
+        queue: u32,
+        offset: u64,
+        max: u32,
+    ) -> Result<(Vec<MessageExt>, u64)> {
+        names::validate_topic(topic).map_err(Error::Invalid)?;
+        let g = self.group(broker_group).await?;
+        let request = |offset: u64| PullMessageRequest {
+            consumer_group: ConsumerGroup::from(BROWSE_GROUP),
+            topic: TopicName::from(topic),
+            queue_id: QueueId(queue),
+            offset: Offset(offset),
+            max_msgs: max.clamp(1, READ_QUEUE_MAX),
+            max_bytes: 4 << 20,
+            max_wait_ms: 0,
+            tags: Vec::new(),
+        };
+        let pull = |req: PullMessageRequest| {
+            self.core.call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                let r = req.clone();
+                async move { b.pull(cx, r).await }
+            })
+        };
+        let r = match pull(request(offset)).await {
+            Err(Error::Wire(WireError::OffsetTooSmall { min, .. })) => pull(request(min)).await?,
+            r => r?,
+        };
+        Ok((r.messages, r.next_offset.0))
+    }
+
+    /// Client ids of the consumers of `group` now heartbeating to any broker group.
+    ///
+    /// # Errors
+    /// A broker group unreachable.
+    pub async fn consumer_clients(&self, group: &str) -> Result<Vec<String>> {
+        names::validate_group(group).map_err(Error::Invalid)?;
+        let mut all = std::collections::BTreeSet::new();
+        for g in self.groups().await? {
+            let name = ConsumerGroup::from(group);
+            all.extend(
+                self.core
+                    .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                        let n = name.clone();
+                        async move { b.consumer_list(cx, n).await }
+                    })
+                    .await?,
+            );
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    /// Deletes a consumer group (its config and committed offsets) from every broker group
+    /// that has it. Returns the broker groups it was deleted from.
+    ///
+    /// # Errors
+    /// No broker group had it (`WireError::GroupNotFound`), or one refused.
+    pub async fn delete_group(&self, group: &str) -> Result<Vec<String>> {
+        names::validate_group(group).map_err(Error::Invalid)?;
+        let mut out = Vec::new();
+        for g in self.groups().await? {
+            let name = ConsumerGroup::from(group);
+            match self
+                .core
+                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                    let n = name.clone();
+                    async move { b.delete_group(cx, n).await }
+                })
+                .await
+            {
+                Ok(()) => out.push(g.broker_group.0.clone()),
+                Err(Error::Wire(WireError::GroupNotFound(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::Wire(WireError::GroupNotFound(group.to_owned())));
+        }
+        Ok(out)
     }
 }

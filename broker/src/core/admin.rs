@@ -101,13 +101,16 @@ impl Broker {
         self.shared.store.group(group.as_str())
     }
 
-    /// Deletes a consumer group and its offsets (leader only).
+    /// Deletes a consumer group and its offsets (leader only): a configured group, or one
+    /// known only by its committed offsets (as `list_groups` shows both).
     ///
     /// # Errors
     /// `NotLeader`, `GroupNotFound`, replication outcomes.
     pub async fn delete_group(&self, group: ConsumerGroup) -> Result<(), BrokerError> {
         self.check_leader()?;
-        if self.shared.store.group(group.as_str()).is_none() {
+        if self.shared.store.group(group.as_str()).is_none()
+            && self.group_offsets(group.clone()).await?.is_empty()
+        {
             return Err(BrokerError::GroupNotFound(group));
         }
         self.command(Command::DeleteGroup(group)).await.map(drop)

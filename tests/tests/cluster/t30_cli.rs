@@ -217,6 +217,46 @@ fn t30_dev_quickstart_admin_and_errors() -> anyhow::Result<()> {
         ],
     )?)?;
     assert_eq!(found[0]["msg_id"], id);
+    // Read from its queue at its offset: the same message, and no group appears for it.
+    let (bg, q, off) = (
+        found[0]["group"].as_str().unwrap_or_default().to_owned(),
+        found[0]["queue_id"].to_string(),
+        found[0]["queue_offset"].to_string(),
+    );
+    let read = json_lines(&raftmq(
+        &ns,
+        &[
+            "--json",
+            "msg",
+            "read",
+            "--topic",
+            "TopicTest",
+            "--broker-group",
+            &bg,
+            "--queue",
+            &q,
+            "--offset",
+            &off,
+            "--max",
+            "1",
+        ],
+    )?)?;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0]["msg_id"], id);
+    assert_eq!(read[0]["body"], "find me");
+
+    // Delete the (stopped) consumer group g1, known by its offsets only: gone from the
+    // list; a second delete says it does not exist.
+    let deleted = json_lines(&raftmq(&ns, &["--json", "group", "delete", "g1"])?)?;
+    assert!(!deleted[0]["deleted_from"]
+        .as_array()
+        .is_none_or(Vec::is_empty));
+    let groups = json_lines(&raftmq(&ns, &["--json", "group", "list"])?)?;
+    assert!(groups.iter().all(|g| g["group"] != "g1"), "{groups:?}");
+    let o = raftmq(&ns, &["group", "delete", "g1"])?;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("g1"), "{err}");
 
     // Bad flags and an unreachable NameServer: clear errors, non-zero exits.
     let o = raftmq(&ns, &["produce", "--count", "3"])?;
