@@ -65,6 +65,13 @@ impl Default for Latency {
     }
 }
 
+impl ByName<AtomicU64> {
+    /// The sum over every name.
+    pub fn total(&self) -> u64 {
+        self.read(|n| n.load(Ordering::Relaxed)).values().sum()
+    }
+}
+
 /// What a node counts as it happens (everything else is read at scrape time).
 #[derive(Debug, Default)]
 pub struct NodeCounters {

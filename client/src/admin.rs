@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_proto::broker::{
-    BrokerGroupStatus, CommitOffsetsRequest, NodeStatus, PullMessageRequest, QueueStatus,
+    BrokerGroupStatus, CommitOffsetsRequest, NodeStats, NodeStatus, PullMessageRequest, QueueStatus,
 };
 use raftmq_proto::message::group_tag;
 use raftmq_proto::namesrv::{BrokerGroupRoute, TopicRoute};
@@ -302,6 +302,21 @@ impl Admin {
             }
         }
         Ok(out)
+    }
+
+    /// One node's disk use, message counters and (on a leader) follower heartbeat ages,
+    /// asked of the node at `client_addr` (a [`NodeInfo::addr`]).
+    ///
+    /// # Errors
+    /// The node is unreachable or predates this call.
+    pub async fn node_stats(&self, client_addr: &str) -> Result<NodeStats> {
+        self.core
+            .call(
+                client_addr,
+                self.core.config.rpc_timeout,
+                |b, cx| async move { b.node_stats(cx).await },
+            )
+            .await
     }
 
     /// The Raft status of one group as its leader sees it.

@@ -243,6 +243,24 @@ pub struct BrokerGroupStatus {
     pub nodes: Vec<NodeStatus>,
 }
 
+/// What one node measures of itself, for the console's node cards.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// The answering node.
+    pub node_id: NodeId,
+    /// Bytes in use on the data directory's file system, once measured.
+    pub disk_used_bytes: Option<u64>,
+    /// Size of that file system, once measured.
+    pub disk_total_bytes: Option<u64>,
+    /// Messages stored by sends this node led, since it started.
+    pub produced_total: u64,
+    /// Messages this node returned to pulls, since it started.
+    pub consumed_total: u64,
+    /// On the leader: per follower, ms since it last acknowledged a heartbeat or append
+    /// (`None`: never since this node leads). Empty on other nodes.
+    pub heartbeat_age_ms: Vec<(NodeId, Option<u64>)>,
+}
+
 /// The RPCs of a broker node.
 #[tarpc::service]
 pub trait BrokerService {
@@ -347,4 +365,7 @@ pub trait BrokerService {
         resource: AclResource,
         perm: Option<AclPerm>,
     ) -> Result<(), WireError>;
+    /// This node's disk use, message counters and (on the leader) follower heartbeat ages.
+    /// Last in the trait so that older clients' request numbering is unchanged.
+    async fn node_stats() -> Result<NodeStats, WireError>;
 }

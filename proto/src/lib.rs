@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`auth`]: users, permissions and the signed challenge of a native connection.
 //! - [`broker`]: [`BrokerService`] and its requests and responses.
+//! - [`clock`]: wall-clock times: ms since the epoch, RFC 3339.
 //! - [`config`]: topic and group configuration.
 //! - [`error`]: [`WireError`] and its applied / not-applied [`Outcome`].
 //! - [`message`]: [`Message`], [`MessageExt`], [`SendResult`], [`MsgId`].
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod conn_limit;
 pub mod error;

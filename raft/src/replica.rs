@@ -477,6 +477,23 @@ impl Replica {
         Ok(())
     }
 
+    /// On the leader, per follower: ms since it last acknowledged a heartbeat or append
+    /// (`None`: not since this node leads). Empty on other nodes.
+    pub fn heartbeat_ages(&self) -> Vec<(NodeId, Option<u64>)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.heartbeat
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != self.config.node_id)
+            .map(|(id, at)| {
+                let age = at
+                    .as_ref()
+                    .map(|at| openraft::Instant::elapsed(&**at).as_millis() as u64);
+                (NodeId(*id), age)
+            })
+            .collect()
+    }
+
     /// The group as this node sees it.
     pub fn status(&self) -> BrokerGroupStatus {
         let m = self.raft.metrics().borrow_watched().clone();

@@ -1,6 +1,6 @@
 //! Administration: topics, consumer groups, the Raft group's membership and status.
 
-use raftmq_proto::broker::{BrokerGroupStatus, HelloRequest, HelloResponse};
+use raftmq_proto::broker::{BrokerGroupStatus, HelloRequest, HelloResponse, NodeStats};
 use raftmq_proto::{
     names, ConsumerGroup, ConsumerGroupConfig, NodeId, TopicConfig, TopicName, PROTOCOL_VERSION,
 };
@@ -138,6 +138,20 @@ impl Broker {
     /// The broker group's Raft status as this node sees it.
     pub fn broker_group_status(&self) -> BrokerGroupStatus {
         self.shared.replica.status()
+    }
+
+    /// This node's disk use, message counters and follower heartbeat ages.
+    pub fn node_stats(&self) -> NodeStats {
+        let usage = self.shared.disk.usage();
+        let counters = &self.shared.counters;
+        NodeStats {
+            node_id: NodeId(self.shared.replica.node_id()),
+            disk_used_bytes: usage.map(|(used, _)| used),
+            disk_total_bytes: usage.map(|(_, total)| total),
+            produced_total: counters.produced.total(),
+            consumed_total: counters.consumed.total(),
+            heartbeat_age_ms: self.shared.replica.heartbeat_ages(),
+        }
     }
 
     /// Adds a node: first as a learner, then as a voter.

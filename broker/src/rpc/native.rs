@@ -7,8 +7,8 @@ use std::time::Duration;
 use raftmq_proto::auth::{AclPerm, AclResource, UserInfo, UserUpdate};
 use raftmq_proto::broker::{
     BrokerGroupStatus, CommitOffsetsRequest, HeartbeatRequest, HelloRequest, HelloResponse,
-    LockQueuesRequest, LockQueuesResponse, PullMessageRequest, PullMessageResponse, QueueStatus,
-    SendBackRequest, SendMessageRequest, SendMessageResponse, SendOptions,
+    LockQueuesRequest, LockQueuesResponse, NodeStats, PullMessageRequest, PullMessageResponse,
+    QueueStatus, SendBackRequest, SendMessageRequest, SendMessageResponse, SendOptions,
 };
 use raftmq_proto::{
     BrokerService, ConsumerGroup, ConsumerGroupConfig, FoundMessage, MessageExt, MsgId, NodeId,
@@ -279,6 +279,11 @@ impl BrokerService for NativeConnection {
     async fn broker_group_status(self, _: Context) -> Result<BrokerGroupStatus, WireError> {
         self.allow([Access::Any])?;
         Ok(self.broker.broker_group_status())
+    }
+
+    async fn node_stats(self, _: Context) -> Result<NodeStats, WireError> {
+        self.allow([Access::Any])?;
+        Ok(self.broker.node_stats())
     }
 
     async fn get_message(self, _: Context, msg_id: String) -> Result<FoundMessage, WireError> {
