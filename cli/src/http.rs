@@ -1,6 +1,7 @@
 //! The HTTP listener of `raftmq broker` (`http_listen`), `raftmq namesrv --http-listen`
 //! and `raftmq dev`: Prometheus metrics at `/metrics` and health at `/healthz` for every
-//! server of the process (a [`Registry`] of them).
+//! server of the process (a [`Registry`] of them), and the web console (`raftmq dev`,
+//! `raftmq console`) when one is given.
 //!
 //! Connections are accepted as on every other port ([`serve_with`]): within the process's
 //! connection limit and closed after the idle limit; hyper (HTTP/1.1 only) also closes a
@@ -32,13 +33,22 @@ fn app(registry: Registry) -> Router {
         .with_state(registry)
 }
 
-/// Serves `registry` on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, registry: Registry, stop: CancellationToken) {
+/// Serves `registry` (and `console`'s pages, when given) on `listener` until `stop` is
+/// cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    console: Option<Router>,
+    stop: CancellationToken,
+) {
     let addr = listener
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    tracing::info!(%addr, "HTTP listener serving /metrics and /healthz");
-    let app = app(registry);
+    tracing::info!(%addr, console = console.is_some(), "HTTP listener serving /metrics and /healthz");
+    let app = match console {
+        Some(c) => app(registry).merge(c),
+        None => app(registry),
+    };
     serve_with(listener, None, stop, move |stream, peer, _requests| {
         let service = TowerToHyperService::new(app.clone());
         async move {
@@ -121,7 +131,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, registry.clone(), stop.clone()));
+        let server = tokio::spawn(serve(listener, registry.clone(), None, stop.clone()));
 
         let empty = get(addr, "/healthz").await;
         assert!(empty.starts_with("HTTP/1.1 200"), "{empty}");

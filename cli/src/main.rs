@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod certs;
 mod config_doc;
+mod console;
 mod failures;
 mod http;
 mod logging;
@@ -84,6 +85,8 @@ enum Command {
     Broker(servers::BrokerArgs),
     /// Run a NameServer and a 3-node broker group in this process, for a first try.
     Dev(servers::DevArgs),
+    /// Serve the web console for one or more clusters.
+    Console(console::ConsoleArgs),
     /// Create, list, inspect and delete topics.
     #[command(subcommand)]
     Topic(admin::TopicCmd),
@@ -216,6 +219,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Certs(c) => return certs::run(output::Out { json: cli.json }, c),
         _ => {}
     }
+    let ep = Endpoint {
+        namesrv: cli.namesrv,
+        credentials: cli
+            .access_key
+            .zip(cli.secret_key)
+            .map(|(access_key, secret_key)| raftmq_client::Credentials {
+                access_key,
+                secret_key,
+            }),
+        tls: cli.tls_ca.map(|ca| raftmq_client::TlsTrust {
+            ca,
+            identity: cli.tls_cert.zip(cli.tls_key),
+        }),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -232,23 +249,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init(logging::DEV_LOG, args.log.log_format);
             on_worker(&runtime, servers::dev(args))
         }
+        Command::Console(args) => {
+            logging::init(logging::NAMESRV_LOG, args.log.log_format);
+            on_worker(&runtime, console::run(ep, args))
+        }
         command => {
             logging::init(logging::TOOL_LOG, logging::LogFormat::Text);
             let out = output::Out { json: cli.json };
-            let ep = Endpoint {
-                namesrv: cli.namesrv,
-                credentials: cli
-                    .access_key
-                    .zip(cli.secret_key)
-                    .map(|(access_key, secret_key)| raftmq_client::Credentials {
-                        access_key,
-                        secret_key,
-                    }),
-                tls: cli.tls_ca.map(|ca| raftmq_client::TlsTrust {
-                    ca,
-                    identity: cli.tls_cert.zip(cli.tls_key),
-                }),
-            };
             on_worker(&runtime, async move {
                 let admin = || ep.admin();
                 match command {
@@ -264,6 +271,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Command::Namesrv(_)
                     | Command::Broker(_)
                     | Command::Dev(_)
+                    | Command::Console(_)
                     | Command::Certs(_)
                     | Command::Completions(_)
                     | Command::Man(_) => Ok(()),

@@ -92,7 +92,7 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
         vec![Box::new(NamesrvPort::new(listener).with_tls(tls))];
     let http = match &args.http_listen {
         Some(addr) => {
-            let (registry, server) = HttpListener::start(addr).await?;
+            let (registry, server) = HttpListener::start(addr, None).await?;
             front_ends.push(Box::new(NamesrvMetrics::new(registry, &args.listen)));
             Some(server)
         }
@@ -106,25 +106,33 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
 }
 
 /// An HTTP listener running on its own task ([`crate::http::serve`]).
-struct HttpListener {
+pub(crate) struct HttpListener {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl HttpListener {
-    /// Binds `addr` and serves the returned registry there.
-    async fn start(addr: &str) -> anyhow::Result<(Registry, Self)> {
+    /// Binds `addr` and serves the returned registry there, and `console` when given.
+    pub(crate) async fn start(
+        addr: &str,
+        console: Option<axum::Router>,
+    ) -> anyhow::Result<(Registry, Self)> {
         let listener = bind(addr)
             .await
             .context("the HTTP listener (http_listen / --http-listen) cannot start")?;
         let registry = Registry::new();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(crate::http::serve(listener, registry.clone(), stop.clone()));
+        let task = tokio::spawn(crate::http::serve(
+            listener,
+            registry.clone(),
+            console,
+            stop.clone(),
+        ));
         Ok((registry, Self { stop, task }))
     }
 
     /// Stops it once in-flight requests are answered.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }
@@ -146,7 +154,7 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let mut front_ends: Vec<Box<FrontEnd>> = vec![Box::new(ClientPort::new(client))];
     let http = match &config.http_listen {
         Some(addr) => {
-            let (registry, server) = HttpListener::start(addr).await?;
+            let (registry, server) = HttpListener::start(addr, None).await?;
             front_ends.push(Box::new(MetricsSlot::new(registry)));
             Some(server)
         }
@@ -170,9 +178,10 @@ pub struct DevArgs {
     /// 11911/11912 and 12911/12912).
     #[arg(long, default_value = "127.0.0.1")]
     pub ip: String,
-    /// Serve every node's and the NameServer's Prometheus metrics at /metrics (a `node`
-    /// or `namesrv` label tells them apart) and health at /healthz on this address.
-    /// Default: port 8080 of --ip.
+    /// Serve the web console at /, every node's and the NameServer's Prometheus metrics at
+    /// /metrics (a `node` or `namesrv` label tells them apart) and health at /healthz on
+    /// this address. On loopback the console needs no sign-in; elsewhere it prints a
+    /// token. Default: port 8080 of --ip.
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<String>,
     #[command(flatten)]
@@ -237,7 +246,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .context("is another `raftmq dev` already running?")?;
         nodes.push((cfg, c, r));
     }
-    let (registry, http) = HttpListener::start(&http_addr(&args))
+    let console = crate::console::for_dev(&http_addr(&args), namesrv_addr(&args), stop.clone())?;
+    let (registry, http) = HttpListener::start(&http_addr(&args), Some(console.router()))
         .await
         .context("is another `raftmq dev` running? Or choose another --http-listen")?;
     let ns = tokio::spawn(raftmq_namesrv::run(
@@ -295,7 +305,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .find(|n| n.role == "leader")
         .map_or(0, |n| n.node_id);
     eprintln!(
-        "\nraftmq dev cluster is ready (data in {}):\n  NameServer  {}\n  broker-a    {} (Raft group of 3, leader: node {leader})\n  metrics     http://{}/metrics (health: /healthz)\n\
+        "\nraftmq dev cluster is ready (data in {}):\n  NameServer  {}\n  broker-a    {} (Raft group of 3, leader: node {leader})\n  console     http://{}/{}\n  metrics     http://{}/metrics (health: /healthz)\n\
          Topics are created on first use (8 queues). Try, in another shell:\n  \
          raftmq produce --topic TopicTest --count 1000\n  \
          raftmq consume --topic TopicTest --group g1 --from first --count 1000\n  \
@@ -303,6 +313,11 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         args.dir.display(),
         namesrv_addr(&args),
         DEV_NODES.iter().map(|(_, c, _)| format!("{}:{c}", args.ip)).collect::<Vec<_>>().join(" "),
+        http_addr(&args),
+        console
+            .admin_token()
+            .map(|t| format!(" (sign in with the admin token {t})"))
+            .unwrap_or_default(),
         http_addr(&args),
     );
     let failed = tokio::select! {

@@ -6,7 +6,7 @@ use std::process::Command;
 
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let all = [
-        "metrics", "proto", "remoting", "store", "raft", "broker", "namesrv", "client",
+        "metrics", "proto", "remoting", "store", "raft", "broker", "namesrv", "client", "console",
     ];
     [
         ("metrics", vec![]),
@@ -20,6 +20,7 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         ),
         ("namesrv", vec!["metrics", "proto", "remoting"]),
         ("client", vec!["proto"]),
+        ("console", vec!["client", "proto"]),
         ("cli", all.to_vec()),
         ("jepsen", vec!["client", "proto"]),
         (

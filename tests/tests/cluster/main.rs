@@ -25,3 +25,4 @@ mod t65_auth;
 mod t66_tls;
 mod t67_disk_full;
 mod t70_metrics;
+mod t80_console;
