@@ -4,8 +4,10 @@
 set -euo pipefail
 
 # libclang-dev: RocksDB's bindgen. iptables, iproute2: the chaos harness's partitions.
-# Then the Python venv with the RocketMQ C++ client (scripts/remoting-venv.sh).
-packages=(libclang-dev iptables iproute2)
+# chromium, nodejs, npm: the console's browser tests (playwright-core drives Debian's
+# chromium). Then the Python venv with the RocketMQ C++ client (scripts/remoting-venv.sh)
+# and the browser tests' npm packages (scripts/browser-deps.sh).
+packages=(libclang-dev iptables iproute2 chromium nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,3 +33,6 @@ fi
 # The Apache RocketMQ C++ client (PyPI rocketmq, pinned with its hash) in a venv, for the
 # remoting compatibility tests.
 "$(dirname "$0")/remoting-venv.sh"
+
+# playwright-core (pinned by console/browser/package-lock.json) for the browser tests.
+"$(dirname "$0")/browser-deps.sh"

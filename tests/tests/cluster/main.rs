@@ -26,3 +26,4 @@ mod t66_tls;
 mod t67_disk_full;
 mod t70_metrics;
 mod t80_console;
+mod t81_browser;

@@ -13,19 +13,19 @@ use crate::harness::{free_port, raftmq_bin, wait_until, Cluster, Tuning};
 use crate::rmq::raftmq;
 
 const T: Duration = Duration::from_secs(60);
-const ADMIN: &str = "admin-token-0123456789";
-const READER: &str = "read-token-0123456789";
+pub(crate) const ADMIN: &str = "admin-token-0123456789";
+pub(crate) const READER: &str = "read-token-0123456789";
 
 /// One HTTP/1.1 answer.
 #[derive(Debug)]
-struct Answer {
+pub(crate) struct Answer {
     code: u16,
     headers: BTreeMap<String, String>,
     body: String,
 }
 
 /// A request to the console: a method, a path, extra headers and a form body.
-async fn http(
+pub(crate) async fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -86,9 +86,10 @@ fn enc(s: &str) -> String {
 }
 
 /// The console process; killed on drop.
-struct Console {
+pub(crate) struct Console {
     child: Child,
-    addr: String,
+    /// Where it listens.
+    pub(crate) addr: String,
 }
 
 impl Drop for Console {
@@ -99,7 +100,7 @@ impl Drop for Console {
 }
 
 impl Console {
-    fn start(c: &Cluster) -> anyhow::Result<Self> {
+    pub(crate) fn start(c: &Cluster) -> anyhow::Result<Self> {
         let addr = format!("127.0.0.1:{}", free_port("127.0.0.1")?);
         let log = std::fs::File::create(c.dir.path().join("console.log"))?;
         let child = Command::new(raftmq_bin()?)
@@ -111,6 +112,15 @@ impl Console {
             .stderr(log)
             .spawn()?;
         Ok(Self { child, addr })
+    }
+
+    /// Waits until it answers.
+    pub(crate) async fn ready(&self) -> anyhow::Result<()> {
+        wait_until("the console to listen", T, || async {
+            http(&self.addr, "GET", "/login", &[], &[]).await
+        })
+        .await?;
+        Ok(())
     }
 
     async fn get(&self, path: &str, token: &str) -> anyhow::Result<Answer> {
@@ -163,10 +173,7 @@ async fn console_pages_actions_roles_and_failover() -> anyhow::Result<()> {
     let mut c = Cluster::start(&[("broker-a", 3)], Tuning::default()).await?;
     let first = c.wait_leader("broker-a", T).await?;
     let console = Console::start(&c)?;
-    wait_until("the console to listen", T, || async {
-        http(&console.addr, "GET", "/login", &[], &[]).await
-    })
-    .await?;
+    console.ready().await?;
 
     // Sign-in: pages redirect, fragments and scripts get 401, a wrong token is refused,
     // the right one sets an HttpOnly SameSite cookie.
