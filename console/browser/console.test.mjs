@@ -186,6 +186,13 @@ test("the read-only token sees no mutating buttons and mutations answer 403", as
   assert.match(await admin.page.textContent("h1"), /BrowserT/);
 });
 
+test("the charts page draws three charts from the sampler's ring", async () => {
+  const page = admin.page;
+  await page.goto(`${URL0}/c/0/charts`);
+  await page.waitForFunction(() => document.querySelectorAll(".chart canvas").length === 3, null, { timeout: WAIT });
+  assert.equal(await page.locator("#charts.stale").count(), 0);
+});
+
 test("every request went to 127.0.0.1 and no page logged an error", async () => {
   await admin.context.close();
   assert.deepEqual(offHost, []);

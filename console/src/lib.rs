@@ -11,11 +11,12 @@
 //! - [`assets`]: embedded CSS and JS under versioned, immutable URLs.
 //! - [`sampler`]: polls every cluster once per interval: node cards, group health, the
 //!   failover timeline and the chart history.
-//! - [`overview`], [`topics`], [`groups`], [`messages`]: the pages.
+//! - [`overview`], [`topics`], [`groups`], [`messages`], [`charts`]: the pages.
 //! - [`view`]: what every page shares (navigation, errors, paging, the CLI equivalent).
 
 pub mod assets;
 pub mod auth;
+pub mod charts;
 pub mod groups;
 pub mod messages;
 pub mod overview;
@@ -176,6 +177,8 @@ impl Console {
             .route("/c/{c}/groups/{group}/progress", get(groups::progress))
             .route("/c/{c}/groups/{group}/reset", post(groups::reset))
             .route("/c/{c}/groups/{group}/delete", post(groups::delete))
+            .route("/c/{c}/charts", get(charts::page))
+            .route("/c/{c}/charts.json", get(charts::data))
             .route("/c/{c}/messages", get(messages::search))
             .route("/c/{c}/messages/{id}", get(messages::detail))
             .route_layer(axum::middleware::from_fn_with_state(

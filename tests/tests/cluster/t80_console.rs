@@ -429,6 +429,28 @@ async fn console_pages_actions_roles_and_failover() -> anyhow::Result<()> {
         "{timeline}"
     );
 
+    // Charts: the page loads uPlot, and the ring has points with the failover's lag.
+    let charts = console.page("/c/0/charts").await?;
+    assert!(charts.contains("uPlot.iife.min.js") && charts.contains("/c/0/charts.json"));
+    let cols: serde_json::Value = serde_json::from_str(&console.page("/c/0/charts.json").await?)?;
+    let points = cols["t"].as_array().map_or(0, Vec::len);
+    assert!(points > 1, "{cols}");
+    for series in ["produced", "consumed", "follower_lag", "group_lag"] {
+        assert_eq!(
+            cols[series].as_array().map_or(0, Vec::len),
+            points,
+            "{series}"
+        );
+    }
+    assert!(
+        cols["produced"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v.as_f64() > Some(0.0)),
+        "{cols}"
+    );
+
     // Deletes, with the commands shown.
     let del = console.post("/c/0/groups/web-g/delete", &[]).await?;
     assert_eq!(del.code, 200, "{}", del.body);

@@ -56,7 +56,7 @@ async fn console_in_a_browser() -> anyhow::Result<()> {
     eprintln!("{report}");
     anyhow::ensure!(out.status.success(), "the browser suite failed:\n{report}");
     anyhow::ensure!(
-        report.contains("pass 6"),
+        report.contains("pass 7"),
         "not every browser test ran:\n{report}"
     );
     Ok(())
