@@ -7,7 +7,10 @@ set -euo pipefail
 # chromium, nodejs, npm: the console's browser tests (playwright-core drives Debian's
 # chromium). Then the Python venv with the RocketMQ C++ client (scripts/remoting-venv.sh)
 # and the browser tests' npm packages (scripts/browser-deps.sh).
-packages=(libclang-dev iptables iproute2 chromium nodejs npm)
+packages=(libclang-dev iptables iproute2 chromium nodejs)
+# Debian's nodejs comes without npm (its own package); NodeSource's nodejs bundles npm and
+# conflicts with Debian's. Ask for the package only when no npm is on PATH.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
