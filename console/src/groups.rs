@@ -9,7 +9,7 @@ use raftmq_client::admin::QueueProgress;
 use raftmq_proto::ConsumerGroupConfig;
 
 use crate::auth::Session;
-use crate::view::{call, cluster, done, html, query, Nav, Paging, ViewError, ViewResult};
+use crate::view::{call, cluster, done, html, Nav, Paging, ViewError, ViewResult};
 use crate::{AppState, Cluster};
 
 /// Groups per page.
@@ -55,18 +55,10 @@ pub(crate) async fn list(
         .collect();
     let (groups, paging) = Paging::cut(all, lq.page.unwrap_or(1), PER_PAGE);
     let nav = Nav::new(&s, c, &me, "groups");
-    let link = |p: Option<usize>| {
-        p.map(|p| {
-            format!(
-                "{}/groups?{}",
-                nav.base,
-                query(&[("q", &lq.q), ("page", &p.to_string())])
-            )
-        })
-    };
+    let (prev, next) = paging.links(&format!("{}/groups", nav.base), &[("q", &lq.q)]);
     html(&List {
-        prev: link(paging.prev()),
-        next: link(paging.next()),
+        prev,
+        next,
         nav,
         q: lq.q,
         groups,

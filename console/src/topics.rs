@@ -90,15 +90,6 @@ struct List {
     next: Option<String>,
 }
 
-fn page_link(base: &str, q: &str, kind: &str, page: Option<usize>) -> Option<String> {
-    page.map(|p| {
-        format!(
-            "{base}/topics?{}",
-            query(&[("q", q), ("kind", kind), ("page", &p.to_string())])
-        )
-    })
-}
-
 /// `GET /c/{c}/topics?q=&kind=&page=`.
 pub(crate) async fn list(
     State(s): State<AppState>,
@@ -111,9 +102,13 @@ pub(crate) async fn list(
     let (topics, paging) =
         Paging::cut(filter(all, &lq.q, &lq.kind), lq.page.unwrap_or(1), PER_PAGE);
     let nav = Nav::new(&s, c, &me, "topics");
+    let (prev, next) = paging.links(
+        &format!("{}/topics", nav.base),
+        &[("q", &lq.q), ("kind", &lq.kind)],
+    );
     html(&List {
-        prev: page_link(&nav.base, &lq.q, &lq.kind, paging.prev()),
-        next: page_link(&nav.base, &lq.q, &lq.kind, paging.next()),
+        prev,
+        next,
         nav,
         q: lq.q,
         kind: lq.kind,

@@ -230,6 +230,18 @@ impl Paging {
     pub fn next(&self) -> Option<usize> {
         (self.page < self.pages).then(|| self.page + 1)
     }
+    /// Links to the previous and next pages: `path?` the filter `pairs` and `page=N`.
+    pub fn links(&self, path: &str, pairs: &[(&str, &str)]) -> (Option<String>, Option<String>) {
+        let link = |page: Option<usize>| {
+            page.map(|p| {
+                let p = p.to_string();
+                let mut all = pairs.to_vec();
+                all.push(("page", &p));
+                format!("{path}?{}", query(&all))
+            })
+        };
+        (link(self.prev()), link(self.next()))
+    }
 }
 
 /// A query string from pairs, encoded.
@@ -352,6 +364,10 @@ mod tests {
         assert_eq!((p.page, p.pages, p.prev(), p.next()), (1, 1, None, None));
         let (_, p) = Paging::cut((0..51).collect::<Vec<_>>(), 0, 50);
         assert_eq!((p.page, p.next()), (1, Some(2)));
+        assert_eq!(
+            p.links("/c/0/topics", &[("q", "a b"), ("kind", "")]),
+            (None, Some("/c/0/topics?q=a+b&page=2".to_owned()))
+        );
     }
 
     #[test]
