@@ -138,7 +138,7 @@ test("a consumer brings the group's lag to 0 on screen without a reload", async 
   const lag = async () => Number(await page.textContent(".total-lag"));
   assert.ok((await lag()) > 0, "the group lags before the consumer runs");
   await page.evaluate(() => (window.__noReload = true));
-  raftmq("consume", "--topic", "BrowserT", "--group", "browser-g", "--count", "9");
+  raftmq("consume", "--topic", "BrowserT", "--group", "browser-g", "--idle-timeout", "3");
   await page.waitForFunction(() => document.querySelector(".total-lag")?.textContent === "0", null, { timeout: WAIT });
   assert.equal(await page.evaluate(() => window.__noReload), true, "the page was not reloaded");
 });

@@ -334,7 +334,15 @@ async fn console_pages_actions_roles_and_failover() -> anyhow::Result<()> {
     raftmq(
         &c.namesrv,
         &[
-            "consume", "--topic", "WebT", "--group", "web-g", "--from", "first", "--count", "10",
+            "consume",
+            "--topic",
+            "WebT",
+            "--group",
+            "web-g",
+            "--from",
+            "first",
+            "--idle-timeout",
+            "3",
         ],
     )?;
     wait_until("the group's lag to reach 0", T, || async {
