@@ -40,7 +40,18 @@ pub struct AuthConfig {
     pub admin_access_key: Option<String>,
     /// The configured admin's secret (`RAFTMQ_ADMIN_SECRET_KEY` overrides it).
     pub admin_secret_key: Option<String>,
+    /// A token `http_listen`'s `/metrics` accepts as `Authorization: Bearer TOKEN`
+    /// (`RAFTMQ_METRICS_TOKEN` overrides it), with or without `enabled`: give it to
+    /// Prometheus rather than the admin's keys. At least 16 characters.
+    pub metrics_token: Option<String>,
+    /// Serve `/metrics` to anyone who reaches `http_listen` even with `enabled` (which
+    /// otherwise asks for `metrics_token` or Basic auth with the configured admin's keys).
+    /// Default: false.
+    pub metrics_open: bool,
 }
+
+/// Shortest metrics token accepted.
+const METRICS_TOKEN_MIN: usize = 16;
 
 impl AuthConfig {
     /// Takes the admin's keys from `RAFTMQ_ADMIN_ACCESS_KEY` / `RAFTMQ_ADMIN_SECRET_KEY`
@@ -52,6 +63,19 @@ impl AuthConfig {
         if let Ok(s) = std::env::var("RAFTMQ_ADMIN_SECRET_KEY") {
             self.admin_secret_key = Some(s);
         }
+        if let Ok(t) = std::env::var("RAFTMQ_METRICS_TOKEN") {
+            self.metrics_token = Some(t);
+        }
+    }
+
+    /// Who may read `/metrics`: `(bearer token, Basic user and password)`, both `None`
+    /// for anyone.
+    pub fn metrics_credentials(&self) -> (Option<String>, Option<(String, String)>) {
+        if self.metrics_open {
+            return (None, None);
+        }
+        let basic = if self.enabled { self.admin() } else { None };
+        (self.metrics_token.clone(), basic)
     }
 
     /// Checks that an enabled configuration names a valid admin.
@@ -59,6 +83,22 @@ impl AuthConfig {
     /// # Errors
     /// What is missing or malformed.
     pub fn validate(&self) -> Result<(), String> {
+        match &self.metrics_token {
+            Some(_) if self.metrics_open => {
+                return Err(
+                    "[auth] metrics_open = true and metrics_token are both set: \
+                            drop the token to leave /metrics open, or metrics_open to require it"
+                        .into(),
+                )
+            }
+            Some(t) if t.len() < METRICS_TOKEN_MIN || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(format!(
+                    "[auth] metrics_token must have at least {METRICS_TOKEN_MIN} printable \
+                     ASCII characters without spaces"
+                ))
+            }
+            _ => {}
+        }
         match (&self.admin_access_key, &self.admin_secret_key) {
             (Some(k), Some(s)) => {
                 wire::validate_access_key(k)
@@ -559,6 +599,7 @@ mod tests {
             enabled: true,
             admin_access_key: Some("root".into()),
             admin_secret_key: Some("root-secret".into()),
+            ..AuthConfig::default()
         };
         Authorizer::new(&config, Arc::new(store))
     }
@@ -639,5 +680,38 @@ mod tests {
         c.admin_secret_key = Some("long-enough-secret".into());
         assert!(c.validate().is_ok());
         assert!(AuthConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn metrics_need_the_token_or_the_admin_unless_left_open() {
+        let admin = || Some(("root".to_owned(), "long-enough-secret".to_owned()));
+        let mut c = AuthConfig {
+            enabled: true,
+            admin_access_key: Some("root".into()),
+            admin_secret_key: Some("long-enough-secret".into()),
+            ..AuthConfig::default()
+        };
+        assert_eq!(c.metrics_credentials(), (None, admin()));
+        c.metrics_token = Some("short".into());
+        assert!(c.validate().unwrap_err().contains("at least 16"));
+        c.metrics_token = Some("scrape-token-0123456789".into());
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            c.metrics_credentials(),
+            (Some("scrape-token-0123456789".into()), admin())
+        );
+        c.metrics_open = true;
+        assert!(c.validate().unwrap_err().contains("both set"));
+        c.metrics_token = None;
+        assert_eq!(c.metrics_credentials(), (None, None));
+        // Without [auth], only a token closes /metrics.
+        let mut off = AuthConfig::default();
+        assert_eq!(off.metrics_credentials(), (None, None));
+        off.metrics_token = Some("scrape-token-0123456789".into());
+        assert!(off.validate().is_ok());
+        assert_eq!(
+            off.metrics_credentials(),
+            (Some("scrape-token-0123456789".into()), None)
+        );
     }
 }

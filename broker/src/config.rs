@@ -64,8 +64,9 @@ pub struct BrokerConfig {
     /// equal this node's entry in `peers`. Default: `raft_listen`.
     pub raft_advertise: Option<String>,
     /// Address of an HTTP listener serving Prometheus metrics at `/metrics` and health at
-    /// `/healthz`, in plain HTTP without authentication: keep it on a private network.
-    /// Default: none (no listener).
+    /// `/healthz`: HTTPS with the node's certificate when `[tls]` is set; `/metrics` asks for
+    /// a credential as `[auth]` says (`metrics_token`, `metrics_open`), `/healthz` is open
+    /// for probes. Default: none (no listener).
     pub http_listen: Option<String>,
     /// Metrics per topic, queue and consumer group; off for clusters with very many of
     /// them (node-level series stay). Default: true.

@@ -41,8 +41,9 @@ const SETTINGS: &[(&str, &str)] = &[
     (
         "http_listen",
         "Address of an HTTP listener serving Prometheus metrics at `/metrics` and health at \
-         `/healthz`, in plain HTTP without authentication: keep it on a private network. \
-         Default: none (no listener).",
+         `/healthz`: HTTPS with the node's certificate when `[tls]` is set; `/metrics` asks for \
+         a credential as `[auth]` says (`metrics_token`, `metrics_open`), `/healthz` is open \
+         for probes. Default: none (no listener).",
     ),
     (
         "metrics_per_object",
@@ -213,6 +214,10 @@ pub fn render(config: &BrokerConfig) -> anyhow::Result<String> {
     if shown.auth.admin_secret_key.is_some() {
         shown.auth.admin_secret_key =
             Some("<hidden: set in the config or RAFTMQ_ADMIN_SECRET_KEY>".into());
+    }
+    if shown.auth.metrics_token.is_some() {
+        shown.auth.metrics_token =
+            Some("<hidden: set in the config or RAFTMQ_METRICS_TOKEN>".into());
     }
     let values = toml::Table::try_from(&shown)?;
     let mut top = String::from(

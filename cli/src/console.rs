@@ -10,6 +10,7 @@ use raftmq_console::{Access, ClusterConfig, Console, ConsoleConfig};
 use raftmq_proto::transport::shutdown_signal;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::{HttpOptions, MetricsAccess};
 use crate::logging::LogArgs;
 use crate::servers::HttpListener;
 use crate::Endpoint;
@@ -22,6 +23,7 @@ const TOKEN_MIN: usize = 16;
 #[command(after_help = "Examples:\n  \
     raftmq console -n 127.0.0.1:9876                       one cluster; prints a fresh admin token\n  \
     raftmq console --cluster prod=ns1:9876,ns2:9876 --cluster staging=ns3:9876\n  \
+    raftmq console --listen 0.0.0.0:8443 --https-cert node.pem --https-key node-key.pem\n  \
     RAFTMQ_CONSOLE_ADMIN_TOKEN=... RAFTMQ_CONSOLE_READ_TOKEN=... raftmq console --listen 0.0.0.0:8080\n\
     Scripts send `Authorization: Bearer TOKEN`; browsers sign in at /login.")]
 pub struct ConsoleArgs {
@@ -42,6 +44,12 @@ pub struct ConsoleArgs {
     /// --listen is a loopback address.
     #[arg(long, conflicts_with_all = ["admin_token", "read_token"])]
     pub no_auth: bool,
+    /// Serve HTTPS with this certificate chain (PEM; reloaded when the file changes).
+    #[arg(long, value_name = "FILE", requires = "https_key")]
+    pub https_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --https-cert.
+    #[arg(long, value_name = "FILE", requires = "https_cert")]
+    pub https_key: Option<std::path::PathBuf>,
     /// How often every cluster is polled for the live overview, the timeline and lag.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub sample_interval_ms: u64,
@@ -162,10 +170,24 @@ pub async fn run(ep: Endpoint, args: ConsoleArgs) -> anyhow::Result<()> {
         },
         stop.clone(),
     )?;
-    let (_registry, http) = HttpListener::start(&args.listen, Some(console.router()))
+    let tls = match args.https_cert.clone().zip(args.https_key.clone()) {
+        None => None,
+        Some((cert, key)) => Some(crate::servers::https(&raftmq_proto::tls::TlsFiles {
+            cert,
+            key,
+            ca: None,
+            require_client_cert: false,
+        })?),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let options = HttpOptions {
+        tls,
+        metrics: MetricsAccess::default(),
+    };
+    let (_registry, http) = HttpListener::start(&args.listen, Some(console.router()), options)
         .await
         .with_context(|| format!("the console cannot listen on {}", args.listen))?;
-    eprintln!("raftmq console at http://{}/", args.listen);
+    eprintln!("raftmq console at {scheme}://{}/", args.listen);
     match (console.admin_token(), &args.admin_token) {
         (Some(t), None) => {
             eprintln!("  admin token (generated; set RAFTMQ_CONSOLE_ADMIN_TOKEN to keep one): {t}")

@@ -11,6 +11,7 @@ use raftmq_namesrv::{Namesrv, NamesrvConfig, NamesrvPort};
 use raftmq_proto::transport::{bind, shutdown_signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::http::{HttpOptions, MetricsAccess};
 use crate::logging::LogArgs;
 
 /// Options of `raftmq namesrv`.
@@ -40,12 +41,38 @@ pub struct NamesrvArgs {
     /// With --client-ca: every client must present a certificate, not only brokers.
     #[arg(long, requires = "client_ca")]
     pub require_client_cert: bool,
-    /// Serve Prometheus metrics at /metrics and health at /healthz on this address (plain
-    /// HTTP without authentication: keep it on a private network).
+    /// Serve Prometheus metrics at /metrics and health at /healthz on this address (HTTPS
+    /// with --cert, plain HTTP without; /metrics open unless --metrics-token is set).
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<String>,
+    /// /metrics answers only requests with `Authorization: Bearer TOKEN` (at least 16
+    /// characters); /healthz stays open for probes.
+    #[arg(long, env = "RAFTMQ_METRICS_TOKEN", hide_env_values = true, requires = "http_listen", value_parser = metrics_token)]
+    pub metrics_token: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+fn metrics_token(s: &str) -> Result<String, String> {
+    if s.len() < 16 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "a metrics token needs at least 16 printable ASCII characters, no spaces".into(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
+/// HTTPS for an HTTP listener with the certificate `files` name (client certificates are
+/// not asked for: browsers and scrapers present none).
+pub(crate) fn https(
+    files: &raftmq_proto::tls::TlsFiles,
+) -> anyhow::Result<std::sync::Arc<raftmq_proto::tls::TlsServer>> {
+    raftmq_proto::tls::TlsServer::load_answering_plaintext(
+        files,
+        raftmq_proto::tls::ClientCerts::Ignored,
+        crate::http::PLAINTEXT_REPLY,
+    )
+    .context("the HTTP listener's certificate")
 }
 
 /// Options of `raftmq broker`.
@@ -64,6 +91,13 @@ pub struct BrokerArgs {
 
 /// Runs a NameServer until ctrl-c or SIGTERM.
 pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
+    let mut http_options = HttpOptions {
+        tls: None,
+        metrics: MetricsAccess {
+            token: args.metrics_token.clone(),
+            basic: None,
+        },
+    };
     let tls = match args.cert.zip(args.key) {
         None => None,
         Some((cert, key)) => {
@@ -79,6 +113,7 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
                 ca: args.client_ca,
                 require_client_cert: args.require_client_cert,
             };
+            http_options.tls = Some(https(&files)?);
             Some(raftmq_proto::tls::TlsServer::load(&files, clients)?)
         }
     };
@@ -92,7 +127,7 @@ pub async fn namesrv(args: NamesrvArgs) -> anyhow::Result<()> {
         vec![Box::new(NamesrvPort::new(listener).with_tls(tls))];
     let http = match &args.http_listen {
         Some(addr) => {
-            let (registry, server) = HttpListener::start(addr, None).await?;
+            let (registry, server) = HttpListener::start(addr, None, http_options).await?;
             front_ends.push(Box::new(NamesrvMetrics::new(registry, &args.listen)));
             Some(server)
         }
@@ -112,10 +147,12 @@ pub(crate) struct HttpListener {
 }
 
 impl HttpListener {
-    /// Binds `addr` and serves the returned registry there, and `console` when given.
+    /// Binds `addr` and serves the returned registry there, and `console` when given, as
+    /// `options` say.
     pub(crate) async fn start(
         addr: &str,
         console: Option<axum::Router>,
+        options: HttpOptions,
     ) -> anyhow::Result<(Registry, Self)> {
         let listener = bind(addr)
             .await
@@ -126,6 +163,7 @@ impl HttpListener {
             listener,
             registry.clone(),
             console,
+            options,
             stop.clone(),
         ));
         Ok((registry, Self { stop, task }))
@@ -154,7 +192,12 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let mut front_ends: Vec<Box<FrontEnd>> = vec![Box::new(ClientPort::new(client))];
     let http = match &config.http_listen {
         Some(addr) => {
-            let (registry, server) = HttpListener::start(addr, None).await?;
+            let (token, basic) = config.auth.metrics_credentials();
+            let options = HttpOptions {
+                tls: config.tls.as_ref().map(https).transpose()?,
+                metrics: MetricsAccess { token, basic },
+            };
+            let (registry, server) = HttpListener::start(addr, None, options).await?;
             front_ends.push(Box::new(MetricsSlot::new(registry)));
             Some(server)
         }
@@ -247,9 +290,13 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         nodes.push((cfg, c, r));
     }
     let console = crate::console::for_dev(&http_addr(&args), namesrv_addr(&args), stop.clone())?;
-    let (registry, http) = HttpListener::start(&http_addr(&args), Some(console.router()))
-        .await
-        .context("is another `raftmq dev` running? Or choose another --http-listen")?;
+    let (registry, http) = HttpListener::start(
+        &http_addr(&args),
+        Some(console.router()),
+        HttpOptions::default(),
+    )
+    .await
+    .context("is another `raftmq dev` running? Or choose another --http-listen")?;
     let ns = tokio::spawn(raftmq_namesrv::run(
         NamesrvConfig::default(),
         vec![

@@ -297,6 +297,7 @@ fn stamp(paths: &[PathBuf]) -> Stamp {
 #[derive(Debug)]
 pub struct TlsServer {
     config: Reloading<ServerSource>,
+    plaintext_reply: Option<&'static [u8]>,
 }
 
 impl TlsServer {
@@ -308,7 +309,32 @@ impl TlsServer {
     /// client certificates are asked for without a CA.
     pub fn load(files: &TlsFiles, clients: ClientCerts) -> Result<Arc<Self>, TlsError> {
         let config = Reloading::new(ServerSource(files.clone(), clients))?;
-        Ok(Arc::new(Self { config }))
+        Ok(Arc::new(Self {
+            config,
+            plaintext_reply: None,
+        }))
+    }
+
+    /// As [`load`](Self::load), and a plaintext client is sent `reply` before the
+    /// connection is closed (an HTTP port tells a browser or `curl` to use `https://`).
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_answering_plaintext(
+        files: &TlsFiles,
+        clients: ClientCerts,
+        reply: &'static [u8],
+    ) -> Result<Arc<Self>, TlsError> {
+        let config = Reloading::new(ServerSource(files.clone(), clients))?;
+        Ok(Arc::new(Self {
+            config,
+            plaintext_reply: Some(reply),
+        }))
+    }
+
+    /// What a plaintext client is told before its connection is closed, if anything.
+    pub fn plaintext_reply(&self) -> Option<&'static [u8]> {
+        self.plaintext_reply
     }
 
     /// What it asks of client certificates.

@@ -217,6 +217,25 @@ async fn open(
             return Ok(None);
         }
         if first[0] != HANDSHAKE_RECORD {
+            if let Some(reply) = tls.plaintext_reply() {
+                let mut tcp = tcp;
+                // Best effort: the client may already be gone.
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, reply).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tcp).await;
+                // Closing with the request still unread would reset the connection and
+                // could discard the reply before the client reads it: read what it sent
+                // first (briefly, and a bounded amount).
+                let mut sink = [0u8; 4096];
+                let drain = async {
+                    for _ in 0..16 {
+                        match tokio::io::AsyncReadExt::read(&mut tcp, &mut sink).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+            }
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a plaintext client on a TLS port (the client needs TLS: give it the CA, --tls-ca)",

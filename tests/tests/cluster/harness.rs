@@ -52,6 +52,52 @@ pub fn free_port(ip: &str) -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
 }
 
+/// `GET path` over HTTP/1.1, with `headers` (each line ending in `\r\n`) and over TLS
+/// when `tls` is given: (status code, head, body). Bodies are expected unchunked.
+pub async fn http_get(
+    addr: &str,
+    path: &str,
+    headers: &str,
+    tls: Option<&raftmq_proto::tls::TlsClient>,
+) -> anyhow::Result<(u16, String, String)> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn exchange(
+        mut s: impl AsyncRead + AsyncWrite + Unpin,
+        req: String,
+    ) -> anyhow::Result<Vec<u8>> {
+        s.write_all(req.as_bytes()).await?;
+        let mut raw = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await?;
+        // A TLS peer that closes without close_notify fails the read after the data.
+        if raw.is_empty() {
+            read?;
+        }
+        Ok(raw)
+    }
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let raw = match tls {
+        Some(t) => exchange(t.connect(addr, tcp).await?, req).await?,
+        None => exchange(tcp, req).await?,
+    };
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no HTTP header end in {raw:?}"))?;
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
+    anyhow::ensure!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked bodies are not expected: {head}"
+    );
+    Ok((code, head.to_owned(), body.to_owned()))
+}
+
 /// Polls `f` every `poll` until it succeeds or `timeout` passes (NATS `checkFor`).
 pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
 where

@@ -12,7 +12,7 @@ use raftmq_proto::{
     BrokerServiceClient, ConsumerGroup, Offset, QueueId, TopicName, WireError, PROTOCOL_VERSION,
 };
 
-use crate::harness::{wait_until, Cluster, Tuning};
+use crate::harness::{http_get, wait_until, Cluster, Tuning};
 use crate::rmq::{acked_bodies, Rmq};
 
 const T: Duration = Duration::from_secs(60);
@@ -135,6 +135,32 @@ async fn t65_native_auth_refuses_strangers_and_enforces_the_acl() -> anyhow::Res
     let admin = c.admin()?;
     admin.create_topic("AuthT", 4, None).await?;
     admin.create_topic("Other", 4, None).await?;
+
+    tracing::info!("--- /metrics asks for the admin's keys; /healthz stays open for probes");
+    let basic = |k: &str, s: &str| {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("{k}:{s}"));
+        format!("Authorization: Basic {b}\r\n")
+    };
+    for n in &c.nodes {
+        let (code, head, _) = http_get(&n.http_addr, "/metrics", "", None).await?;
+        assert_eq!(code, 401, "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: basic"),
+            "{head}"
+        );
+        let wrong = basic(ROOT.0, "not-the-secret");
+        assert_eq!(
+            http_get(&n.http_addr, "/metrics", &wrong, None).await?.0,
+            401
+        );
+        let (code, _, body) =
+            http_get(&n.http_addr, "/metrics", &basic(ROOT.0, ROOT.1), None).await?;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("raftmq_raft_term{"), "{body}");
+        assert_eq!(http_get(&n.http_addr, "/healthz", "", None).await?.0, 200);
+    }
 
     tracing::info!("--- no credential: refused, nothing stored");
     let anon = producer(&c, None).await?;

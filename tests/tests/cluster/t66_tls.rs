@@ -16,7 +16,7 @@ use raftmq_proto::{BrokerGroup, NamesrvServiceClient, NodeId, Role, WireError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{raftmq_bin, wait_until, Cluster, Tuning};
+use crate::harness::{http_get, raftmq_bin, wait_until, Cluster, Tuning};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -82,6 +82,22 @@ async fn t66_tls_on_every_port_refuses_strangers_and_reloads_certificates() -> a
     let leader = c.wait_leader("broker-a", T).await?;
     c.admin()?.create_topic("Tls", 4, None).await?;
     assert_eq!(send(&c, "Tls", 50).await?, 50);
+
+    // The HTTP listeners of the nodes and the NameServer speak HTTPS with their
+    // certificates; plain HTTP is answered with what to do.
+    let https = TlsClient::load(&c.tls_trust().context("a TLS cluster")?)?;
+    let ns_http = c.namesrv_http.clone();
+    for (addr, series) in [
+        (&c.node("broker-a", leader).http_addr, "raftmq_raft_term{"),
+        (&ns_http, "raftmq_namesrv_brokers{"),
+    ] {
+        let (code, _, body) = http_get(addr, "/metrics", "", Some(&https)).await?;
+        assert_eq!(code, 200, "{addr}: {body}");
+        assert!(body.contains(series), "{addr}: {body}");
+        let (code, _, body) = http_get(addr, "/metrics", "", None).await?;
+        assert_eq!(code, 400, "{addr}: {body}");
+        assert!(body.contains("use https://"), "{addr}: {body}");
+    }
 
     // The CLI with the CA works; without it, it fails at once and says what to do.
     let ca = c.cert_dir().join("ca.pem");

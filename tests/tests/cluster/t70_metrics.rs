@@ -9,33 +9,15 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{wait_until, Cluster, Tuning};
+use crate::harness::{http_get, wait_until, Cluster, Tuning};
 use crate::rmq::raftmq;
 
 const T: Duration = Duration::from_secs(60);
 
-/// `GET path` over HTTP/1.1: (status code, body).
+/// `GET path` over plain HTTP/1.1: (status code, body).
 async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut raw = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut raw)).await??;
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("no HTTP header end in {raw:?}"))?;
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
-    anyhow::ensure!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "chunked bodies are not expected: {head}"
-    );
-    Ok((code, body.to_owned()))
+    let (code, _, body) = http_get(addr, path, "", None).await?;
+    Ok((code, body))
 }
 
 /// One scrape: samples by metric name, each with its labels and value.
