@@ -26,6 +26,8 @@ use crate::send::Proposer;
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Retention woken early (the disk above its high-water mark) runs at most this often.
 const RETENTION_MIN_GAP: Duration = Duration::from_secs(5);
+/// How often retention looks whether a topic was deleted (an atomic read).
+const TOPIC_DELETION_CHECK: Duration = Duration::from_secs(2);
 /// How long retention waits for a snapshot, and then for the log purge, under pressure.
 const RETENTION_COMPACT_WAIT: Duration = Duration::from_secs(30);
 
@@ -274,16 +276,49 @@ async fn publish_client_addr(
     }
 }
 
+/// Whether segments holding no live message (a deleted topic's) lie beyond Raft's purge
+/// point, so that only a log compaction lets retention free them.
+async fn dead_segments_held_by_raft(shared: &Arc<Shared>) -> bool {
+    let store = shared.store.clone();
+    let dead = match tokio::task::spawn_blocking(move || store.dead_prefix_end()).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot find segments of deleted topics");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the dead-segment scan failed");
+            None
+        }
+    };
+    match (dead, shared.replica.purge_limit()) {
+        (Some(dead), Ok(purged)) => dead > purged,
+        _ => false,
+    }
+}
+
 async fn retention(shared: Arc<Shared>, stop: CancellationToken) {
     let max_age = Duration::from_secs(shared.config.retention_hours * 3600);
     let mut ran = std::time::Instant::now();
+    let mut deletions = shared.store.topic_deletions();
     loop {
+        // A deleted topic may leave whole segments to free: look within seconds.
+        let topic_deleted = async {
+            loop {
+                tokio::time::sleep(TOPIC_DELETION_CHECK).await;
+                if shared.store.topic_deletions() != deletions {
+                    return;
+                }
+            }
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(RETENTION_EVERY) => {}
             // Above the high-water mark: free space now, not within the minute.
             _ = shared.disk.retention_due.notified() => {}
+            _ = topic_deleted => {}
         }
+        deletions = shared.store.topic_deletions();
         let wait = RETENTION_MIN_GAP.saturating_sub(ran.elapsed());
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -303,9 +338,11 @@ async fn retention(shared: Arc<Shared>, stop: CancellationToken) {
             }
         };
         let high_water = shared.disk.high_water_bytes(disk.total_bytes);
-        if disk.used_bytes > high_water {
-            // Raft keeps entries behind its last snapshot for followers; under pressure
-            // only what a fresh snapshot does not cover is kept.
+        if disk.used_bytes > high_water || dead_segments_held_by_raft(&shared).await {
+            // Raft keeps entries behind its last snapshot for followers; under pressure,
+            // or when deleted topics left whole segments, only what a fresh snapshot does
+            // not cover is kept (a follower that needs more gets the snapshot and the
+            // segments it lacks).
             if let Err(e) = shared.replica.compact_log(RETENTION_COMPACT_WAIT).await {
                 tracing::warn!(error = %e, "cannot purge the Raft log for retention");
             }

@@ -86,10 +86,77 @@ pub fn disk_usage(path: &Path) -> Result<DiskUsage> {
 }
 
 impl Store {
-    /// Deletes sealed segments that are older than the policy allows, or the oldest ones
-    /// while `disk` is above the high-water mark; never one holding an entry above
-    /// `purge_limit` (the caller's safe point, e.g. what Raft no longer needs) or above the
-    /// derived-index checkpoint. Queue minimum offsets advance past deleted messages.
+    /// The highest log index retention may delete up to, beyond the caller's
+    /// `purge_limit`: nothing the derived indexes have not checkpointed, nothing from a
+    /// pending delayed message on.
+    fn deletable_limit(&self, purge_limit: u64) -> Result<u64> {
+        Ok(purge_limit
+            .min(self.checkpointed_index().unwrap_or(0))
+            .min(self.before_oldest_timer()?))
+    }
+
+    /// The last log index before the oldest pending delayed message (`u64::MAX` when none
+    /// is pending): its entry holds the message until it fires.
+    fn before_oldest_timer(&self) -> Result<u64> {
+        let oldest = self.idx.all_timers()?.iter().map(|t| t.log_index).min();
+        Ok(oldest.map_or(u64::MAX, |i| i.saturating_sub(1)))
+    }
+
+    /// Every existing queue with its next offset (taken under the lock, read without it).
+    fn queue_ends(&self) -> Vec<(String, u32, u64)> {
+        let sm = self.lock();
+        sm.queue_next
+            .iter()
+            .map(|((t, q), n)| (t.clone(), *q, *n))
+            .collect()
+    }
+
+    /// The log index of the oldest message an existing queue still serves (`u64::MAX`
+    /// when none holds one): every entry before it is a message of a deleted topic, one
+    /// retention already dropped from its queue, or a command already applied.
+    fn oldest_live_message(&self) -> Result<u64> {
+        let queues = self.queue_ends();
+        let mut oldest = u64::MAX;
+        for (topic, queue, next) in queues {
+            let Some(min) = self.idx.cq_first_offset(&topic, queue)? else {
+                continue;
+            };
+            if min >= next {
+                continue;
+            }
+            if let Some(u) = self.idx.cq_get(&topic, queue, min)? {
+                oldest = oldest.min(u.log_index);
+            }
+        }
+        Ok(oldest)
+    }
+
+    /// The last log index of the sealed segments at the head of the log that hold no
+    /// message an existing queue serves and no pending delayed message: what deleted
+    /// topics leave behind, which retention deletes as soon as Raft no longer needs it
+    /// (the node compacts the Raft log when this is past its purge point). `None` when the
+    /// first segment is still live.
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn dead_prefix_end(&self) -> Result<Option<u64>> {
+        // Not bound by the index checkpoint: enforce_retention takes one first.
+        let limit = self.before_oldest_timer()?;
+        let live = self.oldest_live_message()?;
+        let segments = self.log.segments()?;
+        let sealed = segments.len().saturating_sub(1);
+        Ok(segments[..sealed]
+            .iter()
+            .map_while(|seg| seg.last.filter(|&l| l < live && l <= limit))
+            .last())
+    }
+
+    /// Deletes sealed segments that are older than the policy allows, the oldest ones
+    /// while `disk` is above the high-water mark, and those holding no message of an
+    /// existing queue (a deleted topic's: see [`Store::dead_prefix_end`]); never one
+    /// holding an entry above `purge_limit` (the caller's safe point, e.g. what Raft no
+    /// longer needs), above the derived-index checkpoint or from a pending delayed message
+    /// on. Queue minimum offsets advance past deleted messages.
     ///
     /// # Errors
     /// I/O and RocksDB errors.
@@ -101,15 +168,13 @@ impl Store {
         purge_limit: u64,
     ) -> Result<RetentionReport> {
         self.checkpoint()?;
-        // Pending delayed messages keep their entries.
-        let oldest_timer = self.idx.all_timers()?.iter().map(|t| t.log_index).min();
-        let limit = purge_limit
-            .min(self.checkpointed_index().unwrap_or(0))
-            .min(oldest_timer.map_or(u64::MAX, |i| i.saturating_sub(1)));
+        let limit = self.deletable_limit(purge_limit)?;
+        let live = self.oldest_live_message()?;
         let segments = self.log.segments()?;
         let mut cut = None;
         let mut freed = 0u64;
         let mut deleted = 0usize;
+        let mut dead = 0usize;
         let mut used = disk.used_bytes;
         let high_water = (policy.disk_high_water * disk.total_bytes as f64) as u64;
         let total = segments.len();
@@ -122,9 +187,11 @@ impl Store {
                 break;
             }
             let age = now.duration_since(seg.modified).unwrap_or_default();
-            if age <= policy.max_age && used <= high_water {
+            let holds_live = last >= live;
+            if age <= policy.max_age && used <= high_water && holds_live {
                 break;
             }
+            dead += usize::from(!holds_live);
             cut = Some(last + 1);
             freed += seg.bytes;
             deleted += 1;
@@ -140,6 +207,7 @@ impl Store {
         self.drop_index_below(first.unwrap_or(cut))?;
         tracing::info!(
             segments = deleted,
+            without_live_messages = dead,
             bytes = freed,
             first_index = first,
             "retention deleted old segments"
@@ -153,13 +221,7 @@ impl Store {
 
     /// Removes index entries pointing below `first` (the new first log index).
     fn drop_index_below(&self, first: u64) -> Result<()> {
-        let queues: Vec<(String, u32, u64)> = {
-            let sm = self.lock();
-            sm.queue_next
-                .iter()
-                .map(|((t, q), n)| (t.clone(), *q, *n))
-                .collect()
-        };
+        let queues = self.queue_ends();
         let mut derived = WriteBatch::default();
         let cq = self.idx.cf(CF_CQ)?;
         for (topic, queue, next) in queues {

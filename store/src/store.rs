@@ -163,6 +163,8 @@ pub struct Store {
     pub(crate) sm: Mutex<SmState>,
     /// Bumped on every access-control change ([`Store::auth_changes`]).
     pub(crate) auth_changes: AtomicU64,
+    /// Bumped on every topic deletion ([`Store::topic_deletions`]).
+    pub(crate) topic_deletions: AtomicU64,
 }
 
 impl Store {
@@ -183,6 +185,7 @@ impl Store {
             idx,
             sm: Mutex::new(sm),
             auth_changes: AtomicU64::new(0),
+            topic_deletions: AtomicU64::new(0),
         };
         crate::rebuild::rebuild_derived(&store)?;
         Ok(store)
@@ -343,6 +346,7 @@ impl Store {
             }
             Command::DeleteTopic(t) => {
                 let name = t.as_str();
+                self.topic_deletions.fetch_add(1, Ordering::Release);
                 sm.topics.remove(name);
                 sm.queue_next.retain(|(topic, _), _| topic != name);
                 durable.delete_cf(meta, MetaKey::Topic(name).encode());
@@ -537,6 +541,13 @@ impl Store {
     /// (a cheap "has anything changed" check; not persisted).
     pub fn auth_changes(&self) -> u64 {
         self.auth_changes.load(Ordering::Acquire)
+    }
+
+    /// How many topic deletions this process applied: retention looks again when it moves,
+    /// since a deleted topic's messages may free whole segments
+    /// ([`Store::dead_prefix_end`]).
+    pub fn topic_deletions(&self) -> u64 {
+        self.topic_deletions.load(Ordering::Acquire)
     }
 
     /// A group's configuration.

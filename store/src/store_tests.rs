@@ -321,6 +321,19 @@ fn cq_key_of(topic: &str, q: u32, o: u64) -> Vec<u8> {
     index::cq_key(topic, q, o)
 }
 
+/// Retention after an hour, on a disk far below its high-water mark.
+fn hour_policy_on_a_calm_disk() -> (RetentionPolicy, DiskUsage) {
+    let policy = RetentionPolicy {
+        max_age: Duration::from_secs(3600),
+        disk_high_water: 0.9,
+    };
+    let calm = DiskUsage {
+        used_bytes: 10,
+        total_bytes: 100,
+    };
+    (policy, calm)
+}
+
 #[test]
 fn retention_deletes_old_segments_and_advances_min_offsets() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,14 +344,7 @@ fn retention_deletes_old_segments_and_advances_min_offsets() {
     }
     let segs = h.store.log().segments().unwrap().len();
     assert!(segs > 3, "want several segments, have {segs}");
-    let policy = RetentionPolicy {
-        max_age: Duration::from_secs(3600),
-        disk_high_water: 0.9,
-    };
-    let calm = DiskUsage {
-        used_bytes: 10,
-        total_bytes: 100,
-    };
+    let (policy, calm) = hour_policy_on_a_calm_disk();
     // Nothing is old yet.
     let r = h
         .store
@@ -384,6 +390,76 @@ fn retention_deletes_old_segments_and_advances_min_offsets() {
     assert!(r.segments_deleted > 0);
     assert_eq!(h.store.log().segments().unwrap().len(), 1);
     assert_eq!(h.store.queue_bounds("T", 0).unwrap().1, 200);
+}
+
+#[test]
+fn a_deleted_topics_segments_are_freed_without_waiting_for_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::open(dir.path());
+    h.create_topic("Gone", 1);
+    h.create_topic("Kept", 1);
+    for _ in 0..150 {
+        h.send(&[("Gone", 0, "", "g")]);
+    }
+    for _ in 0..20 {
+        h.send(&[("Kept", 0, "", "k")]);
+    }
+    let before = h.store.log().segments().unwrap();
+    assert!(
+        before.len() > 3,
+        "want several segments, have {}",
+        before.len()
+    );
+    let (policy, calm) = hour_policy_on_a_calm_disk();
+    // A live topic's messages keep every segment until they are old.
+    assert_eq!(h.store.dead_prefix_end().unwrap(), None);
+    let r = h
+        .store
+        .enforce_retention(SystemTime::now(), &policy, calm, u64::MAX)
+        .unwrap();
+    assert_eq!(r.segments_deleted, 0);
+
+    h.commit(EntryPayload::Command(Command::DeleteTopic(
+        TopicName::from("Gone"),
+    )));
+    assert_eq!(h.store.topic_deletions(), 1);
+    let kept_first = h
+        .store
+        .read_queue("Kept", 0, 0, 1, usize::MAX, None)
+        .unwrap()
+        .messages[0]
+        .log_index;
+    let dead = h.store.dead_prefix_end().unwrap().expect("dead segments");
+    assert!(dead < kept_first, "{dead} {kept_first}");
+    // Only what Raft no longer needs goes: a purge point below the dead prefix holds
+    // the rest back.
+    let first_seg_last = before[0].last.unwrap();
+    let r = h
+        .store
+        .enforce_retention(SystemTime::now(), &policy, calm, first_seg_last)
+        .unwrap();
+    assert_eq!(r.segments_deleted, 1);
+    let r = h
+        .store
+        .enforce_retention(SystemTime::now(), &policy, calm, u64::MAX)
+        .unwrap();
+    assert!(r.segments_deleted > 0);
+    let after = h.store.log().segments().unwrap();
+    assert!(
+        after.len() < before.len() - 1,
+        "{} of {}",
+        after.len(),
+        before.len()
+    );
+    assert_eq!(r.first_index, Some(dead + 1));
+    assert_eq!(h.store.dead_prefix_end().unwrap(), None);
+    // The live topic lost nothing.
+    assert_eq!(h.store.queue_bounds("Kept", 0).unwrap(), (0, 20));
+    let all = h
+        .store
+        .read_queue("Kept", 0, 0, 100, usize::MAX, None)
+        .unwrap();
+    assert_eq!(all.messages.len(), 20);
 }
 
 #[test]

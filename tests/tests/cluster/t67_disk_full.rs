@@ -343,3 +343,77 @@ async fn t67_retention_keeps_room_on_a_small_disk() -> anyhow::Result<()> {
     drop(mounts);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t67_topic_delete_frees_its_segments_on_a_small_disk() -> anyhow::Result<()> {
+    // 512 MiB disks, default settings (32 MiB segments): 150 MiB of one topic, then a
+    // few messages of another. Deleting the first frees the segments that held only its
+    // messages within seconds, not after the 72 h retention; the other loses nothing.
+    const SMALL_MB: u64 = 512;
+    const GONE: usize = 600;
+    let root = tempfile::tempdir()?;
+    let mounts = mounts(root.path(), SMALL_MB)?;
+    let mut c = start(root.path(), "").await?;
+    let admin = c.admin()?;
+    admin.create_topic("Gone", 2, None).await?;
+    admin.create_topic("Kept", 2, None).await?;
+    let p = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    let body = bytes::Bytes::from(vec![b'g'; BODY]);
+    for i in 0..GONE {
+        p.send(Message::new("Gone", body.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("send {i}: {e}"))?;
+    }
+    for i in 0..10 {
+        p.send(Message::new("Kept", format!("k{i}"))).await?;
+    }
+    // Every replica holds the 150 MiB before the delete.
+    let held = (GONE * BODY) as u64;
+    let mut before = Vec::new();
+    for (id, m) in (1..=3).zip(&mounts) {
+        wait_until(&format!("node {id} to hold Kept"), T, || async {
+            anyhow::ensure!(served(&c, id, "Kept").await? == 10);
+            Ok(())
+        })
+        .await?;
+        before.push(m.usage()?.0);
+    }
+    eprintln!("used before the delete: {before:?} bytes");
+    admin.delete_topic("Gone").await?;
+    let started = std::time::Instant::now();
+    for ((id, m), used) in (1..=3).zip(&mounts).zip(&before) {
+        let freed = wait_until(&format!("node {id} to free Gone's segments"), T, || async {
+            let now = m.usage()?.0;
+            // All but the segment shared with Kept and the active one.
+            anyhow::ensure!(
+                now + held - 2 * (32 << 20) <= *used,
+                "node {id}: {now} bytes used, {used} before"
+            );
+            Ok(())
+        })
+        .await;
+        if let Err(e) = freed {
+            anyhow::bail!("{e}\n{}", c.log_tail("broker-a", id));
+        }
+        assert!(c
+            .log_text("broker-a", id)
+            .contains("retention deleted old segments"));
+    }
+    let after: Vec<u64> = mounts
+        .iter()
+        .map(|m| m.usage().map(|u| u.0))
+        .collect::<anyhow::Result<_>>()?;
+    eprintln!(
+        "used {:.1?} s after the delete: {after:?} bytes",
+        started.elapsed().as_secs_f64()
+    );
+    // Kept lost nothing, on any replica, and takes writes.
+    for id in 1..=3 {
+        assert_eq!(served(&c, id, "Kept").await?, 10, "node {id}");
+    }
+    p.send(Message::new("Kept", "after")).await?;
+    all_running(&mut c);
+    drop(c);
+    drop(mounts);
+    Ok(())
+}
