@@ -420,6 +420,11 @@ impl Cluster {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Whether the NameServer's process is still running.
+    pub fn namesrv_running(&mut self) -> bool {
+        matches!(self.namesrv_child.try_wait(), Ok(None))
+    }
+
     /// kill -9.
     pub fn kill9(&mut self, group: &str, id: u64) {
         let i = self.index(group, id);
@@ -476,7 +481,8 @@ impl Cluster {
         tracing::info!("--- healed");
     }
 
-    fn admin_credentials(&self) -> Option<Credentials> {
+    /// The configured admin's credentials when authentication is on.
+    pub fn admin_credentials(&self) -> Option<Credentials> {
         self.tuning.auth_admin.as_ref().map(|(k, s)| Credentials {
             access_key: k.clone(),
             secret_key: s.clone(),

@@ -71,7 +71,24 @@ async fn leader_term(c: &Cluster) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_forged_votes_to_every_raft_port_leave_the_leader_in_place() -> anyhow::Result<()> {
-    let (c, leader, producer) = group_with_topic("Forged", Tuning::default()).await?;
+    forged_votes_leave_the_leader_in_place(Tuning::default()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_forged_votes_with_auth_on_leave_the_leader_in_place() -> anyhow::Result<()> {
+    // Client authentication does not guard the Raft port (TLS does): the vote guard must
+    // hold by itself there too.
+    forged_votes_leave_the_leader_in_place(Tuning {
+        auth_admin: Some(("root".into(), "root-secret-for-forged-votes".into())),
+        ..Tuning::default()
+    })
+    .await
+}
+
+/// Forged votes and pre-votes to every node's Raft port are refused, the leader and its
+/// term stay, writes flow, and each node logs the refusal once or twice.
+async fn forged_votes_leave_the_leader_in_place(tuning: Tuning) -> anyhow::Result<()> {
+    let (c, leader, producer) = group_with_topic("Forged", tuning).await?;
     let term = leader_term(&c).await?;
     for n in &c.nodes {
         for rpc in ["vote", "pre_vote"] {
@@ -125,7 +142,10 @@ async fn group_with_topic(topic: &str, tuning: Tuning) -> anyhow::Result<(Cluste
     let c = Cluster::start(&[("broker-a", 3)], tuning).await?;
     let leader = c.wait_leader("broker-a", T).await?;
     c.admin()?.create_topic(topic, 1, None).await?;
-    let producer = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    let producer = Producer::builder()
+        .namesrv([c.namesrv.clone()])
+        .with_credentials(c.admin_credentials())
+        .build()?;
     wait_until("a first send", T, || async {
         Ok(producer.send(Message::new(topic, "before")).await?)
     })
@@ -331,6 +351,63 @@ async fn t60_a_broker_under_ulimit_1024_refuses_idle_connections_and_stays_up() 
         let log = c.log_text("broker-a", id);
         assert!(!log.contains("Too many open files"), "node {id}:\n{log}");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_two_thousand_idle_connections_on_every_port_leave_the_group_serving(
+) -> anyhow::Result<()> {
+    // 500 idle connections to each of the leader's client, Raft and HTTP ports and to the
+    // NameServer, under the default limits: the processes stay up, memory stays bounded,
+    // old and new clients keep working.
+    raftmq_proto::conn_limit::ConnectionLimit::process();
+    const EACH: usize = 500;
+    let (mut c, leader, producer) = group_with_topic("Idle2k", Tuning::default()).await?;
+    let n = c.node("broker-a", leader);
+    let http = n.http_addr.clone();
+    let ports = [
+        n.client_addr.clone(),
+        n.raft_listen.clone(),
+        http.clone(),
+        c.namesrv.clone(),
+    ];
+    let pid = c.pid("broker-a", leader).expect("the leader runs");
+    let rss_before = rss_mib(pid)?;
+    let mut idle = Vec::new();
+    for port in &ports {
+        for i in 0..EACH {
+            let s = TcpStream::connect(port)
+                .await
+                .map_err(|e| anyhow::anyhow!("connection {i} to {port}: {e}"))?;
+            idle.push(s);
+        }
+    }
+    send_20(&producer, "Idle2k", "during").await?;
+    let fresh = Producer::builder().namesrv([c.namesrv.clone()]).build()?;
+    fresh.send(Message::new("Idle2k", "fresh")).await?;
+    let (code, _, body) = crate::harness::http_get(&http, "/metrics", "", None).await?;
+    anyhow::ensure!(
+        code == 200,
+        "/metrics answered {code} with 2,000 idle connections"
+    );
+    anyhow::ensure!(body.contains("raftmq_raft_is_leader"), "/metrics: {body}");
+    let rss_during = rss_mib(pid)?;
+    eprintln!(
+        "{} idle connections: leader RSS {rss_before} -> {rss_during} MiB",
+        idle.len()
+    );
+    assert!(
+        rss_during < rss_before + 100,
+        "{rss_before} -> {rss_during} MiB"
+    );
+    // Every idle one is still open (none over a limit) and the group kept its leader.
+    assert_eq!(idle.len(), ports.len() * EACH);
+    assert_eq!(c.wait_leader("broker-a", T).await?, leader);
+    drop(idle);
+    for id in 1..=3 {
+        assert!(c.is_running("broker-a", id), "node {id} exited");
+    }
+    assert!(c.namesrv_running(), "the NameServer exited");
     Ok(())
 }
 
