@@ -21,7 +21,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use raftmq_proto::auth::{self as wire, AclPerm, AclResource, User};
-use raftmq_proto::names::{DLQ_PREFIX, RETRY_PREFIX};
+use raftmq_proto::names::owner_group;
 use raftmq_proto::throttle::Throttle;
 use raftmq_store::Store;
 use serde::{Deserialize, Serialize};
@@ -149,13 +149,6 @@ pub enum Who {
     User(Arc<User>),
 }
 
-/// The group whose permission governs a topic: `g` for `%RETRY%g` and `%DLQ%g`.
-fn group_of(topic: &str) -> Option<&str> {
-    topic
-        .strip_prefix(RETRY_PREFIX)
-        .or_else(|| topic.strip_prefix(DLQ_PREFIX))
-}
-
 impl Who {
     /// Whether this caller may do `a`.
     ///
@@ -177,8 +170,8 @@ impl Who {
         let (ok, need, what) = match a {
             Access::Any => (true, "", String::new()),
             Access::Admin => (false, "admin rights", "this operation".to_owned()),
-            Access::Pub(t) | Access::Sub(t) if group_of(t).is_some() => {
-                let g = group_of(t).unwrap_or_default();
+            Access::Pub(t) | Access::Sub(t) if owner_group(t).is_some() => {
+                let g = owner_group(t).unwrap_or_default();
                 (
                     group_perm(g).can_sub(),
                     "SUB",

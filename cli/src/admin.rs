@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use raftmq_client::message_tools::{message_json, RANGE_MAX};
 use raftmq_client::Admin;
 use raftmq_proto::message::PROP_UNIQ_KEY;
 use raftmq_proto::{FoundMessage, MessageExt};
@@ -105,7 +106,8 @@ pub enum GroupCmd {
         #[arg(long)]
         to_time: String,
     },
-    /// Client ids of the group's consumers now connected (heartbeating).
+    /// The group's consumers now connected (heartbeating): client id, address, language
+    /// and subscriptions (`topic:expression`).
     Clients {
         /// Consumer group.
         group: String,
@@ -157,25 +159,32 @@ pub enum MsgCmd {
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100))]
         max: u32,
     },
-}
-
-/// Prints a message for `msg` commands.
-pub fn message_json(m: &MessageExt) -> serde_json::Value {
-    json!({
-        "msg_id": m.msg_id,
-        "unique_key": m.property(PROP_UNIQ_KEY),
-        "topic": m.topic.as_str(),
-        "queue_id": m.queue_id.0,
-        "group": m.broker_group,
-        "queue_offset": m.queue_offset.0,
-        "tag": m.tag,
-        "keys": m.keys,
-        "properties": m.properties.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-        "body": String::from_utf8_lossy(&m.body),
-        "born_ms": m.born_ms,
-        "store_ms": m.store_ms,
-        "reconsume_times": m.reconsume_times,
-    })
+    /// Messages of a topic stored in a time range, oldest first, from every queue,
+    /// committing nothing.
+    Range {
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Start, included: RFC 3339 (2026-12-01T08:00:00Z) or ms since the Unix epoch.
+        #[arg(long)]
+        from: String,
+        /// End, included (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many (1-1000); each queue is read no further than this.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=RANGE_MAX as i64))]
+        max: u32,
+    },
+    /// Deliver a stored message to one consumer group again (and to no other): through
+    /// the group's retry topic, a second later. Works on dead-lettered messages
+    /// (`%DLQ%<group>`) too.
+    Resend {
+        /// Stored-position message id (`msg_id`, 32 hex digits).
+        msg_id: String,
+        /// Consumer group to deliver it to.
+        #[arg(long)]
+        group: String,
+    },
 }
 
 /// Runs `topic` commands.
@@ -364,8 +373,30 @@ pub async fn group(admin: &Admin, out: &Out, cmd: GroupCmd) -> anyhow::Result<()
             }
         }
         GroupCmd::Clients { group } => {
-            for c in admin.consumer_clients(&group).await? {
-                out.line(json!({"group": group, "client_id": c}), c.clone());
+            for c in admin.consumer_connections(&group).await? {
+                let subs: Vec<String> = c
+                    .subscriptions
+                    .iter()
+                    .map(|(t, e)| format!("{t}:{e}"))
+                    .collect();
+                out.line(
+                    json!({
+                        "group": group,
+                        "client_id": c.client_id,
+                        "addr": c.addr,
+                        "language": c.language,
+                        "version": c.version,
+                        "broadcast": c.broadcast,
+                        "subscriptions": c.subscriptions.iter().map(|(t, e)| json!({"topic": t.as_str(), "expression": e})).collect::<Vec<_>>(),
+                    }),
+                    format!(
+                        "{} {} {} {}",
+                        c.client_id,
+                        c.addr.as_deref().unwrap_or("-"),
+                        c.language,
+                        subs.join(" ")
+                    ),
+                );
             }
         }
         GroupCmd::Delete { group } => {
@@ -453,6 +484,37 @@ pub async fn msg(admin: &Admin, out: &Out, cmd: MsgCmd) -> anyhow::Result<()> {
                 .await?;
             print_messages(out, &found);
             out.text(format!("next offset: {next}"));
+        }
+        MsgCmd::Range {
+            topic,
+            from,
+            to,
+            max,
+        } => {
+            let from = parse_time(&from)?;
+            let to = match to {
+                Some(t) => parse_time(&t)?,
+                None => crate::when::now_ms(),
+            };
+            let range = admin.messages_between(&topic, from, to, max).await?;
+            print_messages(out, &range.messages);
+            if range.truncated {
+                out.text(format!(
+                    "more may be stored in the range: showing the first {max}; narrow it or raise --max"
+                ));
+            }
+        }
+        MsgCmd::Resend { msg_id, group } => {
+            admin
+                .resend_to_group(&msg_id, &group)
+                .await
+                .with_context(|| format!("resending message {msg_id} to group {group}"))?;
+            out.line(
+                json!({"msg_id": msg_id, "group": group, "resent": true}),
+                format!(
+                    "message {msg_id} will be delivered to group {group} again in about a second"
+                ),
+            );
         }
     }
     Ok(())

@@ -53,8 +53,23 @@ pub struct ConsoleArgs {
     /// How often every cluster is polled for the live overview, the timeline and lag.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub sample_interval_ms: u64,
+    /// Show the chaos runs under this directory at /reports: a `raftmq-jepsen run` or
+    /// `suite` output directory, or a folder of them (read-only; looked at on every visit).
+    #[arg(long, value_name = "DIR", value_parser = existing_dir)]
+    pub reports: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+fn existing_dir(s: &str) -> Result<std::path::PathBuf, String> {
+    let p = std::path::PathBuf::from(s);
+    if p.is_dir() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{s}: not a directory (give a raftmq-jepsen output directory)"
+        ))
+    }
 }
 
 fn parse_cluster(s: &str) -> Result<(String, Vec<String>), String> {
@@ -167,6 +182,7 @@ pub async fn run(ep: Endpoint, args: ConsoleArgs) -> anyhow::Result<()> {
             clusters,
             access,
             sample_every: Duration::from_millis(args.sample_interval_ms),
+            reports: args.reports.clone(),
         },
         stop.clone(),
     )?;

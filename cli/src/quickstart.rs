@@ -14,10 +14,10 @@ use raftmq_client::{
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::admin::message_json;
 use crate::failures::Failures;
 use crate::output::Out;
 use crate::when::{now_ms, DeliverAt};
+use raftmq_client::message_tools::message_json;
 use raftmq_proto::transport::shutdown_signal;
 
 /// Options of `raftmq produce`.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_proto::broker::{
-    BrokerGroupStatus, CommitOffsetsRequest, NodeStats, NodeStatus, PullMessageRequest, QueueStatus,
+    BrokerGroupStatus, CommitOffsetsRequest, ConsumerConnection, NodeStats, NodeStatus,
+    PullMessageRequest, QueueStatus,
 };
 use raftmq_proto::message::group_tag;
 use raftmq_proto::namesrv::{BrokerGroupRoute, TopicRoute};
@@ -623,25 +624,28 @@ impl Admin {
         Ok((r.messages, r.next_offset.0))
     }
 
-    /// Client ids of the consumers of `group` now heartbeating to any broker group.
+    /// The consumers of `group` now heartbeating to any broker group, with where they
+    /// connect from and what they subscribed, by client id.
     ///
     /// # Errors
     /// A broker group unreachable.
-    pub async fn consumer_clients(&self, group: &str) -> Result<Vec<String>> {
+    pub async fn consumer_connections(&self, group: &str) -> Result<Vec<ConsumerConnection>> {
         names::validate_group(group).map_err(Error::Invalid)?;
-        let mut all = std::collections::BTreeSet::new();
+        let mut all = BTreeMap::new();
         for g in self.groups().await? {
             let name = ConsumerGroup::from(group);
-            all.extend(
-                self.core
-                    .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
-                        let n = name.clone();
-                        async move { b.consumer_list(cx, n).await }
-                    })
-                    .await?,
-            );
+            let members = self
+                .core
+                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
+                    let n = name.clone();
+                    async move { b.consumer_connections(cx, n).await }
+                })
+                .await?;
+            for m in members {
+                all.entry(m.client_id.clone()).or_insert(m);
+            }
         }
-        Ok(all.into_iter().collect())
+        Ok(all.into_values().collect())
     }
 
     /// Deletes a consumer group (its config and committed offsets) from every broker group

@@ -104,6 +104,7 @@ pub mod admin;
 pub mod consumer;
 pub mod core;
 pub mod error;
+pub mod message_tools;
 pub mod producer;
 pub mod unique_key;
 pub mod users;

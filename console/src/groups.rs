@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::Extension;
 use axum::Form;
 use raftmq_client::admin::QueueProgress;
+use raftmq_proto::broker::ConsumerConnection;
 use raftmq_proto::ConsumerGroupConfig;
 
 use crate::auth::Session;
@@ -126,7 +127,9 @@ struct Detail {
     nav: Nav,
     group: String,
     config: Option<ConsumerGroupConfig>,
-    clients: Vec<String>,
+    clients: Vec<ConsumerConnection>,
+    /// The group's dead-letter topic.
+    dlq: String,
     topics: Vec<String>,
     progress: Progress,
 }
@@ -146,7 +149,7 @@ pub(crate) async fn detail(
         .await?
         .into_iter()
         .find(|g| g.name.as_str() == group);
-    let clients = call(cl.admin.consumer_clients(&group)).await?;
+    let clients = call(cl.admin.consumer_connections(&group)).await?;
     let progress = progress_of(cl, progress_url(c, &group), &group).await?;
     if config.is_none() && progress.rows.is_empty() && clients.is_empty() {
         return Err(ViewError::not_found(format!(
@@ -157,6 +160,7 @@ pub(crate) async fn detail(
     topics.dedup();
     html(&Detail {
         nav: Nav::new(&s, c, &me, "groups"),
+        dlq: raftmq_proto::names::dlq_topic(&group),
         group,
         config,
         clients,

@@ -11,7 +11,7 @@
 //! - [`assets`]: embedded CSS and JS under versioned, immutable URLs.
 //! - [`sampler`]: polls every cluster once per interval: node cards, group health, the
 //!   failover timeline and the chart history.
-//! - [`overview`], [`topics`], [`groups`], [`messages`], [`charts`]: the pages.
+//! - [`overview`], [`topics`], [`groups`], [`messages`], [`charts`], [`reports`]: the pages.
 //! - [`view`]: what every page shares (navigation, errors, paging, the CLI equivalent).
 
 pub mod assets;
@@ -20,6 +20,7 @@ pub mod charts;
 pub mod groups;
 pub mod messages;
 pub mod overview;
+pub mod reports;
 pub mod sampler;
 pub mod topics;
 pub mod view;
@@ -70,6 +71,8 @@ pub struct ConsoleConfig {
     pub access: Access,
     /// How often every cluster is polled for the live views (default 1 s).
     pub sample_every: Duration,
+    /// A directory of `raftmq-jepsen` output to show under `/reports`.
+    pub reports: Option<std::path::PathBuf>,
 }
 
 impl ConsoleConfig {
@@ -82,6 +85,7 @@ impl ConsoleConfig {
             }],
             access,
             sample_every: Duration::from_secs(1),
+            reports: None,
         }
     }
 }
@@ -102,6 +106,8 @@ pub(crate) struct Cluster {
 pub(crate) struct Shared {
     pub(crate) clusters: Vec<Cluster>,
     pub(crate) auth: auth::Auth,
+    /// The chaos report directory ([`reports`]).
+    pub(crate) reports: Option<std::path::PathBuf>,
 }
 
 /// The handlers' state.
@@ -158,6 +164,7 @@ impl Console {
             shared: Arc::new(Shared {
                 clusters,
                 auth: auth::Auth::new(config.access),
+                reports: config.reports,
             }),
         })
     }
@@ -177,10 +184,15 @@ impl Console {
             .route("/c/{c}/groups/{group}/progress", get(groups::progress))
             .route("/c/{c}/groups/{group}/reset", post(groups::reset))
             .route("/c/{c}/groups/{group}/delete", post(groups::delete))
+            .route("/reports", get(reports::list))
+            .route("/reports/run", get(reports::detail))
+            .route("/reports/plot", get(reports::plot))
             .route("/c/{c}/charts", get(charts::page))
             .route("/c/{c}/charts.json", get(charts::data))
             .route("/c/{c}/messages", get(messages::search))
+            .route("/c/{c}/messages.jsonl", get(messages::export))
             .route("/c/{c}/messages/{id}", get(messages::detail))
+            .route("/c/{c}/messages/{id}/resend", post(messages::resend))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.shared.clone(),
                 auth::require,

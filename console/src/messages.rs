@@ -1,22 +1,27 @@
-//! Messages: find by id, by key or from a queue offset (each bounded), and one message with
-//! its properties, body and whether each consumer group has consumed it.
+//! Messages: find by id, by key, by time range or from a queue offset (each bounded), export
+//! what a search shows as JSON lines, and one message with its properties, body and whether
+//! each consumer group has consumed it, which an admin can send to a group again.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect};
-use axum::Extension;
+use axum::{Extension, Form};
 use raftmq_client::admin::READ_QUEUE_MAX;
+use raftmq_client::message_tools::message_json;
 use raftmq_proto::message::PROP_UNIQ_KEY;
-use raftmq_proto::{FoundMessage, MessageExt};
+use raftmq_proto::{names, FoundMessage, MessageExt};
 
 use crate::auth::Session;
-use crate::view::{call, cli, cluster, html, Nav, ViewError, ViewResult};
+use crate::view::{call, cli, cluster, done, html, Nav, ViewError, ViewResult};
 use crate::AppState;
 
 /// Most messages a key search shows.
 pub const KEY_MAX: u32 = 64;
 /// Most bytes of a body the detail page shows.
 pub const BODY_SHOWN: usize = 64 << 10;
+/// Most messages a time-range search shows.
+pub const RANGE_SHOWN: u32 = 100;
 /// Consume status is shown for at most this many consumer groups.
 pub const GROUPS_MAX: usize = 50;
 
@@ -35,6 +40,26 @@ pub(crate) struct SearchQuery {
     queue: String,
     #[serde(default)]
     offset: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+impl SearchQuery {
+    /// The query string that repeats this search (for the export link).
+    fn repeat(&self) -> String {
+        crate::view::query(&[
+            ("id", self.id.trim()),
+            ("topic", self.topic.trim()),
+            ("key", self.key.trim()),
+            ("broker_group", self.broker_group.trim()),
+            ("queue", self.queue.trim()),
+            ("offset", self.offset.trim()),
+            ("from", self.from.trim()),
+            ("to", self.to.trim()),
+        ])
+    }
 }
 
 /// One result row.
@@ -91,9 +116,13 @@ struct Search {
     broker_group: String,
     queue: String,
     offset: String,
+    from: String,
+    to: String,
     searched: bool,
     rows: Vec<Row>,
     next: Option<String>,
+    more: Option<String>,
+    export: String,
     cli: String,
 }
 
@@ -103,65 +132,96 @@ fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ViewError> {
         .map_err(|_| ViewError::bad_request(format!("{name} = {v:?}: not a number")))
 }
 
-/// `GET /c/{c}/messages?...`: by `id`; by `topic` and `key`; or from `topic`,
-/// `broker_group`, `queue` and `offset` (the next [`READ_QUEUE_MAX`]).
-pub(crate) async fn search(
-    State(s): State<AppState>,
-    Extension(me): Extension<Session>,
-    Path(c): Path<usize>,
-    Query(q): Query<SearchQuery>,
-) -> ViewResult {
-    let cl = cluster(&s, c)?;
-    let (id, topic, key) = (q.id.trim(), q.topic.trim(), q.key.trim());
-    let mut rows = Vec::new();
-    let mut next = None;
-    let mut command = String::new();
-    let searched = !id.is_empty() || !topic.is_empty();
-    if !id.is_empty() {
-        // A stored-position id or a producer's id: open the message itself.
-        let found = call(cl.admin.get_message(id)).await?;
-        let m_id = match &found {
-            FoundMessage::Stored(m) => m.msg_id.clone(),
-            FoundMessage::Scheduled { msg_id, .. } => msg_id.clone(),
-        };
-        let to = format!("/c/{c}/messages/{}", crate::view::seg(&m_id));
-        return Ok(Redirect::to(&to).into_response());
-    } else if !topic.is_empty() && !key.is_empty() {
+fn time(name: &str, v: &str) -> Result<u64, ViewError> {
+    raftmq_proto::clock::parse_time(v.trim())
+        .map_err(|e| ViewError::bad_request(format!("{name}: {e}")))
+}
+
+/// What a key, offset or time-range search found.
+#[derive(Debug, Default)]
+struct Found {
+    messages: Vec<MessageExt>,
+    /// The link to the next page (offset reads).
+    next: Option<String>,
+    /// Why more may exist than shown.
+    more: Option<String>,
+    /// The equivalent `raftmq` command.
+    cli: String,
+}
+
+/// Runs a search other than by id: by `topic` and `key`; from `topic`, `broker_group`,
+/// `queue` and `offset`; or of `topic` from `from` to `to` (default now).
+async fn find(cl: &crate::Cluster, c: usize, q: &SearchQuery) -> Result<Found, ViewError> {
+    let (topic, key) = (q.topic.trim(), q.key.trim());
+    if topic.is_empty() {
+        return Err(ViewError::bad_request(
+            "give a message id, or a topic with a key, a time range or a queue and offset",
+        ));
+    }
+    if !key.is_empty() {
         let found = call(cl.admin.query_by_key(topic, key, KEY_MAX)).await?;
-        rows = found.iter().map(Row::from).collect();
-        command = cli(&["msg", "query", "--topic", topic, "--key", key]);
-    } else if !topic.is_empty() {
-        if q.broker_group.trim().is_empty() || q.queue.trim().is_empty() {
-            return Err(ViewError::bad_request(
-                "to read from an offset give the topic, broker group and queue (or a key, or an id)",
-            ));
-        }
-        let queue: u32 = number("queue", &q.queue)?;
-        let offset: u64 = if q.offset.trim().is_empty() {
-            0
+        return Ok(Found {
+            more: (found.len() == KEY_MAX as usize)
+                .then(|| format!("the first {KEY_MAX} with this key are shown")),
+            messages: found,
+            cli: cli(&["msg", "query", "--topic", topic, "--key", key]),
+            next: None,
+        });
+    }
+    if !q.from.trim().is_empty() {
+        let from = time("from", &q.from)?;
+        let to = if q.to.trim().is_empty() {
+            crate::view::now_ms()
         } else {
-            number("offset", &q.offset)?
+            time("to", &q.to)?
         };
-        let bg = q.broker_group.trim();
-        let (found, after) = call(
-            cl.admin
-                .read_queue(topic, bg, queue, offset, READ_QUEUE_MAX),
+        let range = call(cl.admin.messages_between(topic, from, to, RANGE_SHOWN)).await?;
+        let (f, t) = (from.to_string(), to.to_string());
+        return Ok(Found {
+            messages: range.messages,
+            more: range.truncated.then(|| {
+                format!("the first {RANGE_SHOWN} of the range are shown: narrow it to see the rest")
+            }),
+            cli: cli(&[
+                "msg", "range", "--topic", topic, "--from", &f, "--to", &t, "--max", "100",
+            ]),
+            next: None,
+        });
+    }
+    if q.broker_group.trim().is_empty() || q.queue.trim().is_empty() {
+        return Err(ViewError::bad_request(
+            "to read from an offset give the topic, broker group and queue (or a key, a time range, or an id)",
+        ));
+    }
+    let queue: u32 = number("queue", &q.queue)?;
+    let offset: u64 = if q.offset.trim().is_empty() {
+        0
+    } else {
+        number("offset", &q.offset)?
+    };
+    let bg = q.broker_group.trim();
+    let (found, after) = call(
+        cl.admin
+            .read_queue(topic, bg, queue, offset, READ_QUEUE_MAX),
+    )
+    .await?;
+    let next = (found.len() == READ_QUEUE_MAX as usize).then(|| {
+        format!(
+            "/c/{c}/messages?{}",
+            crate::view::query(&[
+                ("topic", topic),
+                ("broker_group", bg),
+                ("queue", &queue.to_string()),
+                ("offset", &after.to_string()),
+            ])
         )
-        .await?;
-        if found.len() == READ_QUEUE_MAX as usize {
-            next = Some(format!(
-                "/c/{c}/messages?{}",
-                crate::view::query(&[
-                    ("topic", topic),
-                    ("broker_group", bg),
-                    ("queue", &queue.to_string()),
-                    ("offset", &after.to_string()),
-                ])
-            ));
-        }
-        rows = found.iter().map(Row::from).collect();
-        let (qs, os) = (queue.to_string(), offset.to_string());
-        command = cli(&[
+    });
+    let (qs, os) = (queue.to_string(), offset.to_string());
+    Ok(Found {
+        messages: found,
+        next,
+        more: None,
+        cli: cli(&[
             "msg",
             "read",
             "--topic",
@@ -174,8 +234,35 @@ pub(crate) async fn search(
             &os,
             "--max",
             "100",
-        ]);
+        ]),
+    })
+}
+
+/// `GET /c/{c}/messages?...`: by `id` (to its page), or [`find`]'s searches.
+pub(crate) async fn search(
+    State(s): State<AppState>,
+    Extension(me): Extension<Session>,
+    Path(c): Path<usize>,
+    Query(q): Query<SearchQuery>,
+) -> ViewResult {
+    let cl = cluster(&s, c)?;
+    let id = q.id.trim();
+    if !id.is_empty() {
+        // A stored-position id or a producer's id: open the message itself.
+        let found = call(cl.admin.get_message(id)).await?;
+        let m_id = match &found {
+            FoundMessage::Stored(m) => m.msg_id.clone(),
+            FoundMessage::Scheduled { msg_id, .. } => msg_id.clone(),
+        };
+        let to = format!("/c/{c}/messages/{}", crate::view::seg(&m_id));
+        return Ok(Redirect::to(&to).into_response());
     }
+    let searched = !q.topic.trim().is_empty();
+    let found = if searched {
+        find(cl, c, &q).await?
+    } else {
+        Found::default()
+    };
     html(&Search {
         nav: Nav::new(&s, c, &me, "messages"),
         id: q.id.clone(),
@@ -184,11 +271,47 @@ pub(crate) async fn search(
         broker_group: q.broker_group.clone(),
         queue: q.queue.clone(),
         offset: q.offset.clone(),
+        from: q.from.clone(),
+        to: q.to.clone(),
         searched,
-        rows,
-        next,
-        cli: command,
+        rows: found.messages.iter().map(Row::from).collect(),
+        next: found.next,
+        more: found.more,
+        export: format!("/c/{c}/messages.jsonl?{}", q.repeat()),
+        cli: found.cli,
     })
+}
+
+/// `GET /c/{c}/messages.jsonl?...`: the messages a search shows (same query), one JSON
+/// object per line (bodies as UTF-8 text), as a download.
+pub(crate) async fn export(
+    State(s): State<AppState>,
+    Path(c): Path<usize>,
+    Query(q): Query<SearchQuery>,
+) -> ViewResult {
+    let cl = cluster(&s, c)?;
+    if !q.id.trim().is_empty() {
+        return Err(ViewError::bad_request(
+            "an id search opens one message: export a key, time-range or offset search",
+        ));
+    }
+    let found = find(cl, c, &q).await?;
+    let mut out = String::new();
+    for m in &found.messages {
+        out.push_str(&message_json(m).to_string());
+        out.push('\n');
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"messages.jsonl\"",
+            ),
+        ],
+        out,
+    )
+        .into_response())
 }
 
 /// Whether one consumer group has consumed the message.
@@ -221,6 +344,9 @@ struct Detail {
     body_len: usize,
     truncated: bool,
     consumed: Vec<Consumed>,
+    /// Groups offered for a resend, and the one chosen first (a dead letter's own).
+    groups: Vec<String>,
+    resend_to: String,
     cli: String,
 }
 
@@ -245,6 +371,7 @@ pub(crate) async fn detail(
         FoundMessage::Stored(m) => {
             let mut consumed = Vec::new();
             let groups = call(cl.admin.list_groups()).await?;
+            let resend_to = names::owner_group(m.topic.as_str()).unwrap_or_default();
             for g in groups.iter().take(GROUPS_MAX) {
                 let o = cl
                     .admin
@@ -286,6 +413,8 @@ pub(crate) async fn detail(
                 body_len,
                 truncated,
                 consumed,
+                groups: groups.iter().map(|g| g.name.to_string()).collect(),
+                resend_to: resend_to.to_owned(),
             }
         }
         FoundMessage::Scheduled {
@@ -316,8 +445,31 @@ pub(crate) async fn detail(
                 body_len,
                 truncated,
                 consumed: Vec::new(),
+                groups: Vec::new(),
+                resend_to: String::new(),
             }
         }
     };
     html(&d)
+}
+
+/// The resend form: the consumer group to deliver the message to again.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ResendForm {
+    group: String,
+}
+
+/// `POST /c/{c}/messages/{id}/resend`.
+pub(crate) async fn resend(
+    State(s): State<AppState>,
+    Path((c, id)): Path<(usize, String)>,
+    Form(f): Form<ResendForm>,
+) -> ViewResult {
+    let cl = cluster(&s, c)?;
+    let group = f.group.trim();
+    call(cl.admin.resend_to_group(&id, group)).await?;
+    done(
+        format!("message {id} will be delivered to group {group} again in about a second"),
+        &["msg", "resend", &id, "--group", group],
+    )
 }

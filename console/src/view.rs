@@ -55,6 +55,8 @@ pub struct Nav {
     pub signed_in: bool,
     /// Asset URLs.
     pub assets: crate::assets::Urls,
+    /// A chaos report directory is shown (`--reports`).
+    pub reports: bool,
 }
 
 impl Nav {
@@ -78,6 +80,7 @@ impl Nav {
             tab,
             signed_in: s.auth.admin_token().is_some(),
             assets: crate::assets::Urls,
+            reports: s.reports.is_some(),
         }
     }
 
@@ -108,6 +111,13 @@ impl ViewError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+    /// 500: the console itself failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
             message: message.into(),
         }
     }

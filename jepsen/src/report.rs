@@ -256,6 +256,22 @@ mod tests {
         h.sort_by(|x, y| x.t.total_cmp(&y.t));
         let a = check(&h, false);
         assert_eq!(a.windows.len(), 1);
+        // The console's report viewer reads the files this writes.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let run = dir.path().join("kill-leader");
+        std::fs::create_dir_all(&run).expect("run directory");
+        let config = serde_json::json!({"nemesis": "kill-leader", "workload": "queue"});
+        write(&run, config, &h, &a).expect("report");
+        let runs = raftmq_console::reports::scan(dir.path());
+        assert_eq!(runs.len(), 1);
+        let seen = &runs[0];
+        assert_eq!(
+            (seen.name.as_str(), seen.valid, seen.nemesis.as_str()),
+            ("kill-leader", a.valid(), "kill-leader")
+        );
+        assert_eq!((seen.acked, seen.lost, seen.faults), (a.ok as u64, 0, 1));
+        assert_eq!(seen.stall_max_ms, a.stall.max);
+        assert_eq!(seen.plots, ["latency", "throughput"]);
         let (lat, thr) = plots(&h, &a).expect("plots");
         for (svg, legend) in [(&lat, "median per 250 ms"), (&thr, "acknowledged sends")] {
             assert!(svg.starts_with("<svg"), "{svg}");

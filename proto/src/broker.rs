@@ -141,6 +141,23 @@ pub struct ConsumerGroupInfo {
     pub broadcast: bool,
 }
 
+/// One live consumer of a group, as admin tools show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerConnection {
+    /// The client instance.
+    pub client_id: String,
+    /// Where it connects from, when the transport knows it.
+    pub addr: Option<String>,
+    /// Its language (`JAVA`, `CPP`, `RUST` ...).
+    pub language: String,
+    /// Its protocol version (RocketMQ's `MQVersion` ordinal, or raftmq's).
+    pub version: i32,
+    /// `(topic, tag expression)` pairs, as its last heartbeat gave them.
+    pub subscriptions: Vec<(TopicName, String)>,
+    /// Broadcasting (true) or clustering (false).
+    pub broadcast: bool,
+}
+
 /// Return a message whose consumption failed: it is redelivered through the group's
 /// retry topic after a back-off, or moved to its dead-letter topic after too many tries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +311,11 @@ pub trait BrokerService {
     async fn heartbeat(req: HeartbeatRequest) -> Result<(), WireError>;
     /// Client ids of a consumer group's live members, sorted.
     async fn consumer_list(group: ConsumerGroup) -> Result<Vec<String>, WireError>;
+    /// A consumer group's live members with where they connect from and what they
+    /// subscribed, sorted by client id.
+    async fn consumer_connections(
+        group: ConsumerGroup,
+    ) -> Result<Vec<ConsumerConnection>, WireError>;
     /// Creates or updates a topic on this group.
     async fn upsert_topic(config: TopicConfig) -> Result<(), WireError>;
     /// Deletes a topic from this group.

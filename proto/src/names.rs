@@ -17,6 +17,14 @@ pub fn is_system_topic(topic: &str) -> bool {
     topic.starts_with(RETRY_PREFIX) || topic.starts_with(DLQ_PREFIX)
 }
 
+/// The consumer group a retry or dead-letter topic belongs to: `g` for `%RETRY%g` and
+/// `%DLQ%g`.
+pub fn owner_group(topic: &str) -> Option<&str> {
+    topic
+        .strip_prefix(RETRY_PREFIX)
+        .or_else(|| topic.strip_prefix(DLQ_PREFIX))
+}
+
 /// The retry topic of a consumer group.
 pub fn retry_topic(group: &str) -> String {
     format!("{RETRY_PREFIX}{group}")

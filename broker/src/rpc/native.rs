@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use raftmq_proto::auth::{AclPerm, AclResource, UserInfo, UserUpdate};
 use raftmq_proto::broker::{
-    BrokerGroupStatus, CommitOffsetsRequest, HeartbeatRequest, HelloRequest, HelloResponse,
-    LockQueuesRequest, LockQueuesResponse, NodeStats, PullMessageRequest, PullMessageResponse,
-    QueueStatus, SendBackRequest, SendMessageRequest, SendMessageResponse, SendOptions,
+    BrokerGroupStatus, CommitOffsetsRequest, ConsumerConnection, HeartbeatRequest, HelloRequest,
+    HelloResponse, LockQueuesRequest, LockQueuesResponse, NodeStats, PullMessageRequest,
+    PullMessageResponse, QueueStatus, SendBackRequest, SendMessageRequest, SendMessageResponse,
+    SendOptions,
 };
 use raftmq_proto::{
     BrokerService, ConsumerGroup, ConsumerGroupConfig, FoundMessage, MessageExt, MsgId, NodeId,
@@ -239,6 +240,27 @@ impl BrokerService for NativeConnection {
     ) -> Result<Vec<String>, WireError> {
         self.allow([Access::Any])?;
         Ok(self.broker.consumer_list(&group))
+    }
+
+    async fn consumer_connections(
+        self,
+        _: Context,
+        group: ConsumerGroup,
+    ) -> Result<Vec<ConsumerConnection>, WireError> {
+        self.allow([Access::Any])?;
+        Ok(self
+            .broker
+            .consumer_connections(&group)
+            .into_iter()
+            .map(|m| ConsumerConnection {
+                client_id: m.client_id,
+                addr: m.origin.addr.map(|a| a.to_string()),
+                language: m.origin.language,
+                version: m.origin.version,
+                subscriptions: m.info.subscriptions,
+                broadcast: m.info.broadcast,
+            })
+            .collect())
     }
 
     async fn upsert_topic(self, _: Context, config: TopicConfig) -> Result<(), WireError> {

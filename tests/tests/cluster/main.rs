@@ -27,3 +27,4 @@ mod t67_disk_full;
 mod t70_metrics;
 mod t80_console;
 mod t81_browser;
+mod t82_console_messages;

@@ -19,9 +19,9 @@ pub(crate) const READER: &str = "read-token-0123456789";
 /// One HTTP/1.1 answer.
 #[derive(Debug)]
 pub(crate) struct Answer {
-    code: u16,
-    headers: BTreeMap<String, String>,
-    body: String,
+    pub(crate) code: u16,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: String,
 }
 
 /// A request to the console: a method, a path, extra headers and a form body.
@@ -101,11 +101,17 @@ impl Drop for Console {
 
 impl Console {
     pub(crate) fn start(c: &Cluster) -> anyhow::Result<Self> {
+        Self::start_with(c, &[])
+    }
+
+    /// With more `raftmq console` arguments.
+    pub(crate) fn start_with(c: &Cluster, extra: &[&str]) -> anyhow::Result<Self> {
         let addr = format!("127.0.0.1:{}", free_port("127.0.0.1")?);
         let log = std::fs::File::create(c.dir.path().join("console.log"))?;
         let child = Command::new(raftmq_bin()?)
             .args(["-n", &c.namesrv, "console", "--listen", &addr])
             .args(["--sample-interval-ms", "200"])
+            .args(extra)
             .env("RAFTMQ_CONSOLE_ADMIN_TOKEN", ADMIN)
             .env("RAFTMQ_CONSOLE_READ_TOKEN", READER)
             .stdout(Stdio::null())
@@ -123,20 +129,20 @@ impl Console {
         Ok(())
     }
 
-    async fn get(&self, path: &str, token: &str) -> anyhow::Result<Answer> {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> anyhow::Result<Answer> {
         let auth = format!("Bearer {token}");
         http(&self.addr, "GET", path, &[("Authorization", &auth)], &[]).await
     }
 
     /// A 200 page's body.
-    async fn page(&self, path: &str) -> anyhow::Result<String> {
+    pub(crate) async fn page(&self, path: &str) -> anyhow::Result<String> {
         let a = self.get(path, ADMIN).await?;
         anyhow::ensure!(a.code == 200, "GET {path}: {} {}", a.code, a.body);
         Ok(a.body)
     }
 
     /// A mutation as a signed-in admin browser sends it: the cookie and the CSRF header.
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Answer> {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Answer> {
         let page = self.page("/").await?;
         let csrf = between(&page, "x-csrf-token&#34;: &#34;", "&#34;")
             .ok_or_else(|| anyhow::anyhow!("no CSRF value in the page"))?;
@@ -156,7 +162,7 @@ impl Console {
     }
 }
 
-fn between(s: &str, start: &str, end: &str) -> Option<String> {
+pub(crate) fn between(s: &str, start: &str, end: &str) -> Option<String> {
     let from = s.find(start)? + start.len();
     let len = s[from..].find(end)?;
     Some(s[from..from + len].to_owned())
