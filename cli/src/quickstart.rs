@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use raftmq_client::{
     ConsumeFrom, ConsumeResult, Message, MessageExt, MessageModel, OrderlyResult, Producer,
-    PushConsumer, SendResult,
+    PushConsumer, Selector, SendResult,
 };
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -90,8 +90,13 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub group: String,
     /// Tag expression: `*` or `TagA || TagB`.
-    #[arg(long, default_value = "*")]
+    #[arg(long, default_value = "*", conflicts_with = "sql")]
     pub tag: String,
+    /// An SQL92 filter over message properties instead of tags, e.g. "a > 5 AND b = 'x'"
+    /// (numbers: > >= < <= = <> BETWEEN; strings: = <> IN; IS [NOT] NULL; AND OR NOT;
+    /// TAGS is the tag). The broker delivers only the messages it is TRUE for.
+    #[arg(long, value_name = "EXPR")]
+    pub sql: Option<String>,
     /// Exit after this many messages (a shortfall at the idle timeout is an error).
     #[arg(long)]
     pub count: Option<u64>,
@@ -404,7 +409,13 @@ pub async fn consume(ep: &crate::Endpoint, out: &Out, args: ConsumeArgs) -> anyh
         .with_credentials(ep.credentials.clone())
         .with_tls(ep.tls.clone())
         .group(args.group.as_str())
-        .subscribe(args.topic.as_str(), args.tag.as_str())
+        .subscribe(
+            args.topic.as_str(),
+            match &args.sql {
+                Some(e) => Selector::sql(e.as_str()),
+                None => Selector::tag(args.tag.as_str()),
+            },
+        )
         .consume_from(match args.from {
             From::First => ConsumeFrom::FirstOffset,
             From::Last => ConsumeFrom::LastOffset,

@@ -112,7 +112,7 @@ pub mod users;
 pub use admin::Admin;
 pub use consumer::{
     AllocateStrategy, ConsumeFrom, ConsumeResult, Delivery, LitePullConsumer, MessageModel,
-    MessageStream, OrderlyResult, PushConsumer,
+    MessageStream, OrderlyResult, PushConsumer, Selector,
 };
 pub use core::{ClientConfig, Credentials};
 pub use error::{Error, Result};

@@ -256,22 +256,37 @@ mod tests {
         h.sort_by(|x, y| x.t.total_cmp(&y.t));
         let a = check(&h, false);
         assert_eq!(a.windows.len(), 1);
-        // The console's report viewer reads the files this writes.
+        // The console's chaos report viewer (console/src/reports.rs) reads these files and
+        // these fields; design §2 keeps the crates apart, so the contract is spelled here.
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let run = dir.path().join("kill-leader");
-        std::fs::create_dir_all(&run).expect("run directory");
         let config = serde_json::json!({"nemesis": "kill-leader", "workload": "queue"});
-        write(&run, config, &h, &a).expect("report");
-        let runs = raftmq_console::reports::scan(dir.path());
-        assert_eq!(runs.len(), 1);
-        let seen = &runs[0];
-        assert_eq!(
-            (seen.name.as_str(), seen.valid, seen.nemesis.as_str()),
-            ("kill-leader", a.valid(), "kill-leader")
-        );
-        assert_eq!((seen.acked, seen.lost, seen.faults), (a.ok as u64, 0, 1));
-        assert_eq!(seen.stall_max_ms, a.stall.max);
-        assert_eq!(seen.plots, ["latency", "throughput"]);
+        write(dir.path(), config, &h, &a).expect("report");
+        for plot in ["latency.svg", "throughput.svg"] {
+            assert!(dir.path().join(plot).is_file(), "{plot}");
+        }
+        let results: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("results.json")).expect("results.json"),
+        )
+        .expect("results.json is JSON");
+        assert_eq!(results["valid"].as_bool(), Some(a.valid()));
+        assert!(results["verdict"].is_string());
+        assert_eq!(results["config"]["nemesis"], "kill-leader");
+        let an = &results["analysis"];
+        assert_eq!(an["ok"].as_u64(), Some(a.ok as u64));
+        for list in ["lost", "unexpected", "reordered", "windows"] {
+            assert!(an[list].is_array(), "analysis.{list}");
+        }
+        assert_eq!(an["windows"].as_array().map(Vec::len), Some(1));
+        for (p, q) in [
+            ("stall", "max"),
+            ("unavailability", "p50"),
+            ("unavailability", "p99"),
+            ("unavailability", "max"),
+            ("send_latency", "p50"),
+            ("send_latency", "p99"),
+        ] {
+            assert!(an[p][q].is_number(), "analysis.{p}.{q}");
+        }
         let (lat, thr) = plots(&h, &a).expect("plots");
         for (svg, legend) in [(&lat, "median per 250 ms"), (&thr, "acknowledged sends")] {
             assert!(svg.starts_with("<svg"), "{svg}");

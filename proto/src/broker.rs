@@ -311,11 +311,6 @@ pub trait BrokerService {
     async fn heartbeat(req: HeartbeatRequest) -> Result<(), WireError>;
     /// Client ids of a consumer group's live members, sorted.
     async fn consumer_list(group: ConsumerGroup) -> Result<Vec<String>, WireError>;
-    /// A consumer group's live members with where they connect from and what they
-    /// subscribed, sorted by client id.
-    async fn consumer_connections(
-        group: ConsumerGroup,
-    ) -> Result<Vec<ConsumerConnection>, WireError>;
     /// Creates or updates a topic on this group.
     async fn upsert_topic(config: TopicConfig) -> Result<(), WireError>;
     /// Deletes a topic from this group.
@@ -388,6 +383,19 @@ pub trait BrokerService {
         perm: Option<AclPerm>,
     ) -> Result<(), WireError>;
     /// This node's disk use, message counters and (on the leader) follower heartbeat ages.
-    /// Last in the trait so that older clients' request numbering is unchanged.
     async fn node_stats() -> Result<NodeStats, WireError>;
+    // New methods go last: a request names its method by position, so one inserted
+    // earlier would make older peers call the wrong one.
+    /// A consumer group's live members with where they connect from and what they
+    /// subscribed, sorted by client id.
+    async fn consumer_connections(
+        group: ConsumerGroup,
+    ) -> Result<Vec<ConsumerConnection>, WireError>;
+    /// A pull that returns only the messages an SQL92 expression
+    /// ([`crate::sql92`]) is TRUE for (after the tag filter); the others are skipped and
+    /// `next_offset` moves past them. An expression that does not parse is `Invalid`.
+    async fn pull_where(
+        req: PullMessageRequest,
+        sql: String,
+    ) -> Result<PullMessageResponse, WireError>;
 }

@@ -33,6 +33,7 @@ pub mod message;
 pub mod names;
 pub mod namesrv;
 pub mod raft;
+pub mod sql92;
 pub mod stream;
 pub mod throttle;
 pub mod tls;

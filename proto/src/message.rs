@@ -165,6 +165,15 @@ impl MessageExt {
     }
 }
 
+impl crate::sql92::Properties for MessageExt {
+    fn property(&self, name: &str) -> Option<&str> {
+        MessageExt::property(self, name)
+    }
+    fn tag(&self) -> &str {
+        &self.tag
+    }
+}
+
 /// Whether a send was stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SendStatus {

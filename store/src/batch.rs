@@ -151,6 +151,15 @@ fn as_str(b: &Bytes) -> &str {
     std::str::from_utf8(b).unwrap_or_default()
 }
 
+impl raftmq_proto::sql92::Properties for MessageView {
+    fn property(&self, name: &str) -> Option<&str> {
+        MessageView::property(self, name)
+    }
+    fn tag(&self) -> &str {
+        MessageView::tag(self)
+    }
+}
+
 impl MessageView {
     /// Topic name.
     pub fn topic(&self) -> &str {

@@ -53,5 +53,6 @@ pub use log::{AppendEntry, CommitLog, DurableCallback, SegmentInfo};
 pub use record::Record;
 pub use retention::{disk_usage, DiskUsage, RetentionPolicy, RetentionReport};
 pub use store::{
-    ApplyEntry, ApplyOutcome, MessageOutcome, QueueRead, Store, StoreConfig, StoredMessage,
+    ApplyEntry, ApplyOutcome, MessageOutcome, QueueFilter, QueueRead, Store, StoreConfig,
+    StoredMessage,
 };

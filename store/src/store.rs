@@ -112,6 +112,15 @@ pub struct StoredMessage {
     pub view: MessageView,
 }
 
+/// Which messages of a queue a read returns ([`Store::read_queue`]); the default, all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueFilter<'a> {
+    /// Only messages whose tag hash is listed.
+    pub tag_hashes: Option<&'a [u32]>,
+    /// Only messages this SQL92 expression is TRUE for.
+    pub sql: Option<&'a raftmq_proto::sql92::Filter>,
+}
+
 /// The result of reading a queue.
 #[derive(Debug, Clone)]
 pub struct QueueRead {
@@ -584,9 +593,9 @@ impl Store {
         Ok((min, max))
     }
 
-    /// Reads up to `max_msgs` messages (about `max_bytes`) of a queue from `offset`.
-    /// With `tag_hashes`, only messages whose tag hash is listed are returned (the others
-    /// are skipped and the next offset moves past them).
+    /// Reads up to `max_msgs` messages (about `max_bytes`) of a queue from `offset`,
+    /// only those `filter` lets through (the others are skipped and the next offset moves
+    /// past them; a filtered read scans at most eight times `max_msgs`, at least 256).
     ///
     /// # Errors
     /// [`Error::TopicNotFound`], [`Error::OffsetTooSmall`] below the retained minimum,
@@ -598,7 +607,7 @@ impl Store {
         offset: u64,
         max_msgs: usize,
         max_bytes: usize,
-        tag_hashes: Option<&[u32]>,
+        filter: QueueFilter<'_>,
     ) -> Result<QueueRead> {
         let (min, max) = self.queue_bounds(topic, queue)?;
         if offset < min {
@@ -614,7 +623,7 @@ impl Store {
             return Ok(read);
         }
         // Scan more units than messages wanted when filtering, but bound the work.
-        let scan = if tag_hashes.is_some() {
+        let scan = if filter.tag_hashes.is_some() || filter.sql.is_some() {
             max_msgs.saturating_mul(8).max(256)
         } else {
             max_msgs
@@ -632,7 +641,7 @@ impl Store {
                 break;
             }
             read.next_offset = off + 1;
-            if let Some(hashes) = tag_hashes {
+            if let Some(hashes) = filter.tag_hashes {
                 if !hashes.contains(&unit.tag_hash) {
                     continue;
                 }
@@ -645,6 +654,9 @@ impl Store {
                     return Err(Error::OffsetTooSmall { offset: off, min });
                 }
             };
+            if filter.sql.is_some_and(|f| !f.matches(&view)) {
+                continue;
+            }
             bytes += view.encoded_len;
             read.messages.push(StoredMessage {
                 queue_id: queue,

@@ -97,7 +97,7 @@ fn snapshot(store: &Store, topic: &str, queues: u32) -> Vec<(u32, u64, u64, u32,
     for q in 0..queues {
         let (min, _) = store.queue_bounds(topic, q).unwrap();
         let r = store
-            .read_queue(topic, q, min, 10_000, usize::MAX, None)
+            .read_queue(topic, q, min, 10_000, usize::MAX, QueueFilter::default())
             .unwrap();
         for m in r.messages {
             out.push((q, m.queue_offset, m.log_index, m.slot, m.view.body.clone()));
@@ -143,7 +143,10 @@ fn offsets_are_dense_per_queue_and_messages_read_back() {
     );
     assert_eq!(out[1], MessageOutcome::TopicNotFound);
 
-    let r = h.store.read_queue("T", 0, 0, 10, usize::MAX, None).unwrap();
+    let r = h
+        .store
+        .read_queue("T", 0, 0, 10, usize::MAX, QueueFilter::default())
+        .unwrap();
     assert_eq!(r.messages.len(), 3);
     assert_eq!((r.min_offset, r.max_offset, r.next_offset), (0, 3, 3));
     assert_eq!(r.messages[1].view.keys().collect::<Vec<_>>(), vec!["k3"]);
@@ -151,7 +154,17 @@ fn offsets_are_dense_per_queue_and_messages_read_back() {
     let only_b = [index::tag_hash("B")];
     let r = h
         .store
-        .read_queue("T", 0, 0, 10, usize::MAX, Some(&only_b))
+        .read_queue(
+            "T",
+            0,
+            0,
+            10,
+            usize::MAX,
+            QueueFilter {
+                tag_hashes: Some(&only_b),
+                ..QueueFilter::default()
+            },
+        )
         .unwrap();
     assert_eq!(r.messages.len(), 1);
     assert_eq!(r.messages[0].queue_offset, 2);
@@ -162,7 +175,8 @@ fn offsets_are_dense_per_queue_and_messages_read_back() {
     let m = h.store.message_at(pos[1].0, pos[1].1).unwrap().unwrap();
     assert_eq!((m.queue_id, m.queue_offset), (0, 2));
     assert!(matches!(
-        h.store.read_queue("Nope", 0, 0, 1, 1, None),
+        h.store
+            .read_queue("Nope", 0, 0, 1, 1, QueueFilter::default()),
         Err(Error::TopicNotFound(_))
     ));
 }
@@ -363,13 +377,16 @@ fn retention_deletes_old_segments_and_advances_min_offsets() {
     let (min, max) = h.store.queue_bounds("T", 0).unwrap();
     assert_eq!(max, 200);
     assert!(min > 0);
-    match h.store.read_queue("T", 0, 0, 1, usize::MAX, None) {
+    match h
+        .store
+        .read_queue("T", 0, 0, 1, usize::MAX, QueueFilter::default())
+    {
         Err(Error::OffsetTooSmall { offset: 0, min: m }) => assert_eq!(m, min),
         other => panic!("expected OffsetTooSmall, got {other:?}"),
     }
     let r = h
         .store
-        .read_queue("T", 0, min, 1, usize::MAX, None)
+        .read_queue("T", 0, min, 1, usize::MAX, QueueFilter::default())
         .unwrap();
     assert!(r.messages[0].log_index >= first);
     assert!(h
@@ -425,7 +442,7 @@ fn a_deleted_topics_segments_are_freed_without_waiting_for_age() {
     assert_eq!(h.store.topic_deletions(), 1);
     let kept_first = h
         .store
-        .read_queue("Kept", 0, 0, 1, usize::MAX, None)
+        .read_queue("Kept", 0, 0, 1, usize::MAX, QueueFilter::default())
         .unwrap()
         .messages[0]
         .log_index;
@@ -457,7 +474,7 @@ fn a_deleted_topics_segments_are_freed_without_waiting_for_age() {
     assert_eq!(h.store.queue_bounds("Kept", 0).unwrap(), (0, 20));
     let all = h
         .store
-        .read_queue("Kept", 0, 0, 100, usize::MAX, None)
+        .read_queue("Kept", 0, 0, 100, usize::MAX, QueueFilter::default())
         .unwrap();
     assert_eq!(all.messages.len(), 20);
 }

@@ -4,8 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use raftmq_proto::sql92::Filter;
 use raftmq_proto::{Offset, QueueId, TopicName};
-use raftmq_store::StoredMessage;
+use raftmq_store::{QueueFilter, StoredMessage};
 
 use super::{blocking, Broker, BrokerError, ConnectionCtx};
 
@@ -32,6 +35,8 @@ pub struct PullRequest {
     pub max_wait: Duration,
     /// Only messages with one of these tags (empty = every message).
     pub tags: Vec<String>,
+    /// Only messages this SQL92 expression is TRUE for.
+    pub sql: Option<Arc<Filter>>,
 }
 
 /// What a pull found.
@@ -81,14 +86,19 @@ impl Broker {
         loop {
             applied.borrow_and_update();
             let store = self.shared.store.clone();
-            let (t, q, off, h) = (
+            let (t, q, off, h, sql) = (
                 req.topic.clone(),
                 req.queue_id.0,
                 req.offset.0,
                 hashes.clone(),
+                req.sql.clone(),
             );
             let read = blocking(move || {
-                store.read_queue(t.as_str(), q, off, max_msgs, max_bytes, h.as_deref())
+                let filter = QueueFilter {
+                    tag_hashes: h.as_deref(),
+                    sql: sql.as_deref(),
+                };
+                store.read_queue(t.as_str(), q, off, max_msgs, max_bytes, filter)
             })
             .await?;
             if req.offset.0 > read.max_offset {

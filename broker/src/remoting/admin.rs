@@ -118,6 +118,7 @@ async fn store_time(s: &Session, topic: &TopicName, q: QueueId, offset: u64) -> 
                 max_bytes: 1,
                 max_wait: std::time::Duration::ZERO,
                 tags: Vec::new(),
+                sql: None,
             },
         )
         .await;

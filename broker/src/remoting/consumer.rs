@@ -125,6 +125,7 @@ pub async fn queue_offset(s: &Session, req: &RemotingCommand) -> RemotingCommand
                         max_bytes: 1,
                         max_wait: std::time::Duration::ZERO,
                         tags: Vec::new(),
+                        sql: None,
                     },
                 )
                 .await;

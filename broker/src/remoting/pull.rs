@@ -170,6 +170,7 @@ pub async fn pull(s: &Session, req: &RemotingCommand) -> RemotingCommand {
             max_bytes: MAX_PULL_BYTES,
             max_wait,
             tags,
+            sql: None,
         }) => r,
         _ = s.stop.cancelled() => {
             return offsets_reply(req, response::PULL_NOT_FOUND, "SHUTTING_DOWN", offset, 0, offset);

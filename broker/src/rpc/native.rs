@@ -17,6 +17,8 @@ use raftmq_proto::{
 };
 use tarpc::context::Context;
 
+use raftmq_proto::sql92::Filter;
+
 use crate::auth::Access;
 use crate::clients::ClientOrigin;
 use crate::convert::{found_message, message_ext};
@@ -85,6 +87,41 @@ impl NativeConnection {
     fn ext(&self, m: raftmq_store::StoredMessage) -> MessageExt {
         message_ext(&self.group(), self.broker.group_tag(), m)
     }
+
+    /// A pull, with an SQL92 filter or without.
+    async fn pull_filtered(
+        self,
+        req: PullMessageRequest,
+        sql: Option<Arc<Filter>>,
+    ) -> Result<PullMessageResponse, WireError> {
+        self.allow([
+            Access::Sub(req.topic.as_str()),
+            Access::Group(req.consumer_group.as_str()),
+        ])?;
+        let read = self
+            .broker
+            .pull(
+                &self.conn,
+                PullRequest {
+                    topic: req.topic,
+                    queue_id: req.queue_id,
+                    offset: req.offset,
+                    max_msgs: req.max_msgs,
+                    max_bytes: req.max_bytes,
+                    max_wait: Duration::from_millis(req.max_wait_ms),
+                    tags: req.tags,
+                    sql,
+                },
+            )
+            .await
+            .map_err(to_wire)?;
+        Ok(PullMessageResponse {
+            messages: read.messages.into_iter().map(|m| self.ext(m)).collect(),
+            next_offset: read.next_offset,
+            min_offset: read.min_offset,
+            max_offset: read.max_offset,
+        })
+    }
 }
 
 impl BrokerService for NativeConnection {
@@ -131,32 +168,7 @@ impl BrokerService for NativeConnection {
         _: Context,
         req: PullMessageRequest,
     ) -> Result<PullMessageResponse, WireError> {
-        self.allow([
-            Access::Sub(req.topic.as_str()),
-            Access::Group(req.consumer_group.as_str()),
-        ])?;
-        let read = self
-            .broker
-            .pull(
-                &self.conn,
-                PullRequest {
-                    topic: req.topic,
-                    queue_id: req.queue_id,
-                    offset: req.offset,
-                    max_msgs: req.max_msgs,
-                    max_bytes: req.max_bytes,
-                    max_wait: Duration::from_millis(req.max_wait_ms),
-                    tags: req.tags,
-                },
-            )
-            .await
-            .map_err(to_wire)?;
-        Ok(PullMessageResponse {
-            messages: read.messages.into_iter().map(|m| self.ext(m)).collect(),
-            next_offset: read.next_offset,
-            min_offset: read.min_offset,
-            max_offset: read.max_offset,
-        })
+        self.pull_filtered(req, None).await
     }
 
     async fn topic_status(
@@ -240,6 +252,16 @@ impl BrokerService for NativeConnection {
     ) -> Result<Vec<String>, WireError> {
         self.allow([Access::Any])?;
         Ok(self.broker.consumer_list(&group))
+    }
+
+    async fn pull_where(
+        self,
+        _: Context,
+        req: PullMessageRequest,
+        sql: String,
+    ) -> Result<PullMessageResponse, WireError> {
+        let filter = Filter::parse(&sql).map_err(|e| WireError::Invalid(e.to_string()))?;
+        self.pull_filtered(req, Some(Arc::new(filter))).await
     }
 
     async fn consumer_connections(

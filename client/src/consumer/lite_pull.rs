@@ -9,7 +9,7 @@ use raftmq_proto::broker::PullMessageRequest;
 use raftmq_proto::{names, ConsumerGroup, MessageExt, Offset, TopicName, WireError};
 
 use super::allocate::AllocateStrategy;
-use super::filter::TagFilter;
+use super::filter::{Selector, TagFilter};
 use super::member::Member;
 use super::offsets::OffsetStore;
 use super::push::{ConsumeFrom, MessageModel};
@@ -133,7 +133,7 @@ impl LitePullConsumer {
     ///
     /// # Errors
     /// Invalid topic or expression, or queues were already assigned by hand.
-    pub fn subscribe(&mut self, topic: &str, expr: &str) -> Result<()> {
+    pub fn subscribe(&mut self, topic: &str, selector: impl Into<Selector>) -> Result<()> {
         if self.fixed {
             return Err(Error::Invalid(
                 "this consumer uses assign(); it cannot also subscribe".into(),
@@ -142,7 +142,7 @@ impl LitePullConsumer {
         names::validate_topic(topic).map_err(Error::Invalid)?;
         self.subs.push((
             TopicName::from(topic),
-            TagFilter::parse(expr).map_err(Error::Invalid)?,
+            TagFilter::of(&selector.into()).map_err(Error::Invalid)?,
         ));
         self.last_rebalance = None;
         Ok(())
@@ -324,16 +324,22 @@ impl LitePullConsumer {
             tags: filter.broker_tags(),
         };
         let core = &self.member.core;
+        let sql = filter.sql();
         let resp = core
             .call_leader(&g, wait + Duration::from_secs(5), move |b, cx| {
-                let req = req.clone();
-                async move { b.pull(cx, req).await }
+                let (req, sql) = (req.clone(), sql.clone());
+                async move {
+                    match sql {
+                        Some(sql) => b.pull_where(cx, req, sql).await,
+                        None => b.pull(cx, req).await,
+                    }
+                }
             })
             .await?;
         let msgs = resp
             .messages
             .into_iter()
-            .filter(|m| filter.matches(&m.tag))
+            .filter(|m| filter.matches(m))
             .collect();
         Ok((msgs, resp.next_offset.0))
     }

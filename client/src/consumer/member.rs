@@ -86,7 +86,7 @@ impl Member {
                 group: self.group.clone(),
                 subscriptions: subs
                     .iter()
-                    .map(|(t, f)| (t.clone(), f.broker_tags().join(" || ")))
+                    .map(|(t, f)| (t.clone(), f.expression()))
                     .collect(),
                 broadcast: self.model == MessageModel::Broadcasting,
             }]

@@ -17,7 +17,7 @@ pub mod push;
 pub mod stream;
 
 pub use allocate::AllocateStrategy;
-pub use filter::TagFilter;
+pub use filter::{Selector, TagFilter};
 pub use lite_pull::{LitePullConsumer, LitePullConsumerBuilder};
 pub use push::{
     ConsumeFrom, ConsumeResult, MessageModel, OrderlyResult, PushConsumer, PushConsumerBuilder,

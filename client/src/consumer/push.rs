@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::allocate::AllocateStrategy;
-use super::filter::TagFilter;
+use super::filter::{Selector, TagFilter};
 use super::member::{is_retry, Member};
 use super::offsets::OffsetStore;
 use super::process_queue::ProcessQueue;
@@ -122,7 +122,7 @@ struct Settings {
 pub struct PushConsumerBuilder {
     client: ClientConfig,
     group: String,
-    subscriptions: Vec<(String, String)>,
+    subscriptions: Vec<(String, Selector)>,
     settings: Settings,
 }
 
@@ -164,9 +164,10 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// Subscribes to `topic` with a tag expression: `*` or `TagA || TagB`.
-    pub fn subscribe(mut self, topic: impl Into<String>, expr: impl Into<String>) -> Self {
-        self.subscriptions.push((topic.into(), expr.into()));
+    /// Subscribes to `topic` with a tag expression (`*` or `TagA || TagB`, from a string)
+    /// or an SQL92 property filter ([`Selector::sql`]), checked when the consumer starts.
+    pub fn subscribe(mut self, topic: impl Into<String>, selector: impl Into<Selector>) -> Self {
+        self.subscriptions.push((topic.into(), selector.into()));
         self
     }
 
@@ -264,7 +265,7 @@ impl PushConsumerBuilder {
             names::validate_topic(t).map_err(Error::Invalid)?;
             subs.push((
                 TopicName::from(t.as_str()),
-                TagFilter::parse(e).map_err(Error::Invalid)?,
+                TagFilter::of(e).map_err(Error::Invalid)?,
             ));
         }
         Ok(subs)
@@ -720,15 +721,21 @@ impl Inner {
             tags: pq.filter.broker_tags(),
         };
         let timeout = self.settings.long_poll + Duration::from_secs(5);
+        let sql = pq.filter.sql();
         let resp = tokio::select! {
-            r = self.core.call(addr, timeout, |b, cx| async move { b.pull(cx, req).await }) => r?,
+            r = self.core.call(addr, timeout, |b, cx| async move {
+                match sql {
+                    Some(sql) => b.pull_where(cx, req, sql).await,
+                    None => b.pull(cx, req).await,
+                }
+            }) => r?,
             _ = pq.dropped.cancelled() => return Ok(()),
             _ = self.stop.cancelled() => return Ok(()),
         };
         let msgs: Vec<MessageExt> = resp
             .messages
             .into_iter()
-            .filter(|m| pq.filter.matches(&m.tag))
+            .filter(|m| pq.filter.matches(m))
             .collect();
         let added = pq.add(msgs, resp.next_offset.0);
         match &self.listener {

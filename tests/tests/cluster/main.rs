@@ -13,6 +13,7 @@ mod rmq;
 mod t10_basic;
 mod t20_consumers;
 mod t20_delivery;
+mod t25_sql_filter;
 mod t30_cli;
 mod t30_examples;
 mod t40_remoting;

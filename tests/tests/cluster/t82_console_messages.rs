@@ -268,8 +268,8 @@ async fn console_time_range_export_subscriptions_and_resend() -> anyhow::Result<
     Ok(())
 }
 
-/// A run directory as `raftmq-jepsen` writes it (the jepsen crate's report test checks the
-/// viewer reads its real output).
+/// A run directory as `raftmq-jepsen` writes it (the jepsen crate's report test checks it
+/// writes these files and fields).
 fn write_run(dir: &std::path::Path, valid: bool, lost: &[u64]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let results = serde_json::json!({
