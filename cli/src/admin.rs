@@ -175,6 +175,16 @@ pub enum MsgCmd {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=RANGE_MAX as i64))]
         max: u32,
     },
+    /// The trace of a message: its send and every consumption attempt, as recorded by
+    /// clients with tracing on (`produce --trace`, `consume --trace`, the client crate's
+    /// `.trace(topic)`), oldest first.
+    Trace {
+        /// Stored-position id (`msg_id`) or client id (`unique_key`).
+        msg_id: String,
+        /// The trace topic the clients wrote to.
+        #[arg(long, default_value = raftmq_client::trace::TRACE_TOPIC)]
+        trace_topic: String,
+    },
     /// Deliver a stored message to one consumer group again (and to no other): through
     /// the group's retry topic, a second later. Works on dead-lettered messages
     /// (`%DLQ%<group>`) too.
@@ -502,6 +512,43 @@ pub async fn msg(admin: &Admin, out: &Out, cmd: MsgCmd) -> anyhow::Result<()> {
                 out.text(format!(
                     "more may be stored in the range: showing the first {max}; narrow it or raise --max"
                 ));
+            }
+        }
+        MsgCmd::Trace {
+            msg_id,
+            trace_topic,
+        } => {
+            let events = admin
+                .message_trace(&msg_id, &trace_topic)
+                .await
+                .with_context(|| format!("reading the trace of {msg_id} from {trace_topic}"))?;
+            anyhow::ensure!(
+                !events.is_empty(),
+                "no trace of {msg_id} in {trace_topic}: were its producer and consumers tracing (--trace)?"
+            );
+            for e in &events {
+                let at = match (e.queue_id, e.queue_offset) {
+                    (Some(q), Some(o)) => format!("{}:{q}@{o}", e.broker_group),
+                    (Some(q), None) => format!("{}:{q}", e.broker_group),
+                    _ => "-".to_owned(),
+                };
+                out.line(
+                    serde_json::to_value(e)?,
+                    format!(
+                        "{} {:<7} {:<16} {} {} cost {} ms, {at}, redeliveries {}, client {}",
+                        crate::when::utc(e.time_ms),
+                        match e.kind {
+                            raftmq_client::trace::TraceKind::Send => "send",
+                            raftmq_client::trace::TraceKind::Consume => "consume",
+                        },
+                        e.group,
+                        e.status,
+                        e.msg_id,
+                        e.cost_ms,
+                        e.reconsume_times,
+                        e.client_id
+                    ),
+                );
             }
         }
         MsgCmd::Resend { msg_id, group } => {

@@ -62,6 +62,10 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 3000)]
     pub send_timeout_ms: u64,
     /// Show a progress bar and a summary instead of one line per message.
+    /// Record a trace event for every send in the trace topic (`--trace` alone:
+    /// RMQ_SYS_TRACE_TOPIC, which must exist; `raftmq msg trace ID` shows them).
+    #[arg(long, value_name = "TOPIC", num_args = 0..=1, default_missing_value = raftmq_client::trace::TRACE_TOPIC)]
+    pub trace: Option<String>,
     #[arg(long)]
     pub quiet: bool,
 }
@@ -92,6 +96,10 @@ pub struct ConsumeArgs {
     /// Tag expression: `*` or `TagA || TagB`.
     #[arg(long, default_value = "*", conflicts_with = "sql")]
     pub tag: String,
+    /// Record a trace event for every consumption attempt in the trace topic (`--trace` alone:
+    /// RMQ_SYS_TRACE_TOPIC, which must exist; `raftmq msg trace ID` shows them).
+    #[arg(long, value_name = "TOPIC", num_args = 0..=1, default_missing_value = raftmq_client::trace::TRACE_TOPIC)]
+    pub trace: Option<String>,
     /// An SQL92 filter over message properties instead of tags, e.g. "a > 5 AND b = 'x'"
     /// (numbers: > >= < <= = <> BETWEEN; strings: = <> IN; IS [NOT] NULL; AND OR NOT;
     /// TAGS is the tag). The broker delivers only the messages it is TRUE for.
@@ -262,7 +270,7 @@ pub async fn produce(ep: &crate::Endpoint, out: &Out, args: ProduceArgs) -> anyh
         args.send_timeout_ms > 0,
         "--send-timeout-ms must be at least 1"
     );
-    let producer = Producer::builder()
+    let mut pb = Producer::builder()
         .namesrv(ep.namesrv.iter().cloned())
         .with_credentials(ep.credentials.clone())
         .with_tls(ep.tls.clone())
@@ -270,8 +278,11 @@ pub async fn produce(ep: &crate::Endpoint, out: &Out, args: ProduceArgs) -> anyh
         .send_timeout(Duration::from_millis(args.send_timeout_ms))
         // The route lookup before the first send is one NameServer RPC: a shorter send
         // timeout shortens it too, so a dead NameServer is given up on within it.
-        .rpc_timeout(Duration::from_millis(args.send_timeout_ms).min(Duration::from_secs(3)))
-        .build()?;
+        .rpc_timeout(Duration::from_millis(args.send_timeout_ms).min(Duration::from_secs(3)));
+    if let Some(t) = &args.trace {
+        pb = pb.trace(t.as_str());
+    }
+    let producer = pb.build()?;
     let mut bodies = Bodies::new(&args);
     let bar = args.quiet.then(|| {
         let (b, template) = match bodies.len() {
@@ -424,6 +435,9 @@ pub async fn consume(ep: &crate::Endpoint, out: &Out, args: ConsumeArgs) -> anyh
         .shutdown_timeout(Duration::from_secs(1));
     if args.broadcast {
         b = b.model(MessageModel::Broadcasting);
+    }
+    if let Some(t) = &args.trace {
+        b = b.trace(t.as_str());
     }
     // A message is acknowledged only once printed; ones still waiting when we stop are
     // never acknowledged, so the group gets them again next time.

@@ -125,6 +125,12 @@ macro_rules! client_builder_methods {
             self.client.rpc_timeout = t;
             self
         }
+
+        /// Every connection setting at once (NameServers, credentials, TLS, RPC deadline).
+        pub fn with_config(mut self, config: $crate::core::ClientConfig) -> Self {
+            self.client = config;
+            self
+        }
     };
 }
 pub(crate) use client_builder_methods;

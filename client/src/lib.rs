@@ -106,6 +106,7 @@ pub mod core;
 pub mod error;
 pub mod message_tools;
 pub mod producer;
+pub mod trace;
 pub mod unique_key;
 pub mod users;
 

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::core::{ClientConfig, Core};
 use crate::error::{Error, Result};
+use crate::trace::{TraceEvent, Tracer};
 use crate::unique_key::UniqueKeys;
 
 /// One queue of a topic on one broker group.
@@ -99,6 +100,7 @@ pub struct ProducerBuilder {
     max_in_flight: usize,
     fault_avoidance: bool,
     auto_batch: bool,
+    trace_topic: Option<String>,
 }
 
 impl Default for ProducerBuilder {
@@ -112,6 +114,7 @@ impl Default for ProducerBuilder {
             max_in_flight: 1024,
             fault_avoidance: true,
             auto_batch: true,
+            trace_topic: None,
         }
     }
 }
@@ -166,12 +169,24 @@ impl ProducerBuilder {
         self
     }
 
+    /// Records every send (time, cost, status, where it was stored) as an event in
+    /// `topic` ([`crate::trace::TRACE_TOPIC`] is RocketMQ's default; create it first), in
+    /// the background; `raftmq msg trace ID` shows them with the consumers' events.
+    pub fn trace(mut self, topic: impl Into<String>) -> Self {
+        self.trace_topic = Some(topic.into());
+        self
+    }
+
     /// Creates the producer (no connection is made until the first send).
     ///
     /// # Errors
     /// No NameServer address, or an invalid group name.
     pub fn build(self) -> Result<Producer> {
         names::validate_group(&self.group).map_err(Error::Invalid)?;
+        let tracer = match &self.trace_topic {
+            Some(t) => Some(Tracer::start(self.client.clone(), t)?),
+            None => None,
+        };
         let core = Arc::new(Core::new(self.client)?);
         Ok(Producer {
             inner: Arc::new(Inner {
@@ -189,6 +204,7 @@ impl ProducerBuilder {
                 sends_in_flight: AtomicUsize::new(0),
                 batchers: Mutex::new(HashMap::new()),
                 unique_keys: UniqueKeys::default(),
+                tracer,
             }),
         })
     }
@@ -214,6 +230,8 @@ struct Inner {
     sends_in_flight: AtomicUsize,
     /// broker address -> its send batcher.
     batchers: Mutex<HashMap<String, mpsc::Sender<PendingSend>>>,
+    /// Records sends, when tracing ([`ProducerBuilder::trace`]).
+    tracer: Option<Arc<Tracer>>,
 }
 
 /// Counts a send in flight for as long as it lives.
@@ -502,7 +520,8 @@ impl Producer {
         Ok(())
     }
 
-    /// Waits for in-flight sends, then closes the producer.
+    /// Waits for in-flight sends (and, when tracing, for their trace events to be
+    /// written, at most 5 s), then closes the producer.
     pub async fn shutdown(&self) {
         if let Ok(all) = self
             .inner
@@ -511,6 +530,9 @@ impl Producer {
             .await
         {
             all.forget();
+        }
+        if let Some(t) = &self.inner.tracer {
+            t.flush().await;
         }
         self.inner.window.close();
         self.inner.core.close();
@@ -699,10 +721,48 @@ impl Inner {
         mut messages: Vec<Message>,
         target: Target,
     ) -> Result<Vec<SendResult>> {
-        let deadline = Instant::now() + self.send_timeout;
         for m in &mut messages {
             self.unique_keys.stamp(m);
         }
+        let Some(tracer) = &self.tracer else {
+            return self.send_stamped(topic, messages, target).await;
+        };
+        let (started, at) = (Instant::now(), raftmq_proto::clock::now_ms());
+        let mut events: Vec<TraceEvent> = messages
+            .iter()
+            .map(|m| TraceEvent::send(m, &self.group, self.core.client_id(), at))
+            .collect();
+        let r = self.send_stamped(topic, messages, target).await;
+        let cost = started.elapsed().as_millis() as u64;
+        for (i, e) in events.iter_mut().enumerate() {
+            e.cost_ms = cost;
+            match &r {
+                Ok(results) => {
+                    if let Some(res) = results.get(i) {
+                        e.status = "ok".into();
+                        e.msg_id.clone_from(&res.msg_id);
+                        e.broker_group.clone_from(&res.broker_group.0);
+                        e.queue_id = Some(res.queue_id.0);
+                        e.queue_offset = res.queue_offset.map(|o| o.0);
+                    }
+                }
+                Err(err) => e.status = format!("failed: {err}"),
+            }
+        }
+        for e in events {
+            tracer.record(e);
+        }
+        r
+    }
+
+    /// [`Inner::send`] once every message has its `UNIQ_KEY`.
+    async fn send_stamped(
+        &self,
+        topic: TopicName,
+        messages: Vec<Message>,
+        target: Target,
+    ) -> Result<Vec<SendResult>> {
+        let deadline = Instant::now() + self.send_timeout;
         let mut route = match self.core.route(&topic, false).await {
             Err(Error::NoRoute { .. }) if !matches!(target, Target::Queue(_)) => {
                 self.auto_create(&topic, deadline).await?

@@ -35,6 +35,7 @@ use super::process_queue::ProcessQueue;
 use crate::core::{ClientConfig, Core};
 use crate::error::{Error, Result};
 use crate::producer::MessageQueue;
+use crate::trace::{TraceEvent, Tracer};
 
 /// What a concurrent listener says about a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +116,7 @@ struct Settings {
     suspend: Duration,
     offset_dir: Option<PathBuf>,
     read_from_followers: bool,
+    trace_topic: Option<String>,
 }
 
 /// Builds a [`PushConsumer`].
@@ -150,6 +152,7 @@ impl Default for PushConsumerBuilder {
                 suspend: Duration::from_secs(1),
                 offset_dir: None,
                 read_from_followers: false,
+                trace_topic: None,
             },
         }
     }
@@ -248,6 +251,14 @@ impl PushConsumerBuilder {
         self
     }
 
+    /// Records every consumption attempt (time, cost, status, redelivery count) as an
+    /// event in `topic` ([`crate::trace::TRACE_TOPIC`] is RocketMQ's default; create it
+    /// first), in the background; `raftmq msg trace ID` shows them with the send.
+    pub fn trace(mut self, topic: impl Into<String>) -> Self {
+        self.settings.trace_topic = Some(topic.into());
+        self
+    }
+
     /// How long a pull waits at the broker for new messages (default 15 s).
     pub fn long_poll(mut self, d: Duration) -> Self {
         self.settings.long_poll = d;
@@ -302,6 +313,10 @@ impl PushConsumerBuilder {
 
     async fn launch(self, listener: Listener) -> Result<PushConsumer> {
         let mut subs = self.check()?;
+        let tracer = match &self.settings.trace_topic {
+            Some(t) => Some(Tracer::start(self.client.clone(), t)?),
+            None => None,
+        };
         let core = Arc::new(Core::new(self.client)?);
         let group = ConsumerGroup::from(self.group.as_str());
         let offsets = match self.settings.model {
@@ -350,6 +365,7 @@ impl PushConsumerBuilder {
             tasks: TaskTracker::new(),
             rebalance_now: Notify::new(),
             members: Mutex::new(HashMap::new()),
+            tracer,
         });
         inner.heartbeat().await;
         inner.tasks.spawn(inner.clone().rebalance_loop());
@@ -386,6 +402,8 @@ struct Inner {
     rebalance_now: Notify,
     /// Last member list seen per topic.
     members: Mutex<HashMap<TopicName, Vec<String>>>,
+    /// Records consumption attempts, when tracing ([`PushConsumerBuilder::trace`]).
+    tracer: Option<Arc<Tracer>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -444,6 +462,9 @@ impl PushConsumer {
                 .await;
         }
         inner.leave().await;
+        if let Some(t) = &inner.tracer {
+            t.flush().await;
+        }
         inner.core.close();
     }
 }
@@ -762,10 +783,12 @@ impl Inner {
             if pq.dropped.is_cancelled() {
                 return;
             }
+            let traced = self.trace_start(&m);
             let result = AssertUnwindSafe(f(present(m.clone())))
                 .catch_unwind()
                 .await
                 .unwrap_or(ConsumeResult::ReconsumeLater);
+            self.trace_end(traced, matches!(result, ConsumeResult::Success));
             match result {
                 ConsumeResult::Success => break,
                 ConsumeResult::ReconsumeLater => match self.send_back(&m).await {
@@ -779,6 +802,28 @@ impl Inner {
         }
         pq.remove(offset);
         self.offsets.update(&pq.mq, pq.commit_offset());
+    }
+
+    /// A consume event for `m`, when tracing, and when the attempt started.
+    fn trace_start(&self, m: &MessageExt) -> Option<(TraceEvent, Instant)> {
+        self.tracer.as_ref()?;
+        let now = raftmq_proto::clock::now_ms();
+        let e = TraceEvent::consume(m, self.group.as_str(), self.core.client_id(), now);
+        Some((e, Instant::now()))
+    }
+
+    /// Records an attempt [`Inner::trace_start`] began.
+    fn trace_end(&self, traced: Option<(TraceEvent, Instant)>, success: bool) {
+        if let (Some(tracer), Some((mut e, started))) = (&self.tracer, traced) {
+            e.cost_ms = started.elapsed().as_millis() as u64;
+            e.status = if success {
+                "success"
+            } else {
+                "reconsume_later"
+            }
+            .into();
+            tracer.record(e);
+        }
     }
 
     async fn send_back(&self, m: &MessageExt) -> Result<()> {
@@ -840,10 +885,12 @@ impl Inner {
                 continue;
             }
             let offset = m.queue_offset.0;
+            let traced = self.trace_start(&m);
             let result = AssertUnwindSafe(f(present(m)))
                 .catch_unwind()
                 .await
                 .unwrap_or(OrderlyResult::SuspendCurrentQueueAMoment);
+            self.trace_end(traced, matches!(result, OrderlyResult::Success));
             match result {
                 OrderlyResult::Success => {
                     pq.remove(offset);
