@@ -225,6 +225,8 @@ async fn propose(replica: &Replica, jobs: Vec<SendJob>) {
                         Some(Placement::Scheduled { queue_id, due_ms }) => {
                             (*queue_id, None, *due_ms)
                         }
+                        // A half message: no offset until its transaction commits.
+                        Some(Placement::Half { queue_id }) => (*queue_id, None, 0),
                         _ => {
                             missing = true;
                             continue;

@@ -15,6 +15,12 @@ pub const PROP_ORIGIN_MSG_ID: &str = "ORIGIN_MSG_ID";
 /// The client's own message id (RocketMQ's `UNIQ_KEY`, set by Java, C++ and Rust
 /// producers): kept as a property and indexed like a key, so it can be looked up.
 pub const PROP_UNIQ_KEY: &str = "UNIQ_KEY";
+/// System property of a transaction's half message (RocketMQ's `TRAN_MSG`, `"true"`): the
+/// broker keeps it invisible until the producer commits it.
+pub const PROP_TRANSACTION_PREPARED: &str = "TRAN_MSG";
+/// System property of a half message: the producer group the broker asks about it
+/// (RocketMQ's `PGROUP`).
+pub const PROP_PRODUCER_GROUP: &str = "PGROUP";
 /// Longest delay a message may ask for: 3 days (RocketMQ's `timerMaxDelaySec`).
 pub const MAX_DELAY_MS: u64 = 3 * 24 * 3600 * 1000;
 

@@ -76,22 +76,26 @@ fn read_membership(store: &Store) -> io::Result<StoredMembership> {
     }
 }
 
+fn placements(ms: Vec<MessageOutcome>) -> Vec<Placement> {
+    ms.into_iter()
+        .map(|m| match m {
+            MessageOutcome::Stored { queue_id, offset } => Placement::Stored { queue_id, offset },
+            MessageOutcome::Scheduled { queue_id, due_ms } => {
+                Placement::Scheduled { queue_id, due_ms }
+            }
+            MessageOutcome::Half { queue_id } => Placement::Half { queue_id },
+            MessageOutcome::TopicNotFound => Placement::TopicNotFound,
+        })
+        .collect()
+}
+
 fn to_response(o: ApplyOutcome) -> RaftResponse {
     match o {
-        ApplyOutcome::Messages(ms) => RaftResponse::Messages(
-            ms.into_iter()
-                .map(|m| match m {
-                    MessageOutcome::Stored { queue_id, offset } => {
-                        Placement::Stored { queue_id, offset }
-                    }
-                    MessageOutcome::Scheduled { queue_id, due_ms } => {
-                        Placement::Scheduled { queue_id, due_ms }
-                    }
-                    MessageOutcome::TopicNotFound => Placement::TopicNotFound,
-                })
-                .collect(),
-        ),
+        ApplyOutcome::Messages(ms) => RaftResponse::Messages(placements(ms)),
         ApplyOutcome::Locked(granted) => RaftResponse::Locked(granted),
+        ApplyOutcome::TransactionEnded(ended) => {
+            RaftResponse::TransactionEnded(ended.map(placements))
+        }
         ApplyOutcome::Nothing | ApplyOutcome::Command => RaftResponse::Done,
     }
 }
@@ -190,25 +194,25 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let store = self.store.clone();
         let dir = self.snapshot_dir.clone();
         blocking(move || {
-            let raftmq_store::image::StateExport { image, extra } =
-                store.export_state(&[MEMBERSHIP_KEY]).map_err(io_err)?;
-            let mut r = Reader::new(
-                Bytes::copy_from_slice(&image[..18.min(image.len())]),
-                "state image",
-            );
-            r.u8().map_err(io_err)?;
-            let present = r.u8().map_err(io_err)? != 0;
-            let (t, i) = (r.u64().map_err(io_err)?, r.u64().map_err(io_err)?);
+            let raftmq_store::image::StateExport {
+                applied,
+                image,
+                extra,
+            } = store.export_state(&[MEMBERSHIP_KEY]).map_err(io_err)?;
             let membership = match extra.into_iter().next().flatten() {
                 Some(v) => codec::decode_stored_membership(Bytes::from(v)).map_err(io_err)?,
                 None => StoredMembership::default(),
             };
             let meta = SnapshotMeta {
-                last_log_id: present.then(|| log_id(t, i)),
+                last_log_id: applied.map(|(t, i)| log_id(t, i)),
                 last_membership: membership,
             };
             write_snapshot(&dir, &meta, &image)?;
-            tracing::info!(last_index = i, bytes = image.len(), "built a snapshot");
+            tracing::info!(
+                last_index = applied.map_or(0, |(_, i)| i),
+                bytes = image.len(),
+                "built a snapshot"
+            );
             Ok(Snapshot {
                 meta,
                 snapshot: SnapshotImage(Bytes::from(image)),

@@ -48,6 +48,11 @@ pub enum Placement {
         /// When, ms since the Unix epoch.
         due_ms: u64,
     },
+    /// A transaction's half message, invisible until committed.
+    Half {
+        /// The queue it will be stored in.
+        queue_id: u32,
+    },
     /// The topic no longer existed at apply time.
     TopicNotFound,
 }
@@ -62,6 +67,9 @@ pub enum RaftResponse {
     Messages(Vec<Placement>),
     /// Which queues a lock request granted.
     Locked(Vec<bool>),
+    /// An `EndTransaction`: what the commit stored (empty for a rollback), or `None` when
+    /// the transaction had already ended.
+    TransactionEnded(Option<Vec<Placement>>),
 }
 
 openraft::declare_raft_types!(

@@ -125,6 +125,25 @@ pub enum Command {
         /// The record's key.
         key: String,
     },
+    /// End a transaction: commit stores `batch` (the half message as consumers will see
+    /// it), rollback drops the half message. A no-op when it is no longer pending, so a
+    /// transaction ends once however many decisions reach the log.
+    EndTransaction {
+        /// The half message's (log index, slot).
+        half: (u64, u32),
+        /// Commit (store it) or roll back.
+        commit: bool,
+        /// For a commit, the message batch to store; empty for a rollback.
+        batch: Bytes,
+    },
+    /// The leader asked the producer group about these half messages (counted towards
+    /// `transaction_check_max`).
+    CheckTransactions {
+        /// Half messages checked.
+        halves: Vec<(u64, u32)>,
+        /// The leader's clock, ms since the Unix epoch.
+        now_ms: u64,
+    },
 }
 
 const CMD_UPSERT_TOPIC: u8 = 1;
@@ -137,6 +156,8 @@ const CMD_LOCK_QUEUES: u8 = 7;
 const CMD_UNLOCK_QUEUES: u8 = 8;
 const CMD_PUT_AUTH: u8 = 9;
 const CMD_DELETE_AUTH: u8 = 10;
+const CMD_END_TRANSACTION: u8 = 11;
+const CMD_CHECK_TRANSACTIONS: u8 = 12;
 
 impl EntryPayload {
     /// Encodes the payload.
@@ -162,6 +183,17 @@ impl EntryPayload {
             }
         }
         Ok(w.finish())
+    }
+
+    /// The message batch an entry may store: a batch of messages, delivered timers or a
+    /// committed transaction (whether apply stored it is the state machine's to say).
+    pub fn into_message_batch(self) -> Option<Bytes> {
+        match self {
+            EntryPayload::Messages(b)
+            | EntryPayload::Command(Command::FireTimers { batch: b, .. })
+            | EntryPayload::Command(Command::EndTransaction { batch: b, .. }) => Some(b),
+            _ => None,
+        }
     }
 
     /// Decodes a payload.
@@ -302,6 +334,23 @@ impl Command {
                 w.u8(CMD_DELETE_AUTH);
                 w.bytes16(key.as_bytes())?;
             }
+            Command::EndTransaction {
+                half,
+                commit,
+                batch,
+            } => {
+                w.u8(CMD_END_TRANSACTION);
+                w.u64(half.0).u32(half.1).u8(u8::from(*commit));
+                w.bytes32(batch)?;
+            }
+            Command::CheckTransactions { halves, now_ms } => {
+                w.u8(CMD_CHECK_TRANSACTIONS);
+                w.u32(count32(halves.len(), "half messages")?);
+                for (i, slot) in halves {
+                    w.u64(*i).u32(*slot);
+                }
+                w.u64(*now_ms);
+            }
         }
         Ok(())
     }
@@ -355,6 +404,22 @@ impl Command {
                 value: r.bytes32()?,
             },
             CMD_DELETE_AUTH => Command::DeleteAuth { key: r.str16()? },
+            CMD_END_TRANSACTION => Command::EndTransaction {
+                half: (r.u64()?, r.u32()?),
+                commit: r.u8()? != 0,
+                batch: r.bytes32()?,
+            },
+            CMD_CHECK_TRANSACTIONS => {
+                let n = r.u32()?;
+                let mut halves = Vec::with_capacity(n.min(4096) as usize);
+                for _ in 0..n {
+                    halves.push((r.u64()?, r.u32()?));
+                }
+                Command::CheckTransactions {
+                    halves,
+                    now_ms: r.u64()?,
+                }
+            }
             c => return Err(Error::codec("command", format!("unknown command {c}"))),
         })
     }
@@ -416,6 +481,15 @@ mod tests {
         }));
         round_trip(EntryPayload::Command(Command::DeleteAuth {
             key: "alice".into(),
+        }));
+        round_trip(EntryPayload::Command(Command::EndTransaction {
+            half: (12, 3),
+            commit: true,
+            batch: Bytes::from_static(b"batch"),
+        }));
+        round_trip(EntryPayload::Command(Command::CheckTransactions {
+            halves: vec![(12, 3), (14, 0)],
+            now_ms: 99,
         }));
     }
 

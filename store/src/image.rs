@@ -1,41 +1,149 @@
 //! The state image: everything the state machine owns besides the log, for Raft snapshots.
 //!
 //! ```text
-//! image := version u8 (=1) | applied: u8 present, term u64, index u64
-//!          | topics: u32 n, (created_index u64, topic config)*
-//!          | groups: u32 n, group config*
-//!          | queue next offsets: u32 n, (topic u16+UTF-8, queue u32, next u64)*
-//!          | consumer offsets: u32 n, (key: u16 len + bytes, offset u64)*
-//!          | queue locks: u32 n, (key: u16 len + bytes, client u16+UTF-8, expiry u64)*
-//!          | fire sequence u64 | refused fire entries: u32 n, log index u64*
-//!          | access-control records (version 2): u32 n, (key u16+UTF-8, value u32+bytes)*
+//! image   := version u8 (=3) | applied: u8 present, term u64, index u64
+//!            | u8 n, section*
+//! section := kind u8 | u32 len | body (the section's own layout, crate::sm::*::export)
 //! ```
-//! Version 1 images (no access-control section) still import, with no records.
-//! The log itself travels separately (the segments the receiver lacks); the derived indexes
-//! are rebuilt from it after an import.
+//! Every kind of state ([`crate::sm::Kind`]) has one section; an image lacking one, or
+//! naming one this build does not know, is refused. Images of versions 1 and 2 (one fixed
+//! sequence, before sections) still import. The log itself travels separately (the
+//! segments the receiver lacks); the derived indexes are rebuilt from it after an import.
 
 use bytes::Bytes;
 use rocksdb::WriteBatch;
 
 use crate::codec::{Reader, Writer};
-use crate::entry::{decode_group, decode_topic, encode_group, encode_topic};
 use crate::error::{Error, Result};
-use crate::index::{self, prefix_end, MetaKey, CF_META, CF_OFFSETS};
-use crate::store::{SmState, Store, TopicMeta};
+use crate::index::{Indexes, MetaKey, CF_META};
+use crate::sm::{self, Kind, SmState};
+use crate::store::Store;
 
-const IMAGE_VERSION: u8 = 2;
+const IMAGE_VERSION: u8 = 3;
 
-fn count(n: usize) -> Result<u32> {
+/// A count as the image's u32.
+pub(crate) fn count(n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::Invalid(format!("{n} items in a state image")))
 }
 
 /// A state image and the extra meta values read with it.
 #[derive(Debug, Clone)]
 pub struct StateExport {
+    /// The last applied `(term, index)` the image reflects.
+    pub applied: Option<(u64, u64)>,
     /// The encoded image.
     pub image: Vec<u8>,
     /// Values of the requested extra meta keys, in order.
     pub extra: Vec<Option<Vec<u8>>>,
+}
+
+/// The applied `(term, index)` an image reflects, read from its header.
+///
+/// # Errors
+/// A malformed or unknown header.
+pub fn image_applied(image: &[u8]) -> Result<Option<(u64, u64)>> {
+    let mut r = Reader::new(
+        Bytes::copy_from_slice(&image[..18.min(image.len())]),
+        "state image",
+    );
+    let v = r.u8()?;
+    if !(1..=IMAGE_VERSION).contains(&v) {
+        return Err(Error::codec("state image", format!("version {v}")));
+    }
+    let present = r.u8()? != 0;
+    let (t, i) = (r.u64()?, r.u64()?);
+    Ok(present.then_some((t, i)))
+}
+
+/// Every section of an image, decoded.
+#[derive(Debug, Default)]
+struct Decoded {
+    state: SmState,
+    offsets: sm::offsets::OffsetRows,
+}
+
+fn export_section(kind: Kind, sm: &SmState, idx: &Indexes, w: &mut Writer) -> Result<()> {
+    match kind {
+        Kind::Topics => sm::topics::export(&sm.topics, w),
+        Kind::Groups => sm::groups::export(&sm.groups, w),
+        Kind::Offsets => sm::offsets::export(idx, w),
+        Kind::Locks => sm::locks::export(&sm.locks, w),
+        Kind::Timers => sm::timers::export(&sm.timers, w),
+        Kind::Auth => sm::auth::export(&sm.auth, w),
+        Kind::Transactions => sm::transactions::export(&sm.tx, w),
+    }
+}
+
+fn decode_section(kind: Kind, r: &mut Reader, d: &mut Decoded) -> Result<()> {
+    match kind {
+        Kind::Topics => d.state.topics = sm::topics::decode(r)?,
+        Kind::Groups => d.state.groups = sm::groups::decode(r)?,
+        Kind::Offsets => d.offsets = sm::offsets::decode(r)?,
+        Kind::Locks => d.state.locks = sm::locks::decode(r)?,
+        Kind::Timers => d.state.timers = sm::timers::decode(r)?,
+        Kind::Auth => d.state.auth = sm::auth::decode(r)?,
+        Kind::Transactions => d.state.tx = sm::transactions::decode(r)?,
+    }
+    Ok(())
+}
+
+fn install_section(kind: Kind, d: &Decoded, idx: &Indexes, b: &mut WriteBatch) -> Result<()> {
+    match kind {
+        Kind::Topics => sm::topics::install(&d.state.topics, idx, b),
+        Kind::Groups => sm::groups::install(&d.state.groups, idx, b),
+        Kind::Offsets => sm::offsets::install(&d.offsets, idx, b),
+        Kind::Locks => sm::locks::install(&d.state.locks, idx, b),
+        Kind::Timers => sm::timers::install(&d.state.timers, idx, b),
+        Kind::Auth => sm::auth::install(&d.state.auth, idx, b),
+        Kind::Transactions => sm::transactions::install(&d.state.tx, idx, b),
+    }
+}
+
+fn decode_sections(r: &mut Reader) -> Result<Decoded> {
+    let mut d = Decoded::default();
+    let mut seen = Vec::new();
+    for _ in 0..r.u8()? {
+        let tag = r.u8()?;
+        let body = r.bytes32()?;
+        let kind = Kind::from_tag(tag).ok_or_else(|| {
+            Error::codec(
+                "state image",
+                format!("section {tag} is unknown to this build: upgrade this node first"),
+            )
+        })?;
+        if seen.contains(&kind) {
+            return Err(Error::codec(
+                "state image",
+                format!("section {} twice", kind.name()),
+            ));
+        }
+        seen.push(kind);
+        let mut br = Reader::new(body, "state image section");
+        decode_section(kind, &mut br, &mut d)?;
+        br.finish()?;
+    }
+    if let Some(k) = Kind::ALL.iter().find(|k| !seen.contains(k)) {
+        return Err(Error::codec(
+            "state image",
+            format!("no {} section", k.name()),
+        ));
+    }
+    Ok(d)
+}
+
+/// Images of versions 1 and 2: one fixed sequence of what are now sections.
+fn decode_legacy(v: u8, r: &mut Reader) -> Result<Decoded> {
+    let mut d = Decoded::default();
+    sm::topics::decode_configs(r, &mut d.state.topics)?;
+    d.state.groups = sm::groups::decode(r)?;
+    sm::topics::decode_queues(r, &mut d.state.topics)?;
+    d.offsets = sm::offsets::decode(r)?;
+    d.state.locks = sm::locks::decode_legacy(r)?;
+    d.state.timers = sm::timers::decode(r)?;
+    if v >= 2 {
+        d.state.auth = sm::auth::decode(r)?;
+    }
+    Ok(d)
 }
 
 impl Store {
@@ -56,45 +164,17 @@ impl Store {
             Some((t, i)) => w.u8(1).u64(t).u64(i),
             None => w.u8(0).u64(0).u64(0),
         };
-        w.u32(count(sm.topics.len())?);
-        for t in sm.topics.values() {
-            w.u64(t.created_index);
-            encode_topic(&mut w, &t.config)?;
+        w.u8(Kind::ALL.len() as u8);
+        for kind in Kind::ALL {
+            let mut body = Writer::new();
+            export_section(kind, &sm, &self.idx, &mut body)?;
+            w.u8(kind as u8);
+            w.bytes32(&body.finish())?;
         }
-        w.u32(count(sm.groups.len())?);
-        for g in sm.groups.values() {
-            encode_group(&mut w, g)?;
-        }
-        w.u32(count(sm.queue_next.len())?);
-        for ((topic, q), next) in &sm.queue_next {
-            w.bytes16(topic.as_bytes())?;
-            w.u32(*q).u64(*next);
-        }
-        // Offsets are read while `sm` is held, so no apply interleaves.
-        let offsets = self.idx.scan_prefix(CF_OFFSETS, b"")?;
-        w.u32(count(offsets.len())?);
-        for (k, v) in offsets {
-            w.bytes16(&k)?;
-            w.u64(index::decode_u64(&v).unwrap_or(0));
-        }
-        w.u32(count(sm.locks.len())?);
-        for (key, (client, expire)) in &sm.locks {
-            w.bytes16(&crate::store::lock_key(key))?;
-            w.bytes16(client.as_bytes())?;
-            w.u64(*expire);
-        }
-        w.u64(sm.fire_seq);
-        w.u32(count(sm.rejected_fires.len())?);
-        for i in &sm.rejected_fires {
-            w.u64(*i);
-        }
-        w.u32(count(sm.auth.len())?);
-        for (k, v) in &sm.auth {
-            w.bytes16(k.as_bytes())?;
-            w.bytes32(v)?;
-        }
+        let applied = sm.applied;
         drop(sm);
         Ok(StateExport {
+            applied,
             image: w.finish(),
             extra,
         })
@@ -107,107 +187,23 @@ impl Store {
     /// # Errors
     /// A malformed image, RocksDB and I/O errors.
     pub fn import_state(&self, image: &[u8]) -> Result<()> {
+        let applied = image_applied(image)?;
         let mut r = Reader::new(Bytes::copy_from_slice(image), "state image");
         let v = r.u8()?;
-        if v != 1 && v != IMAGE_VERSION {
-            return Err(Error::codec("state image", format!("version {v}")));
-        }
-        let mut fresh = SmState::default();
-        let present = r.u8()? != 0;
-        let (t, i) = (r.u64()?, r.u64()?);
-        fresh.applied = present.then_some((t, i));
-        for _ in 0..r.u32()? {
-            let created_index = r.u64()?;
-            let config = decode_topic(&mut r)?;
-            fresh.topics.insert(
-                config.name.as_str().to_owned(),
-                TopicMeta {
-                    created_index,
-                    config,
-                },
-            );
-        }
-        for _ in 0..r.u32()? {
-            let g = decode_group(&mut r)?;
-            fresh.groups.insert(g.name.as_str().to_owned(), g);
-        }
-        for _ in 0..r.u32()? {
-            let topic = r.str16()?;
-            let q = r.u32()?;
-            fresh.queue_next.insert((topic, q), r.u64()?);
-        }
-        let mut offsets = Vec::new();
-        for _ in 0..r.u32()? {
-            offsets.push((r.bytes16()?, r.u64()?));
-        }
-        let mut locks = Vec::new();
-        for _ in 0..r.u32()? {
-            let key = r.bytes16()?;
-            let client = r.str16()?;
-            let expire = r.u64()?;
-            locks.push((key, client, expire));
-        }
-        fresh.fire_seq = r.u64()?;
-        for _ in 0..r.u32()? {
-            fresh.rejected_fires.insert(r.u64()?);
-        }
-        if v >= 2 {
-            for _ in 0..r.u32()? {
-                let key = r.str16()?;
-                fresh.auth.insert(key, r.bytes32()?);
-            }
-        }
+        r.raw(17)?;
+        let d = if v == IMAGE_VERSION {
+            decode_sections(&mut r)?
+        } else {
+            decode_legacy(v, &mut r)?
+        };
         r.finish()?;
 
-        let meta = self.idx.cf(CF_META)?;
-        let offsets_cf = self.idx.cf(CF_OFFSETS)?;
         let mut b = WriteBatch::default();
-        for prefix in [
-            &b"topic/"[..],
-            b"group/",
-            b"qn/",
-            b"lock/",
-            b"rejected/",
-            crate::store::AUTH_PREFIX,
-        ] {
-            b.delete_range_cf(meta, prefix, prefix_end(prefix).as_slice());
+        for kind in Kind::ALL {
+            install_section(kind, &d, &self.idx, &mut b)?;
         }
-        b.delete_range_cf(offsets_cf, [0u8].as_slice(), [0xffu8; 16].as_slice());
-        for t in fresh.topics.values() {
-            b.put_cf(
-                meta,
-                MetaKey::Topic(t.config.name.as_str()).encode(),
-                index::encode_topic_meta(t.created_index, &t.config)?,
-            );
-        }
-        for g in fresh.groups.values() {
-            b.put_cf(
-                meta,
-                MetaKey::Group(g.name.as_str()).encode(),
-                index::encode_group_meta(g)?,
-            );
-        }
-        for ((topic, q), next) in &fresh.queue_next {
-            b.put_cf(
-                meta,
-                MetaKey::QueueNext(topic, *q).encode(),
-                next.to_le_bytes(),
-            );
-        }
-        for (k, o) in &offsets {
-            b.put_cf(offsets_cf, k, o.to_le_bytes());
-        }
-        for (key, client, expire) in &locks {
-            b.put_cf(meta, key, crate::store::lock_value(client, *expire)?);
-        }
-        b.put_cf(meta, b"fireseq", fresh.fire_seq.to_le_bytes());
-        for i in &fresh.rejected_fires {
-            b.put_cf(meta, crate::store::rejected_key(*i), []);
-        }
-        for (k, v) in &fresh.auth {
-            b.put_cf(meta, crate::store::auth_key(k), v);
-        }
-        match fresh.applied {
+        let meta = self.idx.cf(CF_META)?;
+        match applied {
             Some((t, i)) => {
                 let mut w = Writer::new();
                 w.u64(t).u64(i);
@@ -220,18 +216,20 @@ impl Store {
             self.idx.write_durable(b, true)?;
             // The derived indexes describe the old state: rebuild them from scratch.
             self.idx.clear_derived()?;
+            let mut fresh = d.state;
+            fresh.applied = applied;
             fresh.checkpoint = None;
             *sm = fresh;
-            self.auth_changes
+            self.changes
+                .auth
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
-            for (k, v) in self.idx.scan_prefix(CF_META, b"lock/")? {
-                if let Some((key, val)) = crate::store::parse_lock(&k, &v) {
-                    sm.locks.insert(key, val);
-                }
-            }
         }
         crate::rebuild::rebuild_derived(self)?;
         tracing::info!(applied = ?self.applied(), "state image installed");
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "image_tests.rs"]
+mod tests;

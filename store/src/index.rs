@@ -96,35 +96,7 @@ pub fn tag_hash(tag: &str) -> u32 {
     }
 }
 
-/// Keys of the `meta` column family.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MetaKey<'a> {
-    /// The store's last applied `(term, index)`.
-    Applied,
-    /// Opaque state of the raft crate (vote, membership, purge point, ...) by name.
-    Raft(&'a str),
-    /// Next offset of a queue.
-    QueueNext(&'a str, u32),
-    /// A topic: creation index and configuration.
-    Topic(&'a str),
-    /// A consumer group's configuration.
-    Group(&'a str),
-}
-
-impl MetaKey<'_> {
-    /// The encoded key.
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            MetaKey::Applied => b"applied".to_vec(),
-            MetaKey::Raft(name) => [b"raft/", name.as_bytes()].concat(),
-            MetaKey::QueueNext(topic, q) => {
-                [b"qn/", topic.as_bytes(), b"\0", &q.to_be_bytes()].concat()
-            }
-            MetaKey::Topic(t) => [b"topic/", t.as_bytes()].concat(),
-            MetaKey::Group(g) => [b"group/", g.as_bytes()].concat(),
-        }
-    }
-}
+pub use crate::meta::{MetaKey, MetaPrefix};
 
 /// Encodes a consume-queue key.
 pub fn cq_key(topic: &str, queue: u32, offset: u64) -> Vec<u8> {

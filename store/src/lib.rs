@@ -21,7 +21,10 @@
 //! - [`entry`]: the payload of a record: blank, membership, messages or a command.
 //! - [`batch`]: the message batch layout and its zero-copy reader.
 //! - [`index`]: RocksDB column families and typed accessors.
-//! - [`store`]: [`Store`], the state machine that applies entries to the indexes.
+//! - [`store`]: [`Store`]: applying entries, and reading queues and messages back.
+//! - `sm`: the state machine's sections (topics, groups, offsets, locks, timers, auth,
+//!   transactions), each with its commands, keys, load and image part.
+//! - [`meta`]: the closed schema of the `meta` column family's keys.
 //! - [`image`]: the state image carried by Raft snapshots.
 //! - [`rebuild`]: replaying the log into the derived indexes after a crash.
 //! - [`retention`]: deleting old segments.
@@ -37,12 +40,17 @@ mod fail_stop;
 pub mod image;
 pub mod index;
 pub mod log;
+pub mod meta;
 mod rebuild;
 pub mod record;
 pub mod retention;
 pub mod segment;
+mod sm;
 pub mod store;
 pub mod zero_fill;
+
+#[cfg(test)]
+mod test_harness;
 
 pub use batch::{BatchReader, BatchWriter, MessageRef, MessageView};
 pub use config::{FlushMode, LogConfig};
@@ -52,6 +60,7 @@ pub use index::TimerKey;
 pub use log::{AppendEntry, CommitLog, DurableCallback, SegmentInfo};
 pub use record::Record;
 pub use retention::{disk_usage, DiskUsage, RetentionPolicy, RetentionReport};
+pub use sm::transactions::{HalfPosition, PendingTransaction};
 pub use store::{
     ApplyEntry, ApplyOutcome, MessageOutcome, QueueFilter, QueueRead, Store, StoreConfig,
     StoredMessage,

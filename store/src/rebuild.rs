@@ -8,13 +8,12 @@
 
 use std::collections::HashMap;
 
-use raftmq_proto::message::PROP_DELIVER_AT;
-
 use crate::batch::BatchReader;
 use crate::entry::{Command, EntryPayload};
 use crate::error::Result;
 use crate::index::{TimerKey, CF_TIMERS};
-use crate::store::{dispatch_batch, Store};
+use crate::sm::dispatch::{dispatch_batch, placement, Placement};
+use crate::store::Store;
 
 /// Entries are read in chunks of about this many bytes.
 const CHUNK_BYTES: usize = 32 << 20;
@@ -53,16 +52,11 @@ pub(crate) fn rebuild_derived(store: &Store) -> Result<()> {
 
     // Pass 1: how many messages each queue gained since `start`.
     let mut counts: HashMap<(String, u32), u64> = HashMap::new();
-    let rejected = sm.rejected_fires.clone();
+    let rejected = sm.timers.refused.clone();
     for_each_batch(store, &rejected, start, last, |index, batch, _| {
         for m in BatchReader::new(batch)? {
             let m = m?;
-            let delayed = m.property(PROP_DELIVER_AT).is_some();
-            let exists = sm
-                .topics
-                .get(m.topic())
-                .is_some_and(|t| t.created_index < index);
-            if exists && !delayed {
+            if matches!(placement(&sm, index, &m), Placement::Queue) {
                 *counts
                     .entry((m.topic().to_owned(), m.queue_id))
                     .or_default() += 1;
@@ -70,7 +64,7 @@ pub(crate) fn rebuild_derived(store: &Store) -> Result<()> {
         }
         Ok(())
     })?;
-    let durable_next = sm.queue_next.clone();
+    let durable_next = sm.topics.queue_next.clone();
     let mut replay = durable_next.clone();
     for (queue, n) in &counts {
         if let Some(next) = replay.get_mut(queue) {
@@ -79,7 +73,7 @@ pub(crate) fn rebuild_derived(store: &Store) -> Result<()> {
     }
 
     // Pass 2: index them again at the offsets they were assigned.
-    sm.queue_next = replay;
+    sm.topics.queue_next = replay;
     let mut replayed = 0u64;
     let timers = store.idx.cf(CF_TIMERS)?;
     let res = for_each_batch(store, &rejected, start, last, |index, batch, fired| {
@@ -87,16 +81,24 @@ pub(crate) fn rebuild_derived(store: &Store) -> Result<()> {
         for t in fired {
             derived.delete_cf(timers, t.encode());
         }
-        dispatch_batch(&store.idx, &mut sm, index, batch, &mut derived, |_, _| {})?;
+        dispatch_batch(
+            &store.idx,
+            &mut sm,
+            index,
+            batch,
+            &mut derived,
+            None,
+            |_, _| {},
+        )?;
         replayed += 1;
         store.idx.write_derived(derived)
     });
-    if sm.queue_next != durable_next {
+    if sm.topics.queue_next != durable_next {
         tracing::warn!(
             "replayed queue offsets disagree with the durable ones; keeping the durable ones"
         );
     }
-    sm.queue_next = durable_next;
+    sm.topics.queue_next = durable_next;
     res?;
     store.idx.write_checkpoint(last)?;
     sm.checkpoint = Some(last);
@@ -105,7 +107,8 @@ pub(crate) fn rebuild_derived(store: &Store) -> Result<()> {
 }
 
 /// Calls `f(index, batch, fired timers)` for every entry in `start..=last` that stores
-/// messages: message batches and delivered timers.
+/// messages: message batches, delivered timers and committed transactions (not the
+/// entries refused at apply).
 fn for_each_batch(
     store: &Store,
     rejected: &std::collections::BTreeSet<u64>,
@@ -127,6 +130,11 @@ fn for_each_batch(
                     if !rejected.contains(&rec.index) =>
                 {
                     f(rec.index, batch, &fired)?
+                }
+                EntryPayload::Command(Command::EndTransaction { batch, .. })
+                    if !batch.is_empty() && !rejected.contains(&rec.index) =>
+                {
+                    f(rec.index, batch, &[])?
                 }
                 _ => {}
             }

@@ -89,23 +89,29 @@ impl Store {
     /// The highest log index retention may delete up to, beyond the caller's
     /// `purge_limit`: nothing the derived indexes have not checkpointed, nothing from a
     /// pending delayed message on.
-    fn deletable_limit(&self, purge_limit: u64) -> Result<u64> {
+    pub(crate) fn deletable_limit(&self, purge_limit: u64) -> Result<u64> {
         Ok(purge_limit
             .min(self.checkpointed_index().unwrap_or(0))
             .min(self.before_oldest_timer()?))
     }
 
-    /// The last log index before the oldest pending delayed message (`u64::MAX` when none
-    /// is pending): its entry holds the message until it fires.
+    /// The last log index before the oldest pending delayed or half message (`u64::MAX`
+    /// when none is pending): its entry holds the message until it fires or its
+    /// transaction ends.
     fn before_oldest_timer(&self) -> Result<u64> {
-        let oldest = self.idx.all_timers()?.iter().map(|t| t.log_index).min();
+        let timer = self.idx.all_timers()?.iter().map(|t| t.log_index).min();
+        let oldest = match (timer, self.oldest_pending_half()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Ok(oldest.map_or(u64::MAX, |i| i.saturating_sub(1)))
     }
 
     /// Every existing queue with its next offset (taken under the lock, read without it).
     fn queue_ends(&self) -> Vec<(String, u32, u64)> {
         let sm = self.lock();
-        sm.queue_next
+        sm.topics
+            .queue_next
             .iter()
             .map(|((t, q), n)| (t.clone(), *q, *n))
             .collect()

@@ -8,9 +8,7 @@
 //! through the WAL, so a crash leaves the durable state consistent and the derived
 //! indexes rebuildable (see [`crate::rebuild`]).
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,16 +17,14 @@ use raftmq_proto::{ConsumerGroupConfig, TopicConfig};
 use rocksdb::WriteBatch;
 
 use crate::batch::{BatchReader, MessageView};
-use crate::codec::{Reader, Writer};
+use crate::codec::Writer;
 use crate::config::LogConfig;
-use crate::entry::{Command, EntryPayload};
+use crate::entry::EntryPayload;
 use crate::error::{Error, Result};
-use crate::index::{
-    self, cq_topic_prefix, key_index_key, key_index_prefix, offset_key, prefix_end, CqUnit,
-    Indexes, MetaKey, TimerKey, CF_CQ, CF_KEYS, CF_META, CF_OFFSETS, CF_TIMERS,
-};
+use crate::index::{key_index_prefix, Indexes, MetaKey, TimerKey, CF_KEYS, CF_META, CF_TIMERS};
 use crate::log::CommitLog;
-use raftmq_proto::message::{PROP_DELIVER_AT, PROP_UNIQ_KEY};
+use crate::sm::{self, Changes, Ctx, SmState};
+use raftmq_proto::message::PROP_DELIVER_AT;
 
 /// Settings of a [`Store`].
 #[derive(Debug, Clone)]
@@ -74,6 +70,9 @@ pub enum ApplyOutcome {
     Command,
     /// Which queues a `LockQueues` command granted, in order.
     Locked(Vec<bool>),
+    /// An `EndTransaction`: what its commit stored (empty for a rollback), or `None` when
+    /// the transaction was no longer pending (already ended: nothing changed).
+    TransactionEnded(Option<Vec<MessageOutcome>>),
 }
 
 /// What happened to one message.
@@ -92,6 +91,11 @@ pub enum MessageOutcome {
         queue_id: u32,
         /// When it is due, ms since the Unix epoch.
         due_ms: u64,
+    },
+    /// A transaction's half message, pending until the producer commits or rolls it back.
+    Half {
+        /// The queue it will be stored in on commit.
+        queue_id: u32,
     },
     /// The topic did not exist when the entry was applied (deleted meanwhile).
     TopicNotFound,
@@ -134,34 +138,6 @@ pub struct QueueRead {
     pub max_offset: u64,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct TopicMeta {
-    pub(crate) created_index: u64,
-    pub(crate) config: TopicConfig,
-}
-
-/// A queue lock's key: (consumer group, topic, queue).
-pub(crate) type LockKey = (String, String, u32);
-
-#[derive(Debug, Default)]
-pub(crate) struct SmState {
-    pub(crate) applied: Option<(u64, u64)>,
-    pub(crate) topics: BTreeMap<String, TopicMeta>,
-    pub(crate) groups: BTreeMap<String, ConsumerGroupConfig>,
-    pub(crate) queue_next: HashMap<(String, u32), u64>,
-    pub(crate) checkpoint: Option<u64>,
-    /// Orderly-consumption queue locks: (group, topic, queue) -> (client, expiry ms).
-    pub(crate) locks: BTreeMap<LockKey, (String, u64)>,
-    /// Timer deliveries applied so far; a `FireTimers` must carry this number.
-    pub(crate) fire_seq: u64,
-    /// Log indexes of `FireTimers` entries refused for a stale sequence (rebuild skips them).
-    pub(crate) rejected_fires: std::collections::BTreeSet<u64>,
-    /// Access-control records by key (opaque: the broker encodes them).
-    pub(crate) auth: BTreeMap<String, Bytes>,
-    pub(crate) since_checkpoint: u64,
-    pub(crate) last_checkpoint: Option<Instant>,
-}
-
 /// The store of one broker node.
 #[derive(Debug)]
 pub struct Store {
@@ -170,10 +146,7 @@ pub struct Store {
     pub(crate) log: CommitLog,
     pub(crate) idx: Indexes,
     pub(crate) sm: Mutex<SmState>,
-    /// Bumped on every access-control change ([`Store::auth_changes`]).
-    pub(crate) auth_changes: AtomicU64,
-    /// Bumped on every topic deletion ([`Store::topic_deletions`]).
-    pub(crate) topic_deletions: AtomicU64,
+    pub(crate) changes: Changes,
 }
 
 impl Store {
@@ -186,15 +159,14 @@ impl Store {
         let dir = dir.as_ref().to_owned();
         let log = CommitLog::open(dir.join("log"), config.log.clone())?;
         let idx = Indexes::open(&dir.join("index"))?;
-        let sm = load_state(&idx)?;
+        let sm = sm::load_state(&idx)?;
         let store = Self {
             dir,
             config,
             log,
             idx,
             sm: Mutex::new(sm),
-            auth_changes: AtomicU64::new(0),
-            topic_deletions: AtomicU64::new(0),
+            changes: Changes::default(),
         };
         crate::rebuild::rebuild_derived(&store)?;
         Ok(store)
@@ -247,47 +219,20 @@ impl Store {
                     e.index, sm.applied
                 )));
             }
+            let mut ctx = Ctx {
+                idx: &self.idx,
+                index: e.index,
+                derived: &mut derived,
+                durable: &mut durable,
+                touched: &mut touched,
+                changes: &self.changes,
+            };
             let outcome = match EntryPayload::decode(e.payload.clone())? {
                 EntryPayload::Blank | EntryPayload::Membership(_) => ApplyOutcome::Nothing,
-                EntryPayload::Messages(batch) => ApplyOutcome::Messages(dispatch_tracked(
-                    &self.idx,
-                    &mut sm,
-                    e.index,
-                    batch,
-                    &mut derived,
-                    &mut touched,
-                )?),
-                EntryPayload::Command(Command::FireTimers { seq, fired, batch }) => {
-                    if seq == sm.fire_seq {
-                        sm.fire_seq += 1;
-                        durable.put_cf(meta, b"fireseq", sm.fire_seq.to_le_bytes());
-                        let timers = self.idx.cf(CF_TIMERS)?;
-                        for t in &fired {
-                            derived.delete_cf(timers, t.encode());
-                        }
-                        ApplyOutcome::Messages(dispatch_tracked(
-                            &self.idx,
-                            &mut sm,
-                            e.index,
-                            batch,
-                            &mut derived,
-                            &mut touched,
-                        )?)
-                    } else {
-                        tracing::info!(
-                            log_index = e.index,
-                            seq,
-                            expected = sm.fire_seq,
-                            "refused a stale timer delivery"
-                        );
-                        sm.rejected_fires.insert(e.index);
-                        durable.put_cf(meta, rejected_key(e.index), []);
-                        ApplyOutcome::Messages(Vec::new())
-                    }
+                EntryPayload::Messages(batch) => {
+                    ApplyOutcome::Messages(ctx.store_batch(&mut sm, batch)?)
                 }
-                EntryPayload::Command(c) => {
-                    self.apply_command(&mut sm, e.index, c, &mut derived, &mut durable)?
-                }
+                EntryPayload::Command(c) => sm::apply_command(&mut sm, &mut ctx, c)?,
             };
             sm.applied = Some((e.term, e.index));
             out.push(outcome);
@@ -295,7 +240,7 @@ impl Store {
         touched.sort();
         touched.dedup();
         for (topic, q) in touched {
-            if let Some(next) = sm.queue_next.get(&(topic.clone(), q)) {
+            if let Some(next) = sm.topics.queue_next.get(&(topic.clone(), q)) {
                 durable.put_cf(
                     meta,
                     MetaKey::QueueNext(&topic, q).encode(),
@@ -327,180 +272,6 @@ impl Store {
         Ok(out)
     }
 
-    fn apply_command(
-        &self,
-        sm: &mut SmState,
-        index: u64,
-        c: Command,
-        derived: &mut WriteBatch,
-        durable: &mut WriteBatch,
-    ) -> Result<ApplyOutcome> {
-        let meta = self.idx.cf(CF_META)?;
-        match c {
-            Command::UpsertTopic(t) => {
-                let name = t.name.as_str().to_owned();
-                let created_index = sm.topics.get(&name).map_or(index, |m| m.created_index);
-                durable.put_cf(
-                    meta,
-                    MetaKey::Topic(&name).encode(),
-                    index::encode_topic_meta(created_index, &t)?,
-                );
-                sm.topics.insert(
-                    name,
-                    TopicMeta {
-                        created_index,
-                        config: t,
-                    },
-                );
-            }
-            Command::DeleteTopic(t) => {
-                let name = t.as_str();
-                self.topic_deletions.fetch_add(1, Ordering::Release);
-                sm.topics.remove(name);
-                sm.queue_next.retain(|(topic, _), _| topic != name);
-                durable.delete_cf(meta, MetaKey::Topic(name).encode());
-                let qn = [b"qn/".as_slice(), name.as_bytes(), b"\0"].concat();
-                durable.delete_range_cf(meta, &qn, &prefix_end(&qn));
-                let tp = cq_topic_prefix(name);
-                derived.delete_range_cf(self.idx.cf(CF_CQ)?, &tp, &prefix_end(&tp));
-                derived.delete_range_cf(self.idx.cf(CF_KEYS)?, &tp, &prefix_end(&tp));
-                let offsets = self.idx.cf(CF_OFFSETS)?;
-                for group in self.offset_groups()? {
-                    let p = [group.as_bytes(), b"\0", name.as_bytes(), b"\0"].concat();
-                    durable.delete_range_cf(offsets, &p, &prefix_end(&p));
-                }
-            }
-            Command::UpsertGroup(g) => {
-                let name = g.name.as_str().to_owned();
-                durable.put_cf(
-                    meta,
-                    MetaKey::Group(&name).encode(),
-                    index::encode_group_meta(&g)?,
-                );
-                sm.groups.insert(name, g);
-            }
-            Command::DeleteGroup(g) => {
-                sm.groups.remove(g.as_str());
-                durable.delete_cf(meta, MetaKey::Group(g.as_str()).encode());
-                let p = [g.as_str().as_bytes(), b"\0"].concat();
-                durable.delete_range_cf(self.idx.cf(CF_OFFSETS)?, &p, &prefix_end(&p));
-            }
-            Command::CommitOffsets { group, offsets } => {
-                let cf = self.idx.cf(CF_OFFSETS)?;
-                for (t, q, o) in offsets {
-                    durable.put_cf(
-                        cf,
-                        offset_key(group.as_str(), t.as_str(), q.0),
-                        o.0.to_le_bytes(),
-                    );
-                }
-            }
-            Command::PutAuth { key, value } => {
-                durable.put_cf(meta, auth_key(&key), &value);
-                sm.auth.insert(key, value);
-                self.auth_changes.fetch_add(1, Ordering::Release);
-            }
-            Command::DeleteAuth { key } => {
-                durable.delete_cf(meta, auth_key(&key));
-                sm.auth.remove(&key);
-                self.auth_changes.fetch_add(1, Ordering::Release);
-            }
-            Command::FireTimers { .. } => {
-                return Err(Error::Invalid(
-                    "timers are fired by apply, not as a plain command".into(),
-                ));
-            }
-            Command::LockQueues {
-                group,
-                client,
-                queues,
-                now_ms,
-                lease_ms,
-            } => {
-                let mut granted = Vec::with_capacity(queues.len());
-                for (t, q) in queues {
-                    let key = (group.as_str().to_owned(), t.as_str().to_owned(), q.0);
-                    let free = match sm.locks.get(&key) {
-                        None => true,
-                        Some((holder, expire)) => *holder == client || *expire <= now_ms,
-                    };
-                    if free {
-                        let expire = now_ms.saturating_add(lease_ms);
-                        durable.put_cf(meta, lock_key(&key), lock_value(&client, expire)?);
-                        sm.locks.insert(key, (client.clone(), expire));
-                    }
-                    granted.push(free);
-                }
-                return Ok(ApplyOutcome::Locked(granted));
-            }
-            Command::UnlockQueues {
-                group,
-                client,
-                queues,
-            } => {
-                for (t, q) in queues {
-                    let key = (group.as_str().to_owned(), t.as_str().to_owned(), q.0);
-                    if sm
-                        .locks
-                        .get(&key)
-                        .is_some_and(|(holder, _)| *holder == client)
-                    {
-                        durable.delete_cf(meta, lock_key(&key));
-                        sm.locks.remove(&key);
-                    }
-                }
-            }
-        }
-        Ok(ApplyOutcome::Command)
-    }
-
-    /// Who holds the lock of a queue, and until when (ms), if anyone.
-    pub fn queue_lock(&self, group: &str, topic: &str, queue: u32) -> Option<(String, u64)> {
-        self.lock()
-            .locks
-            .get(&(group.to_owned(), topic.to_owned(), queue))
-            .cloned()
-    }
-
-    /// The fire sequence the next `FireTimers` must carry.
-    pub fn fire_seq(&self) -> u64 {
-        self.lock().fire_seq
-    }
-
-    /// Pending timers due at or before `now_ms` (for the leader's scheduler).
-    ///
-    /// # Errors
-    /// RocksDB errors.
-    pub fn timers_due(&self, now_ms: u64, max: usize) -> Result<Vec<TimerKey>> {
-        self.idx.timers_due(now_ms, max)
-    }
-
-    /// The message a timer points at, if still retained.
-    ///
-    /// # Errors
-    /// I/O and corruption errors.
-    pub fn timer_message(&self, t: &TimerKey) -> Result<Option<MessageView>> {
-        let mut cache = None;
-        self.message_in_entry(&mut cache, t.log_index, t.slot)
-    }
-
-    /// Every group that has a committed offset.
-    ///
-    /// # Errors
-    /// RocksDB errors.
-    pub fn offset_groups(&self) -> Result<Vec<String>> {
-        let mut groups: Vec<String> = Vec::new();
-        for (k, _) in self.idx.scan_prefix(CF_OFFSETS, b"")? {
-            if let Some(end) = k.iter().position(|&b| b == 0) {
-                let g = String::from_utf8_lossy(&k[..end]).into_owned();
-                if groups.last() != Some(&g) {
-                    groups.push(g);
-                }
-            }
-        }
-        Ok(groups)
-    }
-
     /// Flushes the derived indexes and records them complete up to the applied index.
     ///
     /// # Errors
@@ -527,36 +298,21 @@ impl Store {
 
     /// A topic's configuration.
     pub fn topic(&self, name: &str) -> Option<TopicConfig> {
-        self.lock().topics.get(name).map(|m| m.config.clone())
+        self.lock()
+            .topics
+            .topics
+            .get(name)
+            .map(|m| m.config.clone())
     }
 
     /// Every topic, by name.
     pub fn topics(&self) -> Vec<TopicConfig> {
         self.lock()
             .topics
+            .topics
             .values()
             .map(|m| m.config.clone())
             .collect()
-    }
-
-    /// Every access-control record, by key, with the change count it reflects: callers
-    /// that cache a decoded form re-read only when [`Store::auth_changes`] moves on.
-    pub fn auth_records(&self) -> (u64, BTreeMap<String, Bytes>) {
-        let sm = self.lock();
-        (self.auth_changes.load(Ordering::Acquire), sm.auth.clone())
-    }
-
-    /// How many access-control changes this store has applied or imported since it opened
-    /// (a cheap "has anything changed" check; not persisted).
-    pub fn auth_changes(&self) -> u64 {
-        self.auth_changes.load(Ordering::Acquire)
-    }
-
-    /// How many topic deletions this process applied: retention looks again when it moves,
-    /// since a deleted topic's messages may free whole segments
-    /// ([`Store::dead_prefix_end`]).
-    pub fn topic_deletions(&self) -> u64 {
-        self.topic_deletions.load(Ordering::Acquire)
     }
 
     /// A group's configuration.
@@ -577,10 +333,11 @@ impl Store {
     pub fn queue_bounds(&self, topic: &str, queue: u32) -> Result<(u64, u64)> {
         let max = {
             let sm = self.lock();
-            if !sm.topics.contains_key(topic) {
+            if !sm.topics.topics.contains_key(topic) {
                 return Err(Error::TopicNotFound(topic.to_owned()));
             }
-            sm.queue_next
+            sm.topics
+                .queue_next
                 .get(&(topic.to_owned(), queue))
                 .copied()
                 .unwrap_or(0)
@@ -670,7 +427,7 @@ impl Store {
     }
 
     /// The message at `slot` of entry `log_index`, reusing a decoded entry in `cache`.
-    fn message_in_entry(
+    pub(crate) fn message_in_entry(
         &self,
         cache: &mut Option<(u64, Vec<MessageView>)>,
         log_index: u64,
@@ -680,11 +437,8 @@ impl Store {
             let Some(rec) = self.log.read(log_index)? else {
                 return Ok(None);
             };
-            let msgs = match EntryPayload::decode(rec.payload)? {
-                EntryPayload::Messages(b)
-                | EntryPayload::Command(Command::FireTimers { batch: b, .. }) => {
-                    BatchReader::new(b)?.collect::<Result<Vec<_>>>()?
-                }
+            let msgs = match EntryPayload::decode(rec.payload)?.into_message_batch() {
+                Some(b) if !b.is_empty() => BatchReader::new(b)?.collect::<Result<Vec<_>>>()?,
                 _ => Vec::new(),
             };
             *cache = Some((log_index, msgs));
@@ -738,9 +492,11 @@ impl Store {
         let mut out = self.positions(&key_index_prefix(topic, key), max, |_| true)?;
         // Client message ids are indexed once, under no topic, with the topic as the value
         // (see `dispatch_batch`); older data dirs also have them under their topic.
-        out.extend(self.positions(&key_index_prefix(ANY_TOPIC, key), max, |v| {
-            v == topic.as_bytes()
-        })?);
+        out.extend(
+            self.positions(&key_index_prefix(sm::dispatch::ANY_TOPIC, key), max, |v| {
+                v == topic.as_bytes()
+            })?,
+        );
         out.sort_unstable();
         out.dedup();
         out.truncate(max);
@@ -754,7 +510,11 @@ impl Store {
     /// # Errors
     /// RocksDB errors.
     pub fn positions_by_unique_key(&self, uniq: &str, max: usize) -> Result<Vec<(u64, u32)>> {
-        self.positions(&key_index_prefix(ANY_TOPIC, uniq), max, |_| true)
+        self.positions(
+            &key_index_prefix(sm::dispatch::ANY_TOPIC, uniq),
+            max,
+            |_| true,
+        )
     }
 
     /// The positions in the key index under `prefix` whose value `wanted` accepts, oldest
@@ -837,42 +597,6 @@ impl Store {
         Ok(lo)
     }
 
-    /// A consumer group's committed offset of a queue.
-    ///
-    /// # Errors
-    /// RocksDB errors.
-    pub fn consumer_offset(&self, group: &str, topic: &str, queue: u32) -> Result<Option<u64>> {
-        Ok(self
-            .idx
-            .get(CF_OFFSETS, &offset_key(group, topic, queue))?
-            .and_then(|v| index::decode_u64(&v)))
-    }
-
-    /// Every committed offset of a group: `(topic, queue, offset)`.
-    ///
-    /// # Errors
-    /// RocksDB errors.
-    pub fn consumer_offsets(&self, group: &str) -> Result<Vec<(String, u32, u64)>> {
-        let prefix = [group.as_bytes(), b"\0"].concat();
-        let mut out = Vec::new();
-        for (k, v) in self.idx.scan_prefix(CF_OFFSETS, &prefix)? {
-            let rest = &k[prefix.len()..];
-            let Some(nul) = rest.iter().position(|&b| b == 0) else {
-                continue;
-            };
-            let (topic, q) = (&rest[..nul], &rest[nul + 1..]);
-            let (Ok(q), Some(o)) = (<[u8; 4]>::try_from(q), index::decode_u64(&v)) else {
-                continue;
-            };
-            out.push((
-                String::from_utf8_lossy(topic).into_owned(),
-                u32::from_be_bytes(q),
-                o,
-            ));
-        }
-        Ok(out)
-    }
-
     /// Syncs the log and checkpoints the indexes, for a clean shutdown.
     ///
     /// # Errors
@@ -881,236 +605,6 @@ impl Store {
         self.checkpoint()?;
         self.log.close()
     }
-}
-
-/// [`dispatch_batch`], noting the queues that gained messages.
-fn dispatch_tracked(
-    idx: &Indexes,
-    sm: &mut SmState,
-    index: u64,
-    batch: Bytes,
-    derived: &mut WriteBatch,
-    touched: &mut Vec<(String, u32)>,
-) -> Result<Vec<MessageOutcome>> {
-    let mut res = Vec::new();
-    dispatch_batch(idx, sm, index, batch, derived, |m, o| {
-        if let MessageOutcome::Stored { queue_id, .. } = o {
-            touched.push((m.topic().to_owned(), queue_id));
-        }
-        res.push(o);
-    })?;
-    Ok(res)
-}
-
-/// Decodes a batch and indexes each message (or, for a delayed one, its timer);
-/// `on_message` learns each outcome.
-pub(crate) fn dispatch_batch(
-    idx: &Indexes,
-    sm: &mut SmState,
-    index: u64,
-    batch: Bytes,
-    derived: &mut WriteBatch,
-    mut on_message: impl FnMut(&MessageView, MessageOutcome),
-) -> Result<()> {
-    let keys_cf = idx.cf(CF_KEYS)?;
-    let timers_cf = idx.cf(CF_TIMERS)?;
-    for (slot, m) in BatchReader::new(batch)?.enumerate() {
-        let m = m?;
-        let exists = sm
-            .topics
-            .get(m.topic())
-            .is_some_and(|t| t.created_index < index);
-        if !exists {
-            on_message(&m, MessageOutcome::TopicNotFound);
-            continue;
-        }
-        let due = m
-            .property(PROP_DELIVER_AT)
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(uniq) = m.property(PROP_UNIQ_KEY).filter(|k| valid_key(k)) {
-            // One entry per message, under no topic: a client's message id is looked up
-            // without one, and a delayed message is found by it while it waits and after it
-            // is delivered. The value names the topic of a stored message (empty while it
-            // waits), for lookups within a topic. Every replica writes it on the publish
-            // path, so once, not also under the topic (docs/benchmarks.md).
-            let topic: &[u8] = if due.is_some() {
-                b""
-            } else {
-                m.topic().as_bytes()
-            };
-            derived.put_cf(
-                keys_cf,
-                key_index_key(ANY_TOPIC, uniq, index, slot as u32),
-                topic,
-            );
-        }
-        if let Some(due_ms) = due {
-            let t = TimerKey {
-                due_ms,
-                log_index: index,
-                slot: slot as u32,
-            };
-            derived.put_cf(timers_cf, t.encode(), []);
-            on_message(
-                &m,
-                MessageOutcome::Scheduled {
-                    queue_id: m.queue_id,
-                    due_ms,
-                },
-            );
-            continue;
-        }
-        let next = sm
-            .queue_next
-            .entry((m.topic().to_owned(), m.queue_id))
-            .or_insert(0);
-        let offset = *next;
-        *next += 1;
-        let unit = CqUnit {
-            log_index: index,
-            slot: slot as u32,
-            tag_hash: index::tag_hash(m.tag()),
-            store_ms: m.store_ms,
-            size: m.encoded_len as u32,
-        };
-        idx.cq_put(derived, m.topic(), m.queue_id, offset, &unit)?;
-        for key in m.keys() {
-            if valid_key(key) {
-                derived.put_cf(
-                    keys_cf,
-                    key_index_key(m.topic(), key, index, slot as u32),
-                    [],
-                );
-            }
-        }
-        on_message(
-            &m,
-            MessageOutcome::Stored {
-                queue_id: m.queue_id,
-                offset,
-            },
-        );
-    }
-    Ok(())
-}
-
-/// The key index's "topic" for client message ids (`UNIQ_KEY`) looked up without a topic:
-/// empty, which no topic name can be.
-const ANY_TOPIC: &str = "";
-
-fn valid_key(key: &str) -> bool {
-    !key.is_empty() && !key.contains('\0')
-}
-
-/// The `meta` key recording a refused `FireTimers` entry.
-pub(crate) fn rejected_key(index: u64) -> Vec<u8> {
-    [b"rejected/".as_slice(), &index.to_be_bytes()].concat()
-}
-
-/// The `meta` key of a queue lock.
-pub(crate) fn lock_key((group, topic, queue): &(String, String, u32)) -> Vec<u8> {
-    [
-        b"lock/".as_slice(),
-        group.as_bytes(),
-        b"\0",
-        topic.as_bytes(),
-        b"\0",
-        &queue.to_be_bytes(),
-    ]
-    .concat()
-}
-
-pub(crate) fn lock_value(client: &str, expire_ms: u64) -> Result<Vec<u8>> {
-    let mut w = Writer::new();
-    w.bytes16(client.as_bytes())?;
-    w.u64(expire_ms);
-    Ok(w.finish())
-}
-
-pub(crate) fn parse_lock(k: &[u8], v: &[u8]) -> Option<(LockKey, (String, u64))> {
-    let rest = k.strip_prefix(b"lock/")?;
-    let g_end = rest.iter().position(|&b| b == 0)?;
-    let (group, rest) = (&rest[..g_end], &rest[g_end + 1..]);
-    let t_end = rest.iter().position(|&b| b == 0)?;
-    let (topic, q) = (&rest[..t_end], &rest[t_end + 1..]);
-    let queue = u32::from_be_bytes(q.try_into().ok()?);
-    let mut r = Reader::new(Bytes::copy_from_slice(v), "queue lock");
-    let client = r.str16().ok()?;
-    let expire = r.u64().ok()?;
-    Some((
-        (
-            String::from_utf8_lossy(group).into_owned(),
-            String::from_utf8_lossy(topic).into_owned(),
-            queue,
-        ),
-        (client, expire),
-    ))
-}
-
-/// Meta keys of access-control records.
-pub(crate) const AUTH_PREFIX: &[u8] = b"auth/";
-
-pub(crate) fn auth_key(key: &str) -> Vec<u8> {
-    [AUTH_PREFIX, key.as_bytes()].concat()
-}
-
-fn load_state(idx: &Indexes) -> Result<SmState> {
-    let mut sm = SmState::default();
-    if let Some(v) = idx.get_meta(&MetaKey::Applied)? {
-        let mut r = Reader::new(Bytes::from(v), "applied index");
-        sm.applied = Some((r.u64()?, r.u64()?));
-    }
-    for (k, v) in idx.scan_prefix(CF_META, b"topic/")? {
-        let (created_index, config) = index::decode_topic_meta(&v)?;
-        let name = String::from_utf8_lossy(&k[6..]).into_owned();
-        sm.topics.insert(
-            name,
-            TopicMeta {
-                created_index,
-                config,
-            },
-        );
-    }
-    for (_, v) in idx.scan_prefix(CF_META, b"group/")? {
-        let g = index::decode_group_meta(&v)?;
-        sm.groups.insert(g.name.as_str().to_owned(), g);
-    }
-    for (k, v) in idx.scan_prefix(CF_META, b"qn/")? {
-        let rest = &k[3..];
-        if rest.len() < 5 {
-            continue;
-        }
-        let (topic, q) = rest.split_at(rest.len() - 5);
-        let q = u32::from_be_bytes(q[1..].try_into().unwrap_or_default());
-        if let Some(next) = index::decode_u64(&v) {
-            sm.queue_next
-                .insert((String::from_utf8_lossy(topic).into_owned(), q), next);
-        }
-    }
-    for (k, v) in idx.scan_prefix(CF_META, b"lock/")? {
-        if let Some((key, val)) = parse_lock(&k, &v) {
-            sm.locks.insert(key, val);
-        }
-    }
-    sm.fire_seq = idx
-        .get_meta_raw(b"fireseq")?
-        .and_then(|v| index::decode_u64(&v))
-        .unwrap_or(0);
-    for (k, v) in idx.scan_prefix(CF_META, AUTH_PREFIX)? {
-        let key = String::from_utf8_lossy(&k[AUTH_PREFIX.len()..]).into_owned();
-        sm.auth.insert(key, Bytes::from(v));
-    }
-    for (k, _) in idx.scan_prefix(CF_META, b"rejected/")? {
-        if let Ok(i) = <[u8; 8]>::try_from(&k[9..]) {
-            sm.rejected_fires.insert(u64::from_be_bytes(i));
-        }
-    }
-    let mut checkpoint = Some(u64::MAX);
-    for cf in index::DERIVED_CFS {
-        checkpoint = checkpoint.zip(idx.checkpoint(cf)?).map(|(a, b)| a.min(b));
-    }
-    sm.checkpoint = checkpoint;
-    Ok(sm)
 }
 
 #[cfg(test)]

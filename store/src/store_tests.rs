@@ -7,89 +7,10 @@ use raftmq_proto::{ConsumerGroup, Offset, QueueId, TopicName};
 
 use super::*;
 use crate::batch::{BatchWriter, MessageRef};
-use crate::log::AppendEntry;
+use crate::entry::Command;
+use crate::index::{self, CF_CQ};
 use crate::retention::{DiskUsage, RetentionPolicy};
-
-fn small() -> StoreConfig {
-    StoreConfig {
-        log: LogConfig {
-            segment_bytes: 4096,
-            ..LogConfig::default()
-        },
-        ..StoreConfig::default()
-    }
-}
-
-/// Appends entries to the log and applies them, as the Raft state machine would.
-struct Harness {
-    store: Store,
-    next: u64,
-}
-
-impl Harness {
-    fn open(dir: &Path) -> Self {
-        let store = Store::open(dir, small()).unwrap();
-        let next = store.log().last_index().map_or(1, |l| l + 1);
-        Self { store, next }
-    }
-
-    fn commit(&mut self, p: EntryPayload) -> ApplyOutcome {
-        let payload = Bytes::from(p.encode().unwrap());
-        let index = self.next;
-        self.next += 1;
-        self.store
-            .log()
-            .append(&[AppendEntry {
-                term: 1,
-                index,
-                payload: &payload,
-            }])
-            .unwrap();
-        let mut out = self
-            .store
-            .apply(
-                &[ApplyEntry {
-                    term: 1,
-                    index,
-                    payload,
-                }],
-                &[],
-            )
-            .unwrap();
-        out.pop().unwrap()
-    }
-
-    fn send(&mut self, msgs: &[(&str, u32, &str, &str)]) -> Vec<MessageOutcome> {
-        let mut w = BatchWriter::new();
-        let keys: Vec<Vec<String>> = msgs.iter().map(|m| vec![m.3.to_owned()]).collect();
-        for (i, (topic, queue, tag, _)) in msgs.iter().enumerate() {
-            let body = format!("{topic}/{queue}/{i}/{}", self.next);
-            w.push(&MessageRef {
-                topic,
-                queue_id: *queue,
-                tag,
-                keys: &keys[i],
-                properties: &[],
-                body: body.as_bytes(),
-                born_ms: 1,
-                store_ms: 1000 * self.next,
-                flags: 0,
-                reconsume_times: 0,
-            })
-            .unwrap();
-        }
-        match self.commit(EntryPayload::Messages(Bytes::from(w.finish()))) {
-            ApplyOutcome::Messages(m) => m,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    fn create_topic(&mut self, name: &str, queues: u32) {
-        self.commit(EntryPayload::Command(Command::UpsertTopic(
-            TopicConfig::new(name, queues),
-        )));
-    }
-}
+use crate::test_harness::{small, Harness};
 
 /// Every (queue, offset) -> (log index, slot, body) of a topic.
 fn snapshot(store: &Store, topic: &str, queues: u32) -> Vec<(u32, u64, u64, u32, Bytes)> {
