@@ -15,10 +15,17 @@ use tokio::sync::mpsc;
 
 /// A message the broker pushes to a client over its connection (remoting clients only;
 /// native clients poll).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Push {
     /// The group's members changed: rebalance now (NOTIFY_CONSUMER_IDS_CHANGED).
     ConsumerIdsChanged(ConsumerGroup),
+    /// What became of this half message? (CHECK_TRANSACTION_STATE)
+    CheckTransaction {
+        /// The producer group asked.
+        producer_group: String,
+        /// The half message.
+        message: Box<raftmq_store::StoredMessage>,
+    },
 }
 
 /// Where pushes to one client connection go. Bounded: a client that does not read gets
@@ -245,10 +252,10 @@ mod tests {
         assert_eq!(names(r.unregister("b", Some("g"))), ["g"]);
         assert!(r.unregister("b", None).is_empty());
         r.notify(&[ConsumerGroup::from("g")]);
-        assert_eq!(
+        assert!(matches!(
             rx.try_recv().unwrap(),
-            Push::ConsumerIdsChanged(ConsumerGroup::from("g"))
-        );
+            Push::ConsumerIdsChanged(g) if g == ConsumerGroup::from("g")
+        ));
         assert_eq!(names(r.unregister("a", None)), ["g", "h"]);
         assert!(r.members("g", now).is_empty());
     }

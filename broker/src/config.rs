@@ -146,6 +146,16 @@ pub struct BrokerConfig {
     /// this much later, which delays only consumers that read from followers. 0 sends each
     /// at once. Default: 2.
     pub raft_commit_hold_ms: u64,
+    /// A half message (transaction) younger than this is not checked back: its producer
+    /// is probably still running the local transaction. ms. Default: 6000 (RocketMQ's
+    /// `transactionTimeOut`).
+    pub transaction_timeout_ms: u64,
+    /// How often the leader looks for half messages to check back with their producer
+    /// group, ms. Default: 30000 (RocketMQ's `transactionCheckInterval`).
+    pub transaction_check_interval_ms: u64,
+    /// After this many check-backs without a decision a half message is rolled back (and
+    /// logged). Default: 15 (RocketMQ's `transactionCheckMax`).
+    pub transaction_check_max: u32,
     /// Authentication and access control (`[auth]`); off unless `enabled = true`.
     pub auth: crate::auth::AuthConfig,
     /// TLS (`[tls]`: `cert`, `key`, `ca`, `require_client_cert`); plaintext when absent.
@@ -192,6 +202,9 @@ impl Default for BrokerConfig {
             hand_over_on_shutdown: true,
             follower_inline_sync: true,
             raft_commit_hold_ms: 2,
+            transaction_timeout_ms: 6_000,
+            transaction_check_interval_ms: 30_000,
+            transaction_check_max: 15,
             auth: crate::auth::AuthConfig::default(),
             tls: None,
         }
@@ -367,6 +380,12 @@ impl BrokerConfig {
             return bad("raft_election_min_ms must be more than twice raft_heartbeat_ms".into());
         }
         self.delay_levels_ms()?;
+        if self.transaction_check_interval_ms < 100 || self.transaction_check_max == 0 {
+            return bad(format!(
+                "transaction_check_interval_ms = {} must be at least 100 and transaction_check_max = {} at least 1",
+                self.transaction_check_interval_ms, self.transaction_check_max
+            ));
+        }
         if self.raft_election_max_ms <= self.raft_election_min_ms {
             return bad("raft_election_max_ms must be above raft_election_min_ms".into());
         }

@@ -19,6 +19,7 @@
 //! - [`roles`]: one log line per change of who leads.
 //! - [`metrics`]: the node's Prometheus metrics ([`MetricsSlot`]).
 //! - [`scheduler`]: delivering delayed messages and retries when due.
+//! - [`tx_checker`]: the leader's check-back of undecided transactions.
 //! - [`auth`]: users, signatures and permissions for every client protocol.
 //! - [`clients`]: consumer-group membership from heartbeats.
 //! - [`convert`]: stored messages as consumers see them.
@@ -42,6 +43,7 @@ pub mod rpc;
 pub mod scheduler;
 pub mod send;
 pub mod tls;
+pub mod tx_checker;
 
 pub use config::{BrokerConfig, ConfigError, Flush};
 pub use core::{Broker, BrokerError};

@@ -166,6 +166,7 @@ pub async fn run(
         tls,
         disk,
         counters: counters.clone(),
+        checkers: Default::default(),
     });
     let broker = Broker::new(shared.clone());
     let front_end_tasks = TaskTracker::new();
@@ -191,6 +192,7 @@ pub async fn run(
     tasks.spawn(retention(shared.clone(), stop.clone()));
     tasks.spawn(crate::disk::run(shared.clone(), stop.clone()));
     tasks.spawn(crate::scheduler::run(shared.clone(), stop.clone()));
+    tasks.spawn(crate::tx_checker::run(shared.clone(), stop.clone()));
     tasks.spawn(crate::roles::run(replica.clone(), counters, stop.clone()));
 
     let fatal = tokio::select! {

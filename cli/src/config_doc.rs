@@ -147,6 +147,22 @@ const SETTINGS: &[(&str, &str)] = &[
          Default: 60000.",
     ),
     (
+        "transaction_timeout_ms",
+        "A half message (transaction) younger than this is not checked back: its producer is \
+         probably still running the local transaction. ms. Default: 6000 (RocketMQ's \
+         `transactionTimeOut`).",
+    ),
+    (
+        "transaction_check_interval_ms",
+        "How often the leader looks for half messages to check back with their producer \
+         group, ms. Default: 30000 (RocketMQ's `transactionCheckInterval`).",
+    ),
+    (
+        "transaction_check_max",
+        "After this many check-backs without a decision a half message is rolled back (and \
+         logged). Default: 15 (RocketMQ's `transactionCheckMax`).",
+    ),
+    (
         "message_delay_levels",
         "The delays of levels 1, 2, ... (RocketMQ's `messageDelayLevel`): durations with a unit \
          `ms`, `s`, `m`, `h` or `d`, separated by spaces. Retries back off through level `3 + \

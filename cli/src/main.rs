@@ -13,6 +13,7 @@ mod property;
 mod quickstart;
 mod servers;
 mod shell;
+mod tx;
 mod users;
 mod when;
 
@@ -99,6 +100,9 @@ enum Command {
     /// Look messages up by id or key.
     #[command(subcommand)]
     Msg(admin::MsgCmd),
+    /// Transactions waiting for their producer's decision (admin only).
+    #[command(subcommand)]
+    Tx(tx::TxCmd),
     /// Users who may connect when authentication is on (admin only).
     #[command(subcommand)]
     User(users::UserCmd),
@@ -263,6 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Command::Cluster(c) => admin::cluster(&admin()?, &out, c).await,
                     Command::Group(c) => admin::group(&admin()?, &out, c).await,
                     Command::Msg(c) => admin::msg(&admin()?, &out, c).await,
+                    Command::Tx(c) => tx::tx(&admin()?, &out, c).await,
                     Command::User(c) => users::user(&admin()?, &out, c).await,
                     Command::Acl(c) => users::acl(&admin()?, &out, c).await,
                     Command::Produce(a) => quickstart::produce(&ep, &out, a).await,

@@ -18,6 +18,7 @@ use crate::failures::Failures;
 use crate::output::Out;
 use crate::when::{now_ms, DeliverAt};
 use raftmq_client::message_tools::message_json;
+use raftmq_client::transaction::{TransactionProducer, TransactionState};
 use raftmq_proto::transport::shutdown_signal;
 
 /// Options of `raftmq produce`.
@@ -61,11 +62,23 @@ pub struct ProduceArgs {
     /// retries within it).
     #[arg(long, default_value_t = 3000)]
     pub send_timeout_ms: u64,
-    /// Show a progress bar and a summary instead of one line per message.
     /// Record a trace event for every send in the trace topic (`--trace` alone:
     /// RMQ_SYS_TRACE_TOPIC, which must exist; `raftmq msg trace ID` shows them).
     #[arg(long, value_name = "TOPIC", num_args = 0..=1, default_missing_value = raftmq_client::trace::TRACE_TOPIC)]
     pub trace: Option<String>,
+    /// Send each message in a transaction and decide it: commit (consumers get it),
+    /// rollback (they never do) or unknown (left to the broker's check-back, which this
+    /// process answers with --check-answer while it runs; `raftmq tx list` shows it).
+    #[arg(long, value_name = "STATE", conflicts_with = "sharding_key")]
+    pub transaction: Option<TransactionState>,
+    /// Producer group of transactional sends: the broker asks its live members about
+    /// undecided transactions.
+    #[arg(long, default_value = "raftmq-cli-tx", requires = "transaction")]
+    pub producer_group: String,
+    /// How this process answers check-backs while it runs [default: --transaction's state].
+    #[arg(long, value_name = "STATE", requires = "transaction")]
+    pub check_answer: Option<TransactionState>,
+    /// Show a progress bar and a summary instead of one line per message.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -283,6 +296,22 @@ pub async fn produce(ep: &crate::Endpoint, out: &Out, args: ProduceArgs) -> anyh
         pb = pb.trace(t.as_str());
     }
     let producer = pb.build()?;
+    let txp = match args.transaction {
+        Some(state) => {
+            let answer = args.check_answer.unwrap_or(state);
+            Some(
+                TransactionProducer::builder()
+                    .namesrv(ep.namesrv.iter().cloned())
+                    .with_credentials(ep.credentials.clone())
+                    .with_tls(ep.tls.clone())
+                    .group(args.producer_group.clone())
+                    .send_timeout(Duration::from_millis(args.send_timeout_ms))
+                    .checker(move |_: &MessageExt| answer)
+                    .build()?,
+            )
+        }
+        None => None,
+    };
     let mut bodies = Bodies::new(&args);
     let bar = args.quiet.then(|| {
         let (b, template) = match bodies.len() {
@@ -335,9 +364,16 @@ pub async fn produce(ep: &crate::Endpoint, out: &Out, args: ProduceArgs) -> anyh
             m = m.with_deliver_at(at.resolve(now_ms()));
         }
         let send = async {
-            match &args.sharding_key {
-                Some(k) => producer.send_orderly(m, k).await,
-                None => producer.send(m).await,
+            match (&txp, args.transaction, &args.sharding_key) {
+                (Some(tx), Some(state), _) => tx.send_in_transaction(m, |_| state).await.map(|r| {
+                    if let Some(e) = &r.end_error {
+                        eprintln!("message {i}: its {} decision may not have reached the broker ({e}); the check-back settles it", state.as_str());
+                    }
+                    let ended = r.ended.map(|o| format!("{o:?}"));
+                    (r.send, Some(json!({"state": state.as_str(), "ended": ended})))
+                }),
+                (_, _, Some(k)) => producer.send_orderly(m, k).await.map(|r| (r, None)),
+                _ => producer.send(m).await.map(|r| (r, None)),
             }
         };
         let r = tokio::select! {
@@ -346,16 +382,22 @@ pub async fn produce(ep: &crate::Endpoint, out: &Out, args: ProduceArgs) -> anyh
         };
         attempted += 1;
         match r {
-            Ok(r) => {
+            Ok((r, transaction)) => {
                 if let Some(b) = &bar {
                     b.inc(1);
                 } else {
-                    out.line(
-                        json!({"status": r.status.to_string(), "msg_id": r.msg_id, "unique_key": r.unique_key, "topic": r.topic.as_str(), "queue_id": r.queue_id.0,
+                    let mut line = json!({"status": r.status.to_string(), "msg_id": r.msg_id, "unique_key": r.unique_key, "topic": r.topic.as_str(), "queue_id": r.queue_id.0,
                                "group": r.broker_group, "queue_offset": r.queue_offset.map(|o| o.0), "deliver_at_ms": r.deliver_at_ms,
-                               "body": String::from_utf8_lossy(&body)}),
-                        result_line(&r),
-                    );
+                               "body": String::from_utf8_lossy(&body)});
+                    let mut text = result_line(&r);
+                    if let Some(t) = transaction {
+                        text.push_str(&format!(
+                            " transaction {}",
+                            t["state"].as_str().unwrap_or("")
+                        ));
+                        line["transaction"] = t;
+                    }
+                    out.line(line, text);
                 }
             }
             Err(e) => {
@@ -370,6 +412,9 @@ pub async fn produce(ep: &crate::Endpoint, out: &Out, args: ProduceArgs) -> anyh
         }
     }
     producer.shutdown().await;
+    if let Some(tx) = &txp {
+        tx.shutdown().await;
+    }
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -648,6 +648,32 @@ impl Admin {
         Ok(all.into_values().collect())
     }
 
+    /// Pending transactions (half messages neither committed nor rolled back) of every
+    /// broker group, oldest first within each, at most `max` per group.
+    ///
+    /// # Errors
+    /// A broker group unreachable, or not admin.
+    pub async fn pending_transactions(
+        &self,
+        max: u32,
+    ) -> Result<Vec<(String, raftmq_proto::transaction::PendingTransactionInfo)>> {
+        let mut out = Vec::new();
+        for g in self.groups().await? {
+            let pending = self
+                .core
+                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| async move {
+                    b.pending_transactions(cx, max).await
+                })
+                .await?;
+            out.extend(
+                pending
+                    .into_iter()
+                    .map(|p| (g.broker_group.as_str().to_owned(), p)),
+            );
+        }
+        Ok(out)
+    }
+
     /// Deletes a consumer group (its config and committed offsets) from every broker group
     /// that has it. Returns the broker groups it was deleted from.
     ///

@@ -107,6 +107,7 @@ pub mod error;
 pub mod message_tools;
 pub mod producer;
 pub mod trace;
+pub mod transaction;
 pub mod unique_key;
 pub mod users;
 

@@ -542,6 +542,11 @@ impl Producer {
     pub fn group(&self) -> &str {
         &self.inner.group
     }
+
+    /// The connections and routes this producer uses.
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.inner.core
+    }
 }
 
 /// The result of [`Producer::send_async`], as a future.

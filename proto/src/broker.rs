@@ -398,4 +398,17 @@ pub trait BrokerService {
         req: PullMessageRequest,
         sql: String,
     ) -> Result<PullMessageResponse, WireError>;
+    /// Commits, rolls back or leaves pending a transaction's half message (leader only).
+    async fn end_transaction(
+        req: crate::transaction::EndTransactionRequest,
+    ) -> Result<crate::transaction::EndTransactionOutcome, WireError>;
+    /// Waits up to `wait_ms` for check-backs of the producer group addressed to this
+    /// producer (leader only); empty when there were none.
+    async fn transaction_checks(
+        poll: crate::transaction::TransactionCheckPoll,
+    ) -> Result<Vec<crate::transaction::TransactionCheck>, WireError>;
+    /// Pending half messages, oldest first, at most `max` (leader only).
+    async fn pending_transactions(
+        max: u32,
+    ) -> Result<Vec<crate::transaction::PendingTransactionInfo>, WireError>;
 }

@@ -17,6 +17,7 @@
 //! - [`transport`]: framed TCP transport and the server loop.
 //! - [`stream`]: a plain or TLS connection, and the dialer.
 //! - [`live`]: client connections that know when the server closed them.
+//! - [`transaction`]: transactional messages: decisions, check-backs, pending half messages.
 //! - [`ids`]: newtypes for every identifier (`TopicName`, `QueueId`, `Offset`, `LogIndex`, ...).
 #![warn(missing_docs)]
 
@@ -37,6 +38,7 @@ pub mod sql92;
 pub mod stream;
 pub mod throttle;
 pub mod tls;
+pub mod transaction;
 pub mod transport;
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! - [`retry`]: sending a failed message back through `%RETRY%`/`%DLQ%`.
 //! - [`query`]: messages by id and by key.
 //! - [`admin`]: topics, consumer groups, the Raft group's membership and status.
+//! - [`transactions`]: ending half messages, and the check-backs producers poll for.
 //! - [`users`]: users and their permissions.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod pull;
 pub mod query;
 pub mod retry;
 pub mod send;
+pub mod transactions;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -112,6 +114,8 @@ pub struct Shared {
     pub(crate) disk: Arc<crate::disk::DiskGuard>,
     /// What the node counts for its metrics.
     pub(crate) counters: Arc<crate::metrics::NodeCounters>,
+    /// Producers that can answer transaction check-backs.
+    pub(crate) checkers: transactions::Checkers,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.

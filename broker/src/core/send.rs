@@ -3,7 +3,9 @@
 use std::sync::atomic::Ordering;
 
 use raftmq_proto::broker::{SendMessageRequest, SendOptions};
-use raftmq_proto::message::{DELAY_LEVELS_MS, MAX_DELAY_MS, PROP_DELIVER_AT};
+use raftmq_proto::message::{
+    DELAY_LEVELS_MS, MAX_DELAY_MS, PROP_DELIVER_AT, PROP_PRODUCER_GROUP, PROP_TRANSACTION_PREPARED,
+};
 use raftmq_proto::{names, Message, SendResult, TopicConfig, TopicName, MAX_MESSAGE_BYTES};
 use raftmq_store::Command;
 
@@ -205,6 +207,15 @@ fn validate_send(req: &SendMessageRequest) -> Result<(), BrokerError> {
             return Err(BrokerError::invalid(
                 "property names starting with \"__\" are reserved for the broker",
             ));
+        }
+        let prop = |name: &str| m.properties.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        if prop(PROP_TRANSACTION_PREPARED).is_some_and(|v| v == "true")
+            && prop(PROP_PRODUCER_GROUP).is_none_or(|g| g.is_empty())
+        {
+            return Err(BrokerError::invalid(format!(
+                "a transaction's half message ({PROP_TRANSACTION_PREPARED}=true) must name its \
+                 producer group in {PROP_PRODUCER_GROUP}: the broker asks that group about it"
+            )));
         }
         if m.keys.iter().any(|k| k.contains('\0')) || m.tag.contains('\0') {
             return Err(BrokerError::invalid(

@@ -145,6 +145,10 @@ pub async fn heartbeat(s: &Session, req: &RemotingCommand) -> RemotingCommand {
         Ok(h) => h,
         Err(e) => return bad_request(req, &e),
     };
+    for g in &hb.producer_groups {
+        s.broker
+            .register_remoting_producer(g, &hb.client_id, s.push.clone());
+    }
     let groups = hb
         .consumers
         .into_iter()

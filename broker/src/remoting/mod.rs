@@ -17,12 +17,14 @@
 //!   send-back (36), locks (41, 42), CHECK_CLIENT_CONFIG (46).
 //! - [`query`]: QUERY_MESSAGE (12), VIEW_MESSAGE_BY_ID (33).
 //! - [`admin`]: the topic and group codes `mqadmin` uses.
+//! - [`transaction`]: END_TRANSACTION (37), CHECK_TRANSACTION_STATE (39) pushes.
 
 pub mod admin;
 pub mod consumer;
 pub mod pull;
 pub mod query;
 pub mod send;
+pub mod transaction;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::sync::Arc;
@@ -204,11 +206,7 @@ impl Session {
             c::CHECK_CLIENT_CONFIG => consumer::check_client_config(&req),
             c::QUERY_MESSAGE => query::query_message(self, &req).await,
             c::VIEW_MESSAGE_BY_ID => query::view_message(self, &req).await,
-            c::END_TRANSACTION => reply(
-                &req,
-                response::NO_PERMISSION,
-                "transactional messages are not supported by this broker yet",
-            ),
+            c::END_TRANSACTION => transaction::end_transaction(self, &req).await,
             code => match admin::handle(self, &req).await {
                 Some(r) => r,
                 None => reply(
@@ -221,15 +219,26 @@ impl Session {
     }
 }
 
-/// A push as the broker request clients expect (the connection numbers it).
-fn push_command(p: Push) -> RemotingCommand {
+/// A push as the broker request clients expect (the connection numbers it); `None` for a
+/// message that does not fit a record (logged).
+fn push_command(p: Push, store_host: SocketAddrV4) -> Option<RemotingCommand> {
     match p {
         Push::ConsumerIdsChanged(group) => {
             let mut cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED, 0)
                 .with_ext("consumerGroup", group);
             cmd.flag = FLAG_ONEWAY;
-            cmd
+            Some(cmd)
         }
+        Push::CheckTransaction {
+            producer_group,
+            message,
+        } => match transaction::check_command(&message, store_host) {
+            Ok(cmd) => Some(cmd),
+            Err(e) => {
+                tracing::warn!(%producer_group, error = %e, "cannot encode a transaction check-back");
+                None
+            }
+        },
     }
 }
 
@@ -245,16 +254,23 @@ pub async fn serve_connection<Io>(
     Io: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (push, mut pushes) = mpsc::channel::<Push>(PUSH_QUEUE);
+    let host = store_host(broker.advertise_addr());
     let session = Session {
-        store_host: store_host(broker.advertise_addr()),
+        store_host: host,
         conn: Arc::new(ConnectionCtx::new(Some(peer), Protocol::Remoting)),
         broker,
         push,
         stop,
         who: Who::Open,
     };
-    let pushed = Box::pin(futures::stream::poll_fn(move |cx| {
-        pushes.poll_recv(cx).map(|p| p.map(push_command))
+    let pushed = Box::pin(futures::stream::poll_fn(move |cx| loop {
+        match pushes.poll_recv(cx) {
+            std::task::Poll::Ready(Some(p)) => match push_command(p, host) {
+                Some(cmd) => return std::task::Poll::Ready(Some(cmd)),
+                None => continue,
+            },
+            other => return other.map(|_| None),
+        }
     }));
     let handler = {
         let session = session.clone();

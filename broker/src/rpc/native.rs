@@ -18,6 +18,10 @@ use raftmq_proto::{
 use tarpc::context::Context;
 
 use raftmq_proto::sql92::Filter;
+use raftmq_proto::transaction::{
+    EndTransactionOutcome, EndTransactionRequest, PendingTransactionInfo, TransactionCheck,
+    TransactionCheckPoll,
+};
 
 use crate::auth::Access;
 use crate::clients::ClientOrigin;
@@ -262,6 +266,48 @@ impl BrokerService for NativeConnection {
     ) -> Result<PullMessageResponse, WireError> {
         let filter = Filter::parse(&sql).map_err(|e| WireError::Invalid(e.to_string()))?;
         self.pull_filtered(req, Some(Arc::new(filter))).await
+    }
+
+    async fn end_transaction(
+        self,
+        _: Context,
+        req: EndTransactionRequest,
+    ) -> Result<EndTransactionOutcome, WireError> {
+        match self.broker.pending_topic(&req.msg_id) {
+            Some(topic) => self.allow([Access::Pub(&topic)])?,
+            None => self.allow([Access::Any])?,
+        }
+        self.broker
+            .end_transaction(&self.conn, req)
+            .await
+            .map_err(to_wire)
+    }
+
+    async fn transaction_checks(
+        self,
+        _: Context,
+        poll: TransactionCheckPoll,
+    ) -> Result<Vec<TransactionCheck>, WireError> {
+        self.allow([Access::Any])?;
+        let checks = self
+            .broker
+            .transaction_checks(poll)
+            .await
+            .map_err(to_wire)?;
+        // A check shows the message: only to a producer that may publish to its topic.
+        Ok(checks
+            .into_iter()
+            .filter(|c| self.allow([Access::Pub(c.message.topic.as_str())]).is_ok())
+            .collect())
+    }
+
+    async fn pending_transactions(
+        self,
+        _: Context,
+        max: u32,
+    ) -> Result<Vec<PendingTransactionInfo>, WireError> {
+        self.allow([Access::Admin])?;
+        self.broker.pending_transactions(max).map_err(to_wire)
     }
 
     async fn consumer_connections(

@@ -141,6 +141,13 @@ pub struct Node {
     child: Option<Child>,
 }
 
+impl Node {
+    /// Whether the harness started it and has not killed or stopped it.
+    pub fn started(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
 /// The loopback IP of node `id` of the `gi`-th group: every node its own address, so
 /// peers, fault proxies and certificates can tell them apart.
 fn node_ip(gi: usize, id: u64) -> String {

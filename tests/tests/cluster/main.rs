@@ -15,6 +15,7 @@ mod t20_consumers;
 mod t20_delivery;
 mod t25_sql_filter;
 mod t26_trace;
+mod t27_transactions;
 mod t30_cli;
 mod t30_examples;
 mod t40_remoting;
