@@ -41,7 +41,7 @@ bench: prereqs
 crash: prereqs
 	CRASH_ITERS=$${CRASH_ITERS:-200} $(CARGO) test --workspace --test crash
 
-## jepsen-short: two nemeses, 60 s each, against the debug build (part of `make test`)
+## jepsen-short: three runs (queue, ordered, transaction workloads), 60 s each, debug build (part of `make test`)
 jepsen-short: build
 	./scripts/jepsen-short.sh
 

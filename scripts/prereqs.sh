@@ -6,7 +6,8 @@ set -euo pipefail
 # libclang-dev: RocksDB's bindgen. iptables, iproute2: the chaos harness's partitions.
 # chromium, nodejs, npm: the console's browser tests (playwright-core drives Debian's
 # chromium). Then the Python venv with the RocketMQ C++ client (scripts/remoting-venv.sh)
-# and the browser tests' npm packages (scripts/browser-deps.sh).
+# the rocketmq-client-rust driver (scripts/remoting-rust.sh) and the browser tests' npm
+# packages (scripts/browser-deps.sh).
 packages=(libclang-dev iptables iproute2 chromium nodejs)
 # Debian's nodejs comes without npm (its own package); NodeSource's nodejs bundles npm and
 # conflicts with Debian's. Ask for the package only when no npm is on PATH.
@@ -36,6 +37,10 @@ fi
 # The Apache RocketMQ C++ client (PyPI rocketmq, pinned with its hash) in a venv, for the
 # remoting compatibility tests.
 "$(dirname "$0")/remoting-venv.sh"
+
+# rocketmq-client-rust (crates.io, pinned by tests/remoting-rust/Cargo.lock): the remoting
+# client whose transactional producer the remoting transaction tests drive.
+"$(dirname "$0")/remoting-rust.sh"
 
 # playwright-core (pinned by console/browser/package-lock.json) for the browser tests.
 "$(dirname "$0")/browser-deps.sh"

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use raftmq_client::transaction::{TransactionProducer, TransactionState};
 use raftmq_client::{ConsumeFrom, ConsumeResult, Message, Producer, PushConsumer};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,69 @@ pub struct BenchArgs {
     /// Consumer group for consume and e2e.
     #[arg(long, default_value = "raftmq-bench")]
     pub group: String,
+    /// Send each message in a transaction committed at once (half message, then commit:
+    /// two replicated writes); latency is to the commit's acknowledgement.
+    #[arg(long)]
+    pub transaction: bool,
+}
+
+/// What the bench sends with.
+enum Sender {
+    Plain(Producer),
+    Transactional(Arc<TransactionProducer>),
+}
+
+impl Sender {
+    fn new(args: &BenchArgs, ep: &crate::Endpoint) -> anyhow::Result<Self> {
+        if args.transaction {
+            return Ok(Sender::Transactional(Arc::new(
+                TransactionProducer::builder()
+                    .namesrv(ep.namesrv.iter().cloned())
+                    .with_credentials(ep.credentials.clone())
+                    .with_tls(ep.tls.clone())
+                    .group("raftmq-bench-tx")
+                    // The bench commits every transaction itself; a check-back finds one
+                    // whose commit was lost in flight, which committed too.
+                    .checker(|_: &raftmq_client::MessageExt| TransactionState::Commit)
+                    .build()?,
+            )));
+        }
+        Ok(Sender::Plain(
+            Producer::builder()
+                .namesrv(ep.namesrv.iter().cloned())
+                .with_credentials(ep.credentials.clone())
+                .with_tls(ep.tls.clone())
+                .group("raftmq-bench")
+                .max_in_flight(args.concurrency.max(1))
+                .build()?,
+        ))
+    }
+
+    fn clone_handle(&self) -> Self {
+        match self {
+            Sender::Plain(p) => Sender::Plain(p.clone()),
+            Sender::Transactional(p) => Sender::Transactional(p.clone()),
+        }
+    }
+
+    async fn send(&self, m: Message) -> raftmq_client::Result<()> {
+        match self {
+            Sender::Plain(p) => p.send(m).await.map(|_| ()),
+            Sender::Transactional(p) => {
+                let r = p
+                    .send_in_transaction(m, |_| TransactionState::Commit)
+                    .await?;
+                r.end_error.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            Sender::Plain(p) => p.shutdown().await,
+            Sender::Transactional(p) => p.shutdown().await,
+        }
+    }
 }
 
 fn now_ns() -> u64 {
@@ -97,19 +161,13 @@ async fn producers(
     totals: Arc<Totals>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let producer = Producer::builder()
-        .namesrv(ep.namesrv.iter().cloned())
-        .with_credentials(ep.credentials.clone())
-        .with_tls(ep.tls.clone())
-        .group("raftmq-bench")
-        .max_in_flight(args.concurrency.max(1))
-        .build()?;
+    let producer = Sender::new(args, ep)?;
     let started = Instant::now();
     let issued = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
         let (p, totals, stop, issued) = (
-            producer.clone(),
+            producer.clone_handle(),
             totals.clone(),
             stop.clone(),
             issued.clone(),
@@ -316,7 +374,7 @@ pub async fn run(ep: &crate::Endpoint, out: &Out, args: BenchArgs) -> anyhow::Re
     let mb_per_s = msgs_per_s * args.size as f64 / (1 << 20) as f64;
     let summary = json!({
         "mode": format!("{:?}", args.mode).to_lowercase(), "topic": args.topic, "size": args.size,
-        "concurrency": args.concurrency, "duration_s": elapsed, "messages": done, "sent": sent, "errors": errors,
+        "concurrency": args.concurrency, "transaction": args.transaction, "duration_s": elapsed, "messages": done, "sent": sent, "errors": errors,
         "msgs_per_s": msgs_per_s, "mb_per_s": mb_per_s,
         "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": h.max() as f64 / 1000.0,
     });

@@ -1,7 +1,8 @@
 //! The checker: what a history proves about the broker.
 //!
-//! - **lost**: sends acknowledged ok but never consumed (after heal and drain);
-//! - **unexpected**: deliveries of ids never sent;
+//! - **lost**: sends acknowledged ok but never consumed (after heal and drain); in the
+//!   transaction workload, acknowledged half messages whose decision was commit;
+//! - **unexpected**: deliveries of ids never sent, or of transactions rolled back;
 //! - **duplicated**: ids delivered more than once (at-least-once allows it; reported);
 //! - **reordered** (ordered workload): a key's message first delivered before an earlier
 //!   message of the same key that was also delivered;
@@ -81,8 +82,10 @@ pub struct Analysis {
     pub consumed: usize,
     /// Deliveries in all.
     pub deliveries: usize,
-    /// Acknowledged ids never consumed.
+    /// Acknowledged ids never consumed (of transactions: committed ones).
     pub lost: Vec<u64>,
+    /// Acknowledged transactions that were rolled back (never to be consumed).
+    pub rolled_back: usize,
     /// Consumed ids never sent.
     pub unexpected: Vec<u64>,
     /// Ids delivered more than once.
@@ -116,10 +119,15 @@ impl Analysis {
     /// The one-line verdict.
     pub fn verdict(&self) -> String {
         format!(
-            "{}: {} sent, {} ok, {} failed, {} unknown; {} lost, {} unexpected, {} duplicated ({:.2}%), {} reordered; unavailability p50 {:.0} ms, max {:.0} ms; longest write stall p50 {:.0} ms, max {:.0} ms",
+            "{}: {} sent, {} ok{}, {} failed, {} unknown; {} lost, {} unexpected, {} duplicated ({:.2}%), {} reordered; unavailability p50 {:.0} ms, max {:.0} ms; longest write stall p50 {:.0} ms, max {:.0} ms",
             if self.valid() { "VALID" } else { "INVALID" },
             self.sends,
             self.ok,
+            if self.rolled_back > 0 {
+                format!(" ({} rolled back)", self.rolled_back)
+            } else {
+                String::new()
+            },
             self.failed,
             self.unknown,
             self.lost.len(),
@@ -199,16 +207,19 @@ pub fn check(events: &[Event], ordered: bool) -> Analysis {
 
     let consumed: HashSet<u64> = first_delivery.keys().copied().collect();
     a.consumed = consumed.len();
+    let rolled_back =
+        |id: &u64| invoked.get(id).and_then(|e| e.decision.as_deref()) == Some("rollback");
+    a.rolled_back = acked.keys().filter(|id| rolled_back(id)).count();
     let mut lost: Vec<u64> = acked
         .keys()
-        .filter(|id| !consumed.contains(id))
+        .filter(|id| !consumed.contains(id) && !rolled_back(id))
         .copied()
         .collect();
     lost.sort_unstable();
     a.lost = lost;
     let mut unexpected: Vec<u64> = consumed
         .iter()
-        .filter(|id| !invoked.contains_key(id))
+        .filter(|id| !invoked.contains_key(id) || rolled_back(id))
         .copied()
         .collect();
     unexpected.sort_unstable();
@@ -360,6 +371,30 @@ mod tests {
         assert_eq!(a.duplicated, 1);
         assert_eq!((a.failed, a.unknown), (1, 1));
         assert!(a.verdict().starts_with("INVALID"));
+    }
+
+    #[test]
+    fn a_committed_transaction_must_be_delivered_and_a_rolled_back_one_never() {
+        let mut h = Vec::new();
+        let tx = |h: &mut Vec<Event>, t: f64, id: u64, decision: &str, outcome: Kind| {
+            let mut inv = ev(t, Kind::Invoke, F::Send, id);
+            inv.decision = Some(decision.into());
+            h.push(inv);
+            h.push(ev(t + 1.0, outcome, F::Send, id));
+        };
+        tx(&mut h, 0.0, 1, "commit", Kind::Ok); // lost: committed, never delivered
+        tx(&mut h, 2.0, 2, "commit", Kind::Ok);
+        recv(&mut h, 3.0, 2);
+        tx(&mut h, 4.0, 3, "rollback", Kind::Ok); // fine: rolled back, not delivered
+        tx(&mut h, 6.0, 4, "rollback", Kind::Ok); // unexpected: rolled back, delivered
+        recv(&mut h, 7.0, 4);
+        tx(&mut h, 8.0, 5, "rollback", Kind::Info); // unknown half message, rolled back
+        recv(&mut h, 9.0, 5); // ... yet delivered: unexpected
+        let a = check(&h, false);
+        assert_eq!(a.lost, vec![1]);
+        assert_eq!(a.unexpected, vec![4, 5]);
+        assert_eq!(a.rolled_back, 2);
+        assert!(!a.valid());
     }
 
     #[test]

@@ -137,7 +137,8 @@ impl Cluster {
                 format!(
                     "group = \"broker-a\"\nnode_id = {id}\nlisten = \"{ip}:{CLIENT_PORT}\"\nraft_listen = \"{ip}:{RAFT_PORT}\"\n\
                      raft_advertise = \"{ip}:{RAFT_PROXY_PORT}\"\nnamesrv = [\"{}\"]\ndata_dir = \"{}\"\n\
-                     register_interval_ms = 2000\nclient_expiry_ms = 15000\nqueue_lock_lease_ms = 15000\n[peers]\n{peers}",
+                     register_interval_ms = 2000\nclient_expiry_ms = 15000\nqueue_lock_lease_ms = 15000\n\
+                     transaction_timeout_ms = 1000\ntransaction_check_interval_ms = 2000\n[peers]\n{peers}",
                     me.namesrv,
                     dir.join(format!("n{id}")).display()
                 ),

@@ -66,6 +66,11 @@ pub struct Event {
     /// Nemesis name and targets.
     #[serde(default)]
     pub nemesis: Option<String>,
+    /// Transaction workload: how the send's transaction ends, `commit` or `rollback`
+    /// (decided before sending; by the producer or, when it answers unknown, by its
+    /// check-back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
 }
 
 impl Event {
@@ -83,6 +88,7 @@ impl Event {
             offset: None,
             error: None,
             nemesis: None,
+            decision: None,
         }
     }
 }

@@ -47,6 +47,10 @@ enum WorkloadName {
     Queue,
     /// Sends by sharding key; an orderly consumer group; per-key order is checked.
     Ordered,
+    /// Transactional sends that commit, roll back, or answer unknown and settle on the
+    /// check-back, at random; a committed message never delivered is lost, a rolled-back
+    /// one delivered is unexpected.
+    Transaction,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -184,6 +188,7 @@ async fn run_one(nemesis: &str, out: &Path, opts: &RunOpts) -> anyhow::Result<An
     let rec = Recorder::new();
     let w = Workload {
         ordered,
+        transactional: matches!(opts.workload, WorkloadName::Transaction),
         rate: opts.rate,
         producers: 4,
         consumers: 3,

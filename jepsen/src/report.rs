@@ -200,9 +200,14 @@ pub fn write_plots(dir: &Path, events: &[Event], a: &Analysis) -> anyhow::Result
 /// One row of the suite's Markdown table.
 pub fn table_row(nemesis: &str, a: &Analysis) -> String {
     format!(
-        "| {nemesis} | {} | {} | {} | {} | {} | {} ({:.2}%) | {} | {:.2}% | {:.2}% | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} | {:.1} / {:.1} |",
+        "| {nemesis} | {} | {}{} | {} | {} | {} | {} ({:.2}%) | {} | {:.2}% | {:.2}% | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} | {:.1} / {:.1} |",
         if a.valid() { "valid" } else { "**INVALID**" },
         a.ok,
+        if a.rolled_back > 0 {
+            format!(" ({} rolled back)", a.rolled_back)
+        } else {
+            String::new()
+        },
         a.lost.len(),
         a.unexpected.len(),
         a.reordered.len(),

@@ -2,12 +2,17 @@
 //! group (restarted now and then, so it rebalances), every operation recorded.
 //!
 //! - `queue`: unordered sends to an 8-queue topic, a concurrent consumer group;
-//! - `ordered`: sends by sharding key (one sequence per key), an orderly consumer group.
+//! - `ordered`: sends by sharding key (one sequence per key), an orderly consumer group;
+//! - `transaction`: unordered transactional sends, each committed, rolled back, or left
+//!   unknown and settled by the check-back (the decision is recorded before the send).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use raftmq_client::transaction::{TransactionProducer, TransactionState};
 use raftmq_client::{
     Admin, ConsumeFrom, ConsumeResult, Error, Message, OrderlyResult, Producer, PushConsumer,
 };
@@ -26,6 +31,8 @@ const GROUP: &str = "jepsen-consumers";
 pub struct Workload {
     /// Sends by sharding key, consumed orderly.
     pub ordered: bool,
+    /// Transactional sends (not ordered).
+    pub transactional: bool,
     /// Target sends per second, all producers together.
     pub rate: u64,
     /// Producer tasks.
@@ -77,6 +84,9 @@ pub async fn produce(
     rec: Recorder,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    if w.transactional {
+        return produce_transactions(w, namesrv, rec, stop).await;
+    }
     let producer = Producer::builder()
         .namesrv([namesrv])
         .send_timeout(Duration::from_secs(10))
@@ -153,6 +163,154 @@ pub async fn produce(
     }
     for t in tasks {
         t.await?;
+    }
+    producer.shutdown().await;
+    Ok(())
+}
+
+/// How a transaction of the `transaction` workload goes.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// The producer commits.
+    Commit,
+    /// The producer rolls back.
+    Rollback,
+    /// The producer answers unknown; its check-back answers commit (`true`) or rollback.
+    Unknown(bool),
+}
+
+impl Plan {
+    fn random() -> Self {
+        match rand::random_range(0..10u32) {
+            0..=3 => Plan::Commit,
+            4..=6 => Plan::Rollback,
+            n => Plan::Unknown(n % 2 == 0),
+        }
+    }
+
+    fn commits(self) -> bool {
+        matches!(self, Plan::Commit | Plan::Unknown(true))
+    }
+
+    fn local(self) -> TransactionState {
+        match self {
+            Plan::Commit => TransactionState::Commit,
+            Plan::Rollback => TransactionState::Rollback,
+            Plan::Unknown(_) => TransactionState::Unknown,
+        }
+    }
+}
+
+/// The `transaction` workload's producers: like [`produce`], each send a transaction. Once
+/// stopped, the producers keep answering check-backs until nothing is pending (a decision
+/// that did not reach the broker is still settled), at most 90 s.
+async fn produce_transactions(
+    w: Workload,
+    namesrv: String,
+    rec: Recorder,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let decisions: Arc<std::sync::Mutex<HashMap<u64, bool>>> = Arc::default();
+    let checker = {
+        let decisions = decisions.clone();
+        move |m: &MessageExt| {
+            let commit = parse(m).and_then(|(id, _, _)| {
+                decisions
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&id)
+                    .copied()
+            });
+            match commit {
+                Some(true) => TransactionState::Commit,
+                Some(false) => TransactionState::Rollback,
+                None => TransactionState::Unknown,
+            }
+        }
+    };
+    let producer = Arc::new(
+        TransactionProducer::builder()
+            .namesrv([namesrv.clone()])
+            .group("jepsen-tx")
+            .send_timeout(Duration::from_secs(10))
+            .checker(checker)
+            .build()?,
+    );
+    let ids = Arc::new(AtomicU64::new(0));
+    let started = tokio::time::Instant::now();
+    let per = (w.rate as f64 / w.producers.max(1) as f64).max(0.1);
+    let mut tasks = Vec::new();
+    for p in 0..w.producers.max(1) {
+        let (producer, ids, rec, stop, decisions) = (
+            producer.clone(),
+            ids.clone(),
+            rec.clone(),
+            stop.clone(),
+            decisions.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let process = format!("p{p}");
+            let mut n = 0u64;
+            while !stop.is_cancelled() {
+                let due = started + Duration::from_secs_f64(n as f64 / per);
+                n += 1;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until(due) => {}
+                }
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                let plan = Plan::random();
+                decisions
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(id, plan.commits());
+                let mut e = Event::new(rec.now(), &process, Kind::Invoke, F::Send);
+                e.id = Some(id);
+                e.decision = Some(if plan.commits() { "commit" } else { "rollback" }.into());
+                rec.push(e.clone());
+                let res = producer
+                    .send_in_transaction(Message::new(TOPIC, body(id, "", 0)), |_| plan.local())
+                    .await;
+                e.t = rec.now();
+                match res {
+                    // The half message is stored: its fate is the decision, by the
+                    // producer or by the check-back.
+                    Ok(r) => {
+                        e.kind = Kind::Ok;
+                        e.queue = Some(format!("{}:{}", r.send.broker_group, r.send.queue_id));
+                    }
+                    Err(err) => {
+                        e.kind = if err.outcome() == Outcome::NotApplied {
+                            Kind::Fail
+                        } else {
+                            Kind::Info
+                        };
+                        e.error = Some(err.to_string());
+                    }
+                }
+                rec.push(e);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let admin = Admin::new([namesrv])?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match admin.pending_transactions(10).await {
+            Ok(p) if p.is_empty() => break,
+            Ok(p) => tracing::info!(
+                pending = p.len(),
+                "waiting for check-backs to settle the pending transactions"
+            ),
+            Err(e) => tracing::info!(error = %e, "listing pending transactions failed"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("transactions still pending after 90 s");
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     producer.shutdown().await;
     Ok(())

@@ -27,6 +27,8 @@ const FIXED_BEFORE_BODY: usize = 88;
 pub const SYSFLAG_COMPRESSED: i32 = 0x1;
 /// `MessageSysFlag` transaction type mask (`0x4` prepared, `0x8` commit, `0xC` rollback).
 pub const SYSFLAG_TRANSACTION_MASK: i32 = 0xC;
+/// `MessageSysFlag.TRANSACTION_PREPARED_TYPE`: a transaction's half message.
+pub const SYSFLAG_TRANSACTION_PREPARED: i32 = 0x4;
 /// Longest topic a record can carry (its length is one signed byte).
 pub const MAX_RECORD_TOPIC: usize = 127;
 /// Longest property string (its length is a signed short).

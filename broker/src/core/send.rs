@@ -13,6 +13,11 @@ use super::{Broker, BrokerError, ConnectionCtx};
 use crate::convert::now_ms;
 use crate::send::{Origin, MAX_MESSAGES_PER_SEND};
 
+/// Properties starting with `__` that RocketMQ clients themselves set, kept as they are:
+/// the transaction id of a half message (Java's and rocketmq-client-rust's
+/// `sendMessageInTransaction`).
+const CLIENT_RESERVED_PROPERTIES: [&str; 1] = ["__transactionId__"];
+
 /// Most sends one `send_many` call may carry.
 pub const MAX_SENDS_PER_CALL: usize = 4096;
 
@@ -203,7 +208,10 @@ fn validate_send(req: &SendMessageRequest) -> Result<(), BrokerError> {
                 m.body.len()
             )));
         }
-        if m.properties.iter().any(|(k, _)| k.starts_with("__")) {
+        if m.properties
+            .iter()
+            .any(|(k, _)| k.starts_with("__") && !CLIENT_RESERVED_PROPERTIES.contains(&k.as_str()))
+        {
             return Err(BrokerError::invalid(
                 "property names starting with \"__\" are reserved for the broker",
             ));

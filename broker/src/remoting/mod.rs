@@ -166,6 +166,9 @@ impl Session {
         let started = std::time::Instant::now();
         let answer = self.authorized(req).await;
         latency.0.record(started.elapsed());
+        if answer.code != response::SUCCESS {
+            tracing::debug!(op, code = answer.code, remark = ?answer.remark, "remoting request answered with an error");
+        }
         answer
     }
 

@@ -7,12 +7,13 @@
 
 use bytes::Bytes;
 use raftmq_proto::broker::{SendMessageRequest, SendOptions};
-use raftmq_proto::message::PROP_DELIVER_AT;
+use raftmq_proto::message::{PROP_DELIVER_AT, PROP_PRODUCER_GROUP, PROP_TRANSACTION_PREPARED};
 use raftmq_proto::{names, ConsumerGroup, Message, MsgId, QueueId, TopicName, MAX_MESSAGE_BYTES};
 use raftmq_remoting::codes::response;
 use raftmq_remoting::msg_id::offset_msg_id;
 use raftmq_remoting::record::{
     decode_batch, inflate, parse_properties, SYSFLAG_COMPRESSED, SYSFLAG_TRANSACTION_MASK,
+    SYSFLAG_TRANSACTION_PREPARED,
 };
 use raftmq_remoting::requests::SendHeader;
 use raftmq_remoting::{Ext, RemotingCommand};
@@ -114,13 +115,7 @@ pub async fn send(s: &Session, req: &RemotingCommand) -> RemotingCommand {
         Ok(h) => h,
         Err(e) => return bad_request(req, &e),
     };
-    if h.sys_flag & SYSFLAG_TRANSACTION_MASK == 0x4 {
-        return reply(
-            req,
-            response::NO_PERMISSION,
-            "transactional (half) messages are not supported by this broker yet",
-        );
-    }
+    let prepared = h.sys_flag & SYSFLAG_TRANSACTION_MASK == SYSFLAG_TRANSACTION_PREPARED;
     if h.topic == AUTO_CREATE_TOPIC {
         return reply(
             req,
@@ -128,10 +123,27 @@ pub async fn send(s: &Session, req: &RemotingCommand) -> RemotingCommand {
             format!("the topic[{AUTO_CREATE_TOPIC}] is conflict with system topic"),
         );
     }
-    let messages = match messages_of(&h, req) {
+    let mut messages = match messages_of(&h, req) {
         Ok(m) => m,
         Err(e) => return reply(req, response::MESSAGE_ILLEGAL, e),
     };
+    if !prepared {
+        // Only the sysflag makes a half message.
+        for m in &mut messages {
+            m.properties.retain(|(k, _)| k != PROP_TRANSACTION_PREPARED);
+        }
+    } else {
+        // A half message: the sysflag decides, and the group is the sender's (clients set
+        // both properties too, but the header is what every client sends).
+        for m in &mut messages {
+            m.properties
+                .retain(|(k, _)| k != PROP_TRANSACTION_PREPARED && k != PROP_PRODUCER_GROUP);
+            m.properties
+                .push((PROP_TRANSACTION_PREPARED.to_owned(), "true".to_owned()));
+            m.properties
+                .push((PROP_PRODUCER_GROUP.to_owned(), h.producer_group.clone()));
+        }
+    }
     let mut topic = TopicName::from(h.topic.as_str());
     let tries = u32::try_from(h.reconsume_times).unwrap_or(0);
     if let Some(group) = h.topic.strip_prefix(names::RETRY_PREFIX) {
@@ -206,11 +218,15 @@ pub async fn send(s: &Session, req: &RemotingCommand) -> RemotingCommand {
                 })
                 .collect();
             let first = results.first();
-            // A delayed message has no queue offset until it is due: -1 on this wire.
+            // A delayed message has no queue offset until it is due: -1 on this wire. A
+            // half message has none until committed either; RocketMQ answers its offset in
+            // the half topic, which clients only echo back in END_TRANSACTION
+            // (tranStateTableOffset, unused here) and rocketmq-client-rust refuses to be
+            // negative: 0.
             let offset = first
                 .and_then(|r| r.queue_offset)
                 .and_then(|o| i64::try_from(o.0).ok())
-                .unwrap_or(-1);
+                .unwrap_or(if prepared { 0 } else { -1 });
             RemotingCommand::response_to(req, response::SUCCESS)
                 .with_ext("msgId", ids.join(","))
                 .with_ext("queueId", first.map_or(queue_id, |r| r.queue_id.0))

@@ -19,6 +19,7 @@ mod t27_transactions;
 mod t30_cli;
 mod t30_examples;
 mod t40_remoting;
+mod t42_remoting_transactions;
 mod t50_failover;
 mod t50_membership;
 mod t50_operator;

@@ -237,3 +237,42 @@ pub fn raftmq(namesrv: &str, args: &[&str]) -> anyhow::Result<String> {
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Runs the rocketmq-client-rust transactional producer driver (`tests/remoting-rust`,
+/// built by scripts/remoting-rust.sh, which `make test` runs) with `args` and returns its
+/// JSON lines. It must finish within `timeout`.
+pub fn rr_tx(args: &[&str], timeout: Duration) -> anyhow::Result<Vec<Value>> {
+    let bin = repo_root().join("target/remoting-rust/debug/rr-tx");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run scripts/remoting-rust.sh (make test runs it) to build the rocketmq-client-rust driver",
+        bin.display()
+    );
+    let home = tempfile::tempdir()?;
+    let mut child = Command::new(&bin)
+        .args(args)
+        .env("HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let deadline = Instant::now() + timeout;
+    while child.try_wait()?.is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            bail!("rr-tx {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rr-tx {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("rr-tx line {l:?}")))
+        .collect()
+}
