@@ -94,7 +94,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .topic(topic.as_str())
             .body_slice(body.as_bytes())
             .build_unchecked();
-        let line = match producer.send_message_in_transaction::<(), _>(msg, None).await {
+        let line = match producer
+            .send_message_in_transaction::<(), _>(msg, None)
+            .await
+        {
             Ok(r) => serde_json::json!({"i": i, "body": body, "result": r}),
             Err(e) => serde_json::json!({"i": i, "body": body, "error": e.to_string()}),
         };
