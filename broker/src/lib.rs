@@ -20,6 +20,7 @@
 //! - [`metrics`]: the node's Prometheus metrics ([`MetricsSlot`]).
 //! - [`scheduler`]: delivering delayed messages and retries when due.
 //! - [`tx_checker`]: the leader's check-back of undecided transactions.
+//! - [`tx_batcher`]: group commit of transaction decisions.
 //! - [`auth`]: users, signatures and permissions for every client protocol.
 //! - [`clients`]: consumer-group membership from heartbeats.
 //! - [`convert`]: stored messages as consumers see them.
@@ -43,6 +44,7 @@ pub mod rpc;
 pub mod scheduler;
 pub mod send;
 pub mod tls;
+pub mod tx_batcher;
 pub mod tx_checker;
 
 pub use config::{BrokerConfig, ConfigError, Flush};

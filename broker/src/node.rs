@@ -167,6 +167,7 @@ pub async fn run(
         disk,
         counters: counters.clone(),
         checkers: Default::default(),
+        tx_ends: crate::tx_batcher::EndBatcher::start(replica.clone(), stop.clone(), &tasks),
     });
     let broker = Broker::new(shared.clone());
     let front_end_tasks = TaskTracker::new();

@@ -125,15 +125,15 @@ pub enum Command {
         /// The record's key.
         key: String,
     },
-    /// End a transaction: commit stores `batch` (the half message as consumers will see
-    /// it), rollback drops the half message. A no-op when it is no longer pending, so a
-    /// transaction ends once however many decisions reach the log.
-    EndTransaction {
-        /// The half message's (log index, slot).
-        half: (u64, u32),
-        /// Commit (store it) or roll back.
-        commit: bool,
-        /// For a commit, the message batch to store; empty for a rollback.
+    /// End transactions: each commit stores its message of `batch` (the half message as
+    /// consumers will see it, in the order of the commits), each rollback drops its half
+    /// message. When any of them is no longer pending the whole entry is a no-op (the
+    /// leader proposes the rest again one by one), so a transaction ends once however
+    /// many decisions reach the log.
+    EndTransactions {
+        /// `((log index, slot) of the half message, commit?)`, each half message once.
+        ends: Vec<((u64, u32), bool)>,
+        /// The committed messages, one per commit in `ends`, in order.
         batch: Bytes,
     },
     /// The leader asked the producer group about these half messages (counted towards
@@ -156,7 +156,7 @@ const CMD_LOCK_QUEUES: u8 = 7;
 const CMD_UNLOCK_QUEUES: u8 = 8;
 const CMD_PUT_AUTH: u8 = 9;
 const CMD_DELETE_AUTH: u8 = 10;
-const CMD_END_TRANSACTION: u8 = 11;
+const CMD_END_TRANSACTIONS: u8 = 11;
 const CMD_CHECK_TRANSACTIONS: u8 = 12;
 
 impl EntryPayload {
@@ -191,7 +191,7 @@ impl EntryPayload {
         match self {
             EntryPayload::Messages(b)
             | EntryPayload::Command(Command::FireTimers { batch: b, .. })
-            | EntryPayload::Command(Command::EndTransaction { batch: b, .. }) => Some(b),
+            | EntryPayload::Command(Command::EndTransactions { batch: b, .. }) => Some(b),
             _ => None,
         }
     }
@@ -334,13 +334,12 @@ impl Command {
                 w.u8(CMD_DELETE_AUTH);
                 w.bytes16(key.as_bytes())?;
             }
-            Command::EndTransaction {
-                half,
-                commit,
-                batch,
-            } => {
-                w.u8(CMD_END_TRANSACTION);
-                w.u64(half.0).u32(half.1).u8(u8::from(*commit));
+            Command::EndTransactions { ends, batch } => {
+                w.u8(CMD_END_TRANSACTIONS);
+                w.u32(count32(ends.len(), "transaction ends")?);
+                for ((i, slot), commit) in ends {
+                    w.u64(*i).u32(*slot).u8(u8::from(*commit));
+                }
                 w.bytes32(batch)?;
             }
             Command::CheckTransactions { halves, now_ms } => {
@@ -404,11 +403,17 @@ impl Command {
                 value: r.bytes32()?,
             },
             CMD_DELETE_AUTH => Command::DeleteAuth { key: r.str16()? },
-            CMD_END_TRANSACTION => Command::EndTransaction {
-                half: (r.u64()?, r.u32()?),
-                commit: r.u8()? != 0,
-                batch: r.bytes32()?,
-            },
+            CMD_END_TRANSACTIONS => {
+                let n = r.u32()?;
+                let mut ends = Vec::with_capacity(n.min(4096) as usize);
+                for _ in 0..n {
+                    ends.push(((r.u64()?, r.u32()?), r.u8()? != 0));
+                }
+                Command::EndTransactions {
+                    ends,
+                    batch: r.bytes32()?,
+                }
+            }
             CMD_CHECK_TRANSACTIONS => {
                 let n = r.u32()?;
                 let mut halves = Vec::with_capacity(n.min(4096) as usize);
@@ -482,9 +487,8 @@ mod tests {
         round_trip(EntryPayload::Command(Command::DeleteAuth {
             key: "alice".into(),
         }));
-        round_trip(EntryPayload::Command(Command::EndTransaction {
-            half: (12, 3),
-            commit: true,
+        round_trip(EntryPayload::Command(Command::EndTransactions {
+            ends: vec![((12, 3), true), ((13, 0), false)],
             batch: Bytes::from_static(b"batch"),
         }));
         round_trip(EntryPayload::Command(Command::CheckTransactions {

@@ -131,7 +131,7 @@ fn for_each_batch(
                 {
                     f(rec.index, batch, &fired)?
                 }
-                EntryPayload::Command(Command::EndTransaction { batch, .. })
+                EntryPayload::Command(Command::EndTransactions { batch, .. })
                     if !batch.is_empty() && !rejected.contains(&rec.index) =>
                 {
                     f(rec.index, batch, &[])?

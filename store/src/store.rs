@@ -147,6 +147,8 @@ pub struct Store {
     pub(crate) idx: Indexes,
     pub(crate) sm: Mutex<SmState>,
     pub(crate) changes: Changes,
+    /// The last entries half messages were read from ([`Store::half_message`]).
+    pub(crate) half_entries: sm::transactions::EntryCache,
 }
 
 impl Store {
@@ -167,6 +169,7 @@ impl Store {
             idx,
             sm: Mutex::new(sm),
             changes: Changes::default(),
+            half_entries: Default::default(),
         };
         crate::rebuild::rebuild_derived(&store)?;
         Ok(store)

@@ -116,6 +116,8 @@ pub struct Shared {
     pub(crate) counters: Arc<crate::metrics::NodeCounters>,
     /// Producers that can answer transaction check-backs.
     pub(crate) checkers: transactions::Checkers,
+    /// Group commit of transaction decisions.
+    pub(crate) tx_ends: crate::tx_batcher::EndBatcher,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.

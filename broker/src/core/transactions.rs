@@ -10,23 +10,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use raftmq_proto::message::{PROP_DELIVER_AT, PROP_TRANSACTION_PREPARED};
 use raftmq_proto::transaction::{
     EndTransactionOutcome, EndTransactionRequest, PendingTransactionInfo, TransactionCheck,
     TransactionCheckPoll, TransactionState,
 };
 use raftmq_proto::MsgId;
-use raftmq_raft::RaftResponse;
 use raftmq_store::{
-    BatchWriter, Command, HalfPosition, MessageRef, MessageView, PendingTransaction, StoredMessage,
+    BatchWriter, HalfPosition, MessageRef, MessageView, PendingTransaction, StoredMessage,
 };
 use tokio::sync::Notify;
 
 use super::query::MsgLocation;
 use super::{blocking, Broker, BrokerError, ConnectionCtx};
 use crate::clients::{Push, PushSender};
-use crate::convert::{message_ext, now_ms};
+use crate::convert::message_ext;
 
 /// Most checks one poll returns.
 const MAX_CHECKS_PER_POLL: usize = 64;
@@ -202,9 +200,14 @@ fn half_position(broker: &Broker, msg_id: &str) -> Result<HalfPosition, BrokerEr
     Ok((at.log_index, at.slot))
 }
 
-/// The message a commit stores: the half message without its prepared mark, stored now,
-/// a delay counted from now (as RocketMQ delays a transactional message from its commit).
-pub(crate) fn committed_batch(half: &MessageView, now: u64) -> Result<Bytes, BrokerError> {
+/// Adds the message a commit stores to `w`: the half message without its prepared mark,
+/// stored now, a delay counted from now (as RocketMQ delays a transactional message from
+/// its commit).
+pub(crate) fn push_committed(
+    w: &mut BatchWriter,
+    half: &MessageView,
+    now: u64,
+) -> Result<(), BrokerError> {
     let keys: Vec<String> = half.keys().map(str::to_owned).collect();
     let properties: Vec<(String, String)> = half
         .properties()
@@ -219,7 +222,6 @@ pub(crate) fn committed_batch(half: &MessageView, now: u64) -> Result<Bytes, Bro
             _ => (k.to_owned(), v.to_owned()),
         })
         .collect();
-    let mut w = BatchWriter::new();
     w.push(&MessageRef {
         topic: half.topic(),
         queue_id: half.queue_id,
@@ -232,8 +234,7 @@ pub(crate) fn committed_batch(half: &MessageView, now: u64) -> Result<Bytes, Bro
         flags: half.flags,
         reconsume_times: half.reconsume_times,
     })
-    .map_err(|e| BrokerError::Internal(e.to_string()))?;
-    Ok(Bytes::from(w.finish()))
+    .map_err(|e| BrokerError::Internal(e.to_string()))
 }
 
 impl Broker {
@@ -296,40 +297,34 @@ impl Broker {
         self.end_half(pos, commit, req.from_check).await
     }
 
-    /// Proposes the end of the half message at `pos`.
+    /// Proposes the end of the half message at `pos` (batched with concurrent ones,
+    /// [`crate::tx_batcher`]).
     pub(crate) async fn end_half(
         &self,
         pos: HalfPosition,
         commit: bool,
         from_check: bool,
     ) -> Result<EndTransactionOutcome, BrokerError> {
-        let batch = if commit {
+        let message = if commit {
             let store = self.shared.store.clone();
-            let Some(view) = blocking(move || store.half_message(pos)).await? else {
+            let view = match store.cached_half_message(pos) {
+                Some(v) => v,
+                None => blocking(move || store.half_message(pos)).await?,
+            };
+            let Some(view) = view else {
                 return Err(BrokerError::Internal(format!(
                     "half message {pos:?} is pending but gone from the log"
                 )));
             };
-            committed_batch(&view, now_ms())?
+            Some(view)
         } else {
-            Bytes::new()
+            None
         };
-        let response = self
-            .command(Command::EndTransaction {
-                half: pos,
-                commit,
-                batch,
-            })
-            .await?;
-        let outcome = match response {
-            RaftResponse::TransactionEnded(None) => EndTransactionOutcome::AlreadyEnded,
-            RaftResponse::TransactionEnded(Some(_)) if commit => EndTransactionOutcome::Committed,
-            RaftResponse::TransactionEnded(Some(_)) => EndTransactionOutcome::RolledBack,
-            other => {
-                return Err(BrokerError::Internal(format!(
-                    "unexpected result of ending a transaction: {other:?}"
-                )))
-            }
+        let ended = self.shared.tx_ends.end(pos, message).await?;
+        let outcome = match (ended, commit) {
+            (false, _) => EndTransactionOutcome::AlreadyEnded,
+            (true, true) => EndTransactionOutcome::Committed,
+            (true, false) => EndTransactionOutcome::RolledBack,
         };
         tracing::debug!(
             log_index = pos.0,

@@ -11,7 +11,7 @@
 //! | [`locks`] | orderly consumers' queue locks | `LockQueues`, `UnlockQueues` |
 //! | [`timers`] | timer delivery sequence, refused entries | `FireTimers` |
 //! | [`auth`] | access-control records | `PutAuth`, `DeleteAuth` |
-//! | [`transactions`] | pending half messages | `EndTransaction`, `CheckTransactions` |
+//! | [`transactions`] | pending half messages | `EndTransactions`, `CheckTransactions` |
 //!
 //! Messages entering the store ([`dispatch`]) touch several: a queue (topics), a timer, or
 //! a pending transaction. Adding a kind of state is one new section file plus its line in
@@ -176,11 +176,7 @@ pub(crate) fn apply_command(
         } => locks::unlock(sm, ctx, &group, &client, &queues),
         Command::PutAuth { key, value } => auth::put(sm, ctx, key, value),
         Command::DeleteAuth { key } => auth::delete(sm, ctx, &key),
-        Command::EndTransaction {
-            half,
-            commit,
-            batch,
-        } => transactions::end(sm, ctx, half, commit, batch),
+        Command::EndTransactions { ends, batch } => transactions::end(sm, ctx, &ends, batch),
         Command::CheckTransactions { halves, now_ms } => {
             transactions::checked(sm, ctx, &halves, now_ms)
         }

@@ -44,9 +44,8 @@ fn committed(id: &str) -> Bytes {
 }
 
 fn end(h: &mut Harness, pos: (u64, u32), commit: bool, id: &str) -> ApplyOutcome {
-    h.commit(EntryPayload::Command(Command::EndTransaction {
-        half: pos,
-        commit,
+    h.commit(EntryPayload::Command(Command::EndTransactions {
+        ends: vec![(pos, commit)],
         batch: if commit { committed(id) } else { Bytes::new() },
     }))
 }
@@ -119,6 +118,74 @@ fn a_half_message_is_invisible_until_committed_and_ends_once() {
         bodies(&h),
         vec![Bytes::from("A")],
         "after a rebuild from the log"
+    );
+}
+
+#[test]
+fn one_entry_ends_many_or_none_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::open(dir.path());
+    h.create_topic("T", 1);
+    let (a, b, c) = (half(&mut h, "A"), half(&mut h, "B"), half(&mut h, "C"));
+    let two = |x: &str, y: &str| {
+        let mut w = BatchWriter::new();
+        for id in [x, y] {
+            let props = vec![(PROP_UNIQ_KEY.to_owned(), id.to_owned())];
+            w.push(&MessageRef {
+                topic: "T",
+                queue_id: 0,
+                tag: "t",
+                keys: &[],
+                properties: &props,
+                body: id.as_bytes(),
+                born_ms: 1,
+                store_ms: 5,
+                flags: 0,
+                reconsume_times: 0,
+            })
+            .unwrap();
+        }
+        Bytes::from(w.finish())
+    };
+    // A and C commit, B rolls back, in one entry.
+    let out = h.commit(EntryPayload::Command(Command::EndTransactions {
+        ends: vec![(a, true), (b, false), (c, true)],
+        batch: two("A", "C"),
+    }));
+    assert!(matches!(out, ApplyOutcome::TransactionEnded(Some(ref m)) if m.len() == 2));
+    assert_eq!(bodies(&h), vec![Bytes::from("A"), Bytes::from("C")]);
+    // One already ended: the whole entry changes nothing, D stays pending.
+    let d = half(&mut h, "D");
+    let out = h.commit(EntryPayload::Command(Command::EndTransactions {
+        ends: vec![(d, true), (a, true)],
+        batch: two("D", "A"),
+    }));
+    assert_eq!(out, ApplyOutcome::TransactionEnded(None));
+    assert_eq!(h.store.pending_transactions().len(), 1);
+    // Listing one twice is refused too.
+    let out = h.commit(EntryPayload::Command(Command::EndTransactions {
+        ends: vec![(d, false), (d, false)],
+        batch: Bytes::new(),
+    }));
+    assert_eq!(out, ApplyOutcome::TransactionEnded(None));
+    assert_eq!(
+        end(&mut h, d, true, "D"),
+        ApplyOutcome::TransactionEnded(Some(vec![MessageOutcome::Stored {
+            queue_id: 0,
+            offset: 2
+        }]))
+    );
+    // A rebuild from the log stores the same, skipping the refused entry.
+    h.store.close().unwrap();
+    drop(h);
+    {
+        let idx = crate::index::Indexes::open(&dir.path().join("index")).unwrap();
+        idx.clear_derived().unwrap();
+    }
+    let h = Harness::open(dir.path());
+    assert_eq!(
+        bodies(&h),
+        vec![Bytes::from("A"), Bytes::from("C"), Bytes::from("D")]
     );
 }
 
