@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use raftmq_client::transaction::{TransactionProducer, TransactionState};
 use raftmq_client::{
     Admin, ConsumeFrom, ConsumeResult, Error, Message, OrderlyResult, Producer, PushConsumer,
+    SendResult,
 };
 use raftmq_proto::{MessageExt, Outcome};
 use tokio::sync::Mutex;
@@ -141,23 +142,7 @@ pub async fn produce(
                 } else {
                     producer.send(msg).await
                 };
-                e.t = rec.now();
-                match res {
-                    Ok(r) => {
-                        e.kind = Kind::Ok;
-                        e.queue = Some(format!("{}:{}", r.broker_group, r.queue_id));
-                        e.offset = r.queue_offset.map(|o| o.0);
-                    }
-                    Err(err) => {
-                        e.kind = if err.outcome() == Outcome::NotApplied {
-                            Kind::Fail
-                        } else {
-                            Kind::Info
-                        };
-                        e.error = Some(err.to_string());
-                    }
-                }
-                rec.push(e);
+                complete(&rec, e, res.as_ref());
             }
         }));
     }
@@ -166,6 +151,28 @@ pub async fn produce(
     }
     producer.shutdown().await;
     Ok(())
+}
+
+/// Records how a send ended: `ok` with where it was stored, else `fail` or `info` as the
+/// error says it did not apply or may have.
+fn complete(rec: &Recorder, mut e: Event, res: Result<&SendResult, &Error>) {
+    e.t = rec.now();
+    match res {
+        Ok(r) => {
+            e.kind = Kind::Ok;
+            e.queue = Some(format!("{}:{}", r.broker_group, r.queue_id));
+            e.offset = r.queue_offset.map(|o| o.0);
+        }
+        Err(err) => {
+            e.kind = if err.outcome() == Outcome::NotApplied {
+                Kind::Fail
+            } else {
+                Kind::Info
+            };
+            e.error = Some(err.to_string());
+        }
+    }
+    rec.push(e);
 }
 
 /// How a transaction of the `transaction` workload goes.
@@ -271,24 +278,9 @@ async fn produce_transactions(
                 let res = producer
                     .send_in_transaction(Message::new(TOPIC, body(id, "", 0)), |_| plan.local())
                     .await;
-                e.t = rec.now();
-                match res {
-                    // The half message is stored: its fate is the decision, by the
-                    // producer or by the check-back.
-                    Ok(r) => {
-                        e.kind = Kind::Ok;
-                        e.queue = Some(format!("{}:{}", r.send.broker_group, r.send.queue_id));
-                    }
-                    Err(err) => {
-                        e.kind = if err.outcome() == Outcome::NotApplied {
-                            Kind::Fail
-                        } else {
-                            Kind::Info
-                        };
-                        e.error = Some(err.to_string());
-                    }
-                }
-                rec.push(e);
+                // Ok: the half message is stored; its fate is the decision, by the
+                // producer or by the check-back.
+                complete(&rec, e, res.as_ref().map(|r| &r.send));
             }
         }));
     }

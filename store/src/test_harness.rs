@@ -60,24 +60,52 @@ impl Harness {
         out.pop().unwrap()
     }
 
+    /// Sends one batch: `(topic, queue, tag, key)` per message, bodies
+    /// `topic/queue/i/index`.
     pub(crate) fn send(&mut self, msgs: &[(&str, u32, &str, &str)]) -> Vec<MessageOutcome> {
-        let mut w = BatchWriter::new();
+        let bodies: Vec<String> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, queue, _, _))| format!("{topic}/{queue}/{i}/{}", self.next))
+            .collect();
         let keys: Vec<Vec<String>> = msgs.iter().map(|m| vec![m.3.to_owned()]).collect();
-        for (i, (topic, queue, tag, _)) in msgs.iter().enumerate() {
-            let body = format!("{topic}/{queue}/{i}/{}", self.next);
-            w.push(&MessageRef {
-                topic,
-                queue_id: *queue,
-                tag,
-                keys: &keys[i],
-                properties: &[],
-                body: body.as_bytes(),
-                born_ms: 1,
-                store_ms: 1000 * self.next,
-                flags: 0,
-                reconsume_times: 0,
+        let refs: Vec<MessageRef<'_>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, queue, tag, _))| {
+                self.message(topic, *queue, tag, &keys[i], &[], &bodies[i])
             })
-            .unwrap();
+            .collect();
+        self.send_refs(&refs)
+    }
+
+    fn message<'a>(
+        &self,
+        topic: &'a str,
+        queue_id: u32,
+        tag: &'a str,
+        keys: &'a [String],
+        properties: &'a [(String, String)],
+        body: &'a str,
+    ) -> MessageRef<'a> {
+        MessageRef {
+            topic,
+            queue_id,
+            tag,
+            keys,
+            properties,
+            body: body.as_bytes(),
+            born_ms: 1,
+            store_ms: 1000 * self.next,
+            flags: 0,
+            reconsume_times: 0,
+        }
+    }
+
+    fn send_refs(&mut self, refs: &[MessageRef<'_>]) -> Vec<MessageOutcome> {
+        let mut w = BatchWriter::new();
+        for r in refs {
+            w.push(r).unwrap();
         }
         match self.commit(EntryPayload::Messages(Bytes::from(w.finish()))) {
             ApplyOutcome::Messages(m) => m,
@@ -102,23 +130,7 @@ impl Harness {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let mut w = BatchWriter::new();
-        w.push(&MessageRef {
-            topic,
-            queue_id: 0,
-            tag: "t",
-            keys: &[],
-            properties: &props,
-            body: body.as_bytes(),
-            born_ms: 1,
-            store_ms: 1000 * self.next,
-            flags: 0,
-            reconsume_times: 0,
-        })
-        .unwrap();
-        match self.commit(EntryPayload::Messages(Bytes::from(w.finish()))) {
-            ApplyOutcome::Messages(m) => m,
-            other => panic!("unexpected {other:?}"),
-        }
+        let m = self.message(topic, 0, "t", &[], &props, body);
+        self.send_refs(&[m])
     }
 }

@@ -150,9 +150,14 @@ impl Checkers {
         stored: &StoredMessage,
     ) -> Option<String> {
         let mut groups = lock(&self.groups);
-        let list = groups.get_mut(group)?;
         let now = Instant::now();
+        let list = groups.get_mut(group)?;
         list.retain(|i| i.live(now) || now.duration_since(i.seen) < HEARTBEAT_WINDOW * 2);
+        if list.is_empty() {
+            groups.remove(group);
+            return None;
+        }
+        let list = groups.get_mut(group)?;
         let live: Vec<&Instance> = list.iter().filter(|i| i.live(now)).collect();
         if live.is_empty() {
             return None;

@@ -243,6 +243,13 @@ impl Store {
         self.lock().tx.pending.values().cloned().collect()
     }
 
+    /// How many half messages are pending, and the store time of the oldest (ms).
+    pub fn pending_transactions_summary(&self) -> (usize, Option<u64>) {
+        let sm = self.lock();
+        let oldest = sm.tx.pending.values().map(|t| t.store_ms).min();
+        (sm.tx.pending.len(), oldest)
+    }
+
     /// The pending half message at this position, if it is still pending.
     pub fn pending_transaction(&self, pos: HalfPosition) -> Option<PendingTransaction> {
         self.lock().tx.pending.get(&pos).cloned()

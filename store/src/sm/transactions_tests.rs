@@ -23,30 +23,36 @@ fn half(h: &mut Harness, id: &str) -> (u64, u32) {
     (index, 0)
 }
 
-/// The committed form of a half message, as the leader builds it.
-fn committed(id: &str) -> Bytes {
-    let props = vec![(PROP_UNIQ_KEY.to_owned(), id.to_owned())];
+/// The committed form of half messages `ids`, as the leader builds it: one batch.
+fn committed(ids: &[&str]) -> Bytes {
     let mut w = BatchWriter::new();
-    w.push(&MessageRef {
-        topic: "T",
-        queue_id: 0,
-        tag: "t",
-        keys: &[],
-        properties: &props,
-        body: id.as_bytes(),
-        born_ms: 1,
-        store_ms: 5,
-        flags: 0,
-        reconsume_times: 0,
-    })
-    .unwrap();
+    for id in ids {
+        let props = vec![(PROP_UNIQ_KEY.to_owned(), (*id).to_owned())];
+        w.push(&MessageRef {
+            topic: "T",
+            queue_id: 0,
+            tag: "t",
+            keys: &[],
+            properties: &props,
+            body: id.as_bytes(),
+            born_ms: 1,
+            store_ms: 5,
+            flags: 0,
+            reconsume_times: 0,
+        })
+        .unwrap();
+    }
     Bytes::from(w.finish())
 }
 
 fn end(h: &mut Harness, pos: (u64, u32), commit: bool, id: &str) -> ApplyOutcome {
     h.commit(EntryPayload::Command(Command::EndTransactions {
         ends: vec![(pos, commit)],
-        batch: if commit { committed(id) } else { Bytes::new() },
+        batch: if commit {
+            committed(&[id])
+        } else {
+            Bytes::new()
+        },
     }))
 }
 
@@ -127,30 +133,10 @@ fn one_entry_ends_many_or_none_of_them() {
     let mut h = Harness::open(dir.path());
     h.create_topic("T", 1);
     let (a, b, c) = (half(&mut h, "A"), half(&mut h, "B"), half(&mut h, "C"));
-    let two = |x: &str, y: &str| {
-        let mut w = BatchWriter::new();
-        for id in [x, y] {
-            let props = vec![(PROP_UNIQ_KEY.to_owned(), id.to_owned())];
-            w.push(&MessageRef {
-                topic: "T",
-                queue_id: 0,
-                tag: "t",
-                keys: &[],
-                properties: &props,
-                body: id.as_bytes(),
-                born_ms: 1,
-                store_ms: 5,
-                flags: 0,
-                reconsume_times: 0,
-            })
-            .unwrap();
-        }
-        Bytes::from(w.finish())
-    };
     // A and C commit, B rolls back, in one entry.
     let out = h.commit(EntryPayload::Command(Command::EndTransactions {
         ends: vec![(a, true), (b, false), (c, true)],
-        batch: two("A", "C"),
+        batch: committed(&["A", "C"]),
     }));
     assert!(matches!(out, ApplyOutcome::TransactionEnded(Some(ref m)) if m.len() == 2));
     assert_eq!(bodies(&h), vec![Bytes::from("A"), Bytes::from("C")]);
@@ -158,7 +144,7 @@ fn one_entry_ends_many_or_none_of_them() {
     let d = half(&mut h, "D");
     let out = h.commit(EntryPayload::Command(Command::EndTransactions {
         ends: vec![(d, true), (a, true)],
-        batch: two("D", "A"),
+        batch: committed(&["D", "A"]),
     }));
     assert_eq!(out, ApplyOutcome::TransactionEnded(None));
     assert_eq!(h.store.pending_transactions().len(), 1);

@@ -1,7 +1,7 @@
 //! The multi-process test cluster: a NameServer and broker groups as real `raftmq`
 //! processes, each broker on its own loopback IP with a fault proxy on its Raft port.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -610,6 +610,32 @@ impl Cluster {
                 offset += 1;
             }
         }
+    }
+
+    /// The bodies of queue `queue` of `topic` on every started node, which must all hold
+    /// the same ones, each once.
+    pub async fn bodies_everywhere(
+        &self,
+        topic: &str,
+        queue: u32,
+    ) -> anyhow::Result<BTreeSet<String>> {
+        let mut seen: Option<Vec<String>> = None;
+        for n in self.nodes.iter().filter(|n| n.started()) {
+            let bodies: Vec<String> = self
+                .read_queue(&n.client_addr, topic, queue)
+                .await?
+                .into_iter()
+                .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+                .collect();
+            if let Some(s) = &seen {
+                anyhow::ensure!(s == &bodies, "node {} has {bodies:?}, another {s:?}", n.id);
+            }
+            seen = Some(bodies);
+        }
+        let bodies = seen.unwrap_or_default();
+        let set: BTreeSet<String> = bodies.iter().cloned().collect();
+        anyhow::ensure!(set.len() == bodies.len(), "stored twice: {bodies:?}");
+        Ok(set)
     }
 
     /// The log of a node so far.

@@ -3,7 +3,7 @@
 //!
 //! The brokers check back after 1 s every second and roll back after a few checks, so the
 //! slow paths take seconds, not minutes. Queues are read from every node
-//! ([`Cluster::read_queue`]), so "delivered" means "in the queue on every replica".
+//! ([`Cluster::bodies_everywhere`]), so "delivered" means "in the queue on every replica".
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -55,28 +55,6 @@ fn producer(c: &Cluster, answers: &Answers) -> anyhow::Result<TransactionProduce
         .group("tx-g")
         .checker(answers.checker())
         .build()?)
-}
-
-/// The bodies in queue 0 of `topic` on every running node; each node must hold the same
-/// ones, each once.
-async fn delivered(c: &Cluster, topic: &str) -> anyhow::Result<BTreeSet<String>> {
-    let mut seen: Option<Vec<String>> = None;
-    for n in c.nodes.iter().filter(|n| n.started()) {
-        let bodies: Vec<String> = c
-            .read_queue(&n.client_addr, topic, 0)
-            .await?
-            .into_iter()
-            .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
-            .collect();
-        if let Some(s) = &seen {
-            anyhow::ensure!(s == &bodies, "node {} has {bodies:?}, another {s:?}", n.id);
-        }
-        seen = Some(bodies);
-    }
-    let bodies = seen.unwrap_or_default();
-    let set: BTreeSet<String> = bodies.iter().cloned().collect();
-    anyhow::ensure!(set.len() == bodies.len(), "delivered twice: {bodies:?}");
-    Ok(set)
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
@@ -131,7 +109,7 @@ async fn commits_rollbacks_and_check_backs_decide_exactly_what_consumers_see() -
     anyhow::ensure!(r.ended == Some(EndTransactionOutcome::Committed));
 
     // The committed one is there at once; undecided ones are not, and are listed.
-    anyhow::ensure!(delivered(&c, "Tx").await?.contains("commit"));
+    anyhow::ensure!(c.bodies_everywhere("Tx", 0).await?.contains("commit"));
     let listed = raftmq(&c.namesrv, &["--json", "tx", "list"])?;
     let never = &sends["never-decided"].msg_id;
     anyhow::ensure!(listed.contains(never.as_str()), "tx list: {listed}");
@@ -142,7 +120,7 @@ async fn commits_rollbacks_and_check_backs_decide_exactly_what_consumers_see() -
 
     // Check-backs settle the rest; the undecided one is rolled back after 3 checks.
     wait_until("check-backs to settle every transaction", T, || async {
-        let got = delivered(&c, "Tx").await?;
+        let got = c.bodies_everywhere("Tx", 0).await?;
         let want = set(&["commit", "checked-commit", "delayed"]);
         anyhow::ensure!(got == want, "delivered {got:?}");
         let pending = admin.pending_transactions(100).await?;
@@ -195,7 +173,9 @@ async fn commits_rollbacks_and_check_backs_decide_exactly_what_consumers_see() -
             .await?;
         anyhow::ensure!(o == EndTransactionOutcome::AlreadyEnded, "{body}: {o:?}");
     }
-    anyhow::ensure!(delivered(&c, "Tx").await? == set(&["commit", "checked-commit", "delayed"]));
+    anyhow::ensure!(
+        c.bodies_everywhere("Tx", 0).await? == set(&["commit", "checked-commit", "delayed"])
+    );
 
     // The CLI: a committed and a rolled-back transactional send.
     raftmq(
@@ -226,7 +206,7 @@ async fn commits_rollbacks_and_check_backs_decide_exactly_what_consumers_see() -
             "rollback",
         ],
     )?;
-    let got = delivered(&c, "Tx").await?;
+    let got = c.bodies_everywhere("Tx", 0).await?;
     anyhow::ensure!(
         got.contains("cli-commit") && !got.contains("cli-rollback"),
         "{got:?}"
@@ -289,7 +269,7 @@ async fn kill9_of_the_leader_and_of_the_producer_lose_no_decision() -> anyhow::R
 
     c.restart("broker-a", leader)?;
     wait_until("exactly the committed ones, on every node", T, || async {
-        let got = delivered(&c, "TxKill").await?;
+        let got = c.bodies_everywhere("TxKill", 0).await?;
         let want = set(&[
             "decided-after-failover",
             "committed-before-failover",

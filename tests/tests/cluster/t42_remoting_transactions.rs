@@ -11,24 +11,6 @@ use crate::rmq::rr_tx;
 
 const T: Duration = Duration::from_secs(60);
 
-/// Bodies in queue 0 of `topic` on every node (the same on each).
-async fn delivered(c: &Cluster, topic: &str) -> anyhow::Result<BTreeSet<String>> {
-    let mut seen: Option<BTreeSet<String>> = None;
-    for n in c.nodes.iter().filter(|n| n.started()) {
-        let bodies: BTreeSet<String> = c
-            .read_queue(&n.client_addr, topic, 0)
-            .await?
-            .into_iter()
-            .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
-            .collect();
-        if let Some(s) = &seen {
-            anyhow::ensure!(s == &bodies, "node {} has {bodies:?}, another {s:?}", n.id);
-        }
-        seen = Some(bodies);
-    }
-    Ok(seen.unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remoting_transactional_producer_commits_rolls_back_and_answers_checks(
 ) -> anyhow::Result<()> {
@@ -77,7 +59,7 @@ async fn a_remoting_transactional_producer_commits_rolls_back_and_answers_checks
         "the committed and checked-and-committed ones on every node",
         T,
         || async {
-            let got = delivered(&c, "RrTx").await?;
+            let got = c.bodies_everywhere("RrTx", 0).await?;
             let want: BTreeSet<String> = ["rr-0-commit", "rr-2-unknown", "rr-3-unknown"]
                 .into_iter()
                 .map(String::from)
@@ -104,7 +86,7 @@ async fn a_remoting_transactional_producer_commits_rolls_back_and_answers_checks
         Ok(())
     })
     .await?;
-    let got = delivered(&c, "RrTx").await?;
+    let got = c.bodies_everywhere("RrTx", 0).await?;
     anyhow::ensure!(
         got.len() == 3 && !got.iter().any(|b| b.starts_with("rr-0-unknown")),
         "{got:?}"
