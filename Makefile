@@ -4,15 +4,15 @@
 
 CARGO ?= cargo
 
-.PHONY: dev test verify fix lint build bench crash prereqs jepsen-short jepsen-suite
+.PHONY: dev test verify fix lint build bench crash prereqs jepsen-short jepsen-suite deploy-check
 
 ## dev: build raftmq (release) and run a NameServer + 3-node broker group in one process
 dev: prereqs
 	$(CARGO) run --release --quiet --bin raftmq -- dev
 
 ## test: everything CI runs (format, lints, unit, property, crash and integration tests,
-## and a short chaos run)
-test: prereqs verify jepsen-short
+## the deployment files' offline checks and a short chaos run)
+test: prereqs verify deploy-check jepsen-short
 
 prereqs:
 	@./scripts/prereqs.sh
@@ -40,6 +40,11 @@ bench: prereqs
 ## crash: the kill -9 crash test with more iterations (CRASH_ITERS, default 200)
 crash: prereqs
 	CRASH_ITERS=$${CRASH_ITERS:-200} $(CARGO) test --workspace --test crash
+
+## deploy-check: hadolint, kubernetes-validate --strict, rendered pod configs, compose,
+## systemd-analyze verify (no container engine or cluster needed)
+deploy-check: build
+	./scripts/deploy-check.sh
 
 ## jepsen-short: three runs (queue, ordered, transaction workloads), 60 s each, debug build (part of `make test`)
 jepsen-short: build

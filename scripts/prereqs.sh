@@ -8,7 +8,8 @@ set -euo pipefail
 # chromium). Then the Python venv with the RocketMQ C++ client (scripts/remoting-venv.sh)
 # the rocketmq-client-rust driver (scripts/remoting-rust.sh) and the browser tests' npm
 # packages (scripts/browser-deps.sh).
-packages=(libclang-dev iptables iproute2 chromium nodejs)
+# systemd: systemd-analyze for the units' check (scripts/deploy-check.sh).
+packages=(libclang-dev iptables iproute2 chromium nodejs systemd)
 # Debian's nodejs comes without npm (its own package); NodeSource's nodejs bundles npm and
 # conflicts with Debian's. Ask for the package only when no npm is on PATH.
 command -v npm >/dev/null 2>&1 || packages+=(npm)

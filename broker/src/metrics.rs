@@ -182,6 +182,8 @@ impl Source for NodeSource {
         };
         Health {
             ok: role != Role::Shutdown,
+            // A learner is still catching up; a node with no leader takes no writes.
+            ready: matches!(role, Role::Leader | Role::Follower) && r.leader().is_some(),
             line: format!("{who}: {role} at term {term}, {leader}"),
         }
     }
@@ -289,6 +291,21 @@ impl Broker {
                 "Bytes in use above which retention deletes early (disk_high_water_percent).",
                 base,
                 disk.high_water_bytes(total) as f64,
+            );
+        }
+        let (pending, oldest_ms) = self.shared.store.pending_transactions_summary();
+        e.gauge(
+            "raftmq_transactions_pending",
+            "Half messages waiting for their producer's commit or rollback.",
+            base,
+            pending as f64,
+        );
+        if let Some(oldest) = oldest_ms {
+            e.gauge(
+                "raftmq_transactions_oldest_pending_age_seconds",
+                "Age of the oldest pending half message (checked back after transaction_timeout_ms, rolled back after transaction_check_max checks).",
+                base,
+                crate::convert::now_ms().saturating_sub(oldest) as f64 / 1000.0,
             );
         }
         e.histogram(

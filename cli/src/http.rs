@@ -113,6 +113,7 @@ fn app(registry: Registry, access: MetricsAccess) -> Router {
         .with_state(registry.clone());
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(registry)
         .merge(metrics)
 }
@@ -183,8 +184,21 @@ async fn metrics(State(registry): State<Registry>) -> impl IntoResponse {
 
 /// 200 with one line per server while all of them serve; 503 once one has stopped.
 async fn healthz(State(registry): State<Registry>) -> impl IntoResponse {
+    health_answer(&registry, |h| h.ok)
+}
+
+/// 200 when every server of the process is ready for traffic (a broker node: a voting
+/// member of a group with a leader), for readiness probes; the lines say why not.
+async fn readyz(State(registry): State<Registry>) -> impl IntoResponse {
+    health_answer(&registry, |h| h.ok && h.ready)
+}
+
+fn health_answer(
+    registry: &Registry,
+    good: impl Fn(&raftmq_metrics::Health) -> bool,
+) -> (StatusCode, String) {
     let health = registry.health();
-    let status = if health.iter().all(|h| h.ok) {
+    let status = if health.iter().all(good) {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -221,6 +235,7 @@ mod tests {
         fn health(&self) -> Health {
             Health {
                 ok: self.0,
+                ready: self.0,
                 line: format!("fake: ok={}", self.0),
             }
         }
@@ -259,11 +274,13 @@ mod tests {
         assert!(m.contains("content-type: text/plain; version=0.0.4"), "{m}");
         assert!(m.contains("\r\n\r\n# HELP raftmq_raft_term Term.\n# TYPE raftmq_raft_term gauge\nraftmq_raft_term{node=\"1\"} 4\n"), "{m}");
         assert!(get(addr, "/healthz").await.contains("fake: ok=true"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
 
         let _down = registry.register(Arc::new(Fake(false)));
         let h = get(addr, "/healthz").await;
         assert!(h.starts_with("HTTP/1.1 503"), "{h}");
         assert!(h.contains("fake: ok=true\nfake: ok=false\n"), "{h}");
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         drop(up);
 
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));

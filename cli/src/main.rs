@@ -9,6 +9,7 @@ mod failures;
 mod http;
 mod logging;
 mod output;
+mod probe;
 mod property;
 mod quickstart;
 mod servers;
@@ -118,6 +119,9 @@ enum Command {
     /// Certificates for trying TLS.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// GET a health URL (http://HOST:PORT/readyz or /healthz); exit 0 on a 2xx answer:
+    /// for container health checks and exec probes.
+    Probe(probe::ProbeArgs),
     /// Print a shell completion script (bash, zsh, fish, ...) to stdout.
     Completions(shell::CompletionsArgs),
     /// Print the man page, or write one per subcommand into a directory.
@@ -135,6 +139,7 @@ fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), String> {
         "dev" => "raftmq dev runs its own NameServer on --ip, port 9876",
         "namesrv" => "a NameServer listens on --listen and knows no other NameServer",
         "completions" | "man" => "it prints files for a shell or man and talks to no server",
+        "probe" => "it GETs the URL it is given, with no credentials",
         "certs" => "it writes files and talks to no server",
         _ => return Ok(()),
     };
@@ -253,6 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init(logging::DEV_LOG, args.log.log_format);
             on_worker(&runtime, servers::dev(args))
         }
+        Command::Probe(args) => on_worker(&runtime, probe::run(args)),
         Command::Console(args) => {
             logging::init(logging::NAMESRV_LOG, args.log.log_format);
             on_worker(&runtime, console::run(ep, args))
@@ -278,6 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     | Command::Dev(_)
                     | Command::Console(_)
                     | Command::Certs(_)
+                    | Command::Probe(_)
                     | Command::Completions(_)
                     | Command::Man(_) => Ok(()),
                 }

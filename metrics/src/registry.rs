@@ -10,11 +10,14 @@ use crate::exposition::Exposition;
 /// A boxed future, as [`Source`] returns them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One server's health, for `/healthz`.
+/// One server's health, for `/healthz` and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
-    /// Serving; `false` makes `/healthz` answer 503.
+    /// Serving; `false` makes `/healthz` answer 503 (restart me).
     pub ok: bool,
+    /// Ready for traffic: for a broker node, a voting member of a group that has a leader;
+    /// `false` makes `/readyz` answer 503 (route no clients here yet).
+    pub ready: bool,
     /// One line: who it is and how it is (`broker-a node 1: leader at term 3`).
     pub line: String,
 }
@@ -118,6 +121,7 @@ mod tests {
         fn health(&self) -> Health {
             Health {
                 ok: true,
+                ready: true,
                 line: self.0.to_owned(),
             }
         }

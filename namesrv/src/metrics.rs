@@ -95,6 +95,7 @@ impl Source for NamesrvSource {
     fn health(&self) -> Health {
         Health {
             ok: true,
+            ready: true,
             line: format!(
                 "NameServer {}: {} broker groups registered",
                 self.name,

@@ -234,8 +234,30 @@ async fn t70_metrics_agree_with_the_cli_and_show_a_failover() -> anyhow::Result<
         let (code, body) = get(&n.http_addr, "/healthz").await?;
         assert_eq!(code, 200, "{body}");
         assert!(body.contains(&format!("broker-a node {}:", n.id)), "{body}");
+        // Every member of a group with a leader is ready for traffic.
+        let (code, body) = get(&n.http_addr, "/readyz").await?;
+        assert_eq!(code, 200, "{body}");
     }
+    // `raftmq probe`, the image's health check, agrees; and fails where nothing answers.
+    let probe = |url: String| {
+        std::process::Command::new(crate::harness::raftmq_bin()?)
+            .args(["probe", &url, "--timeout-ms", "2000"])
+            .output()
+            .map_err(anyhow::Error::from)
+    };
+    let ok = probe(format!("http://{}/readyz", c.nodes[0].http_addr))?;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("broker-a node"));
+    let port = crate::harness::free_port("127.0.0.1")?;
+    assert!(!probe(format!("http://127.0.0.1:{port}/healthz"))?
+        .status
+        .success());
     assert_eq!(get(&c.namesrv_http, "/healthz").await?.0, 200);
+    assert_eq!(get(&c.namesrv_http, "/readyz").await?.0, 200);
 
     tracing::info!("--- kill -9 the leader: the survivors count a leader change");
     c.kill9("broker-a", leader);
