@@ -671,10 +671,13 @@ async fn t40_remoting_admin_codes_manage_topics_and_groups() -> anyhow::Result<(
         .await?;
     assert_eq!(r.code, response::SYSTEM_ERROR);
     assert!(r.remark.unwrap_or_default().contains("TOML"));
+    // END_TRANSACTION is served (t42 drives it with a real client); without the half
+    // message's offset it says what is missing.
     let r = b
         .call(RemotingCommand::request(request::END_TRANSACTION, 0))
         .await?;
-    assert_eq!(r.code, response::NO_PERMISSION);
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert!(r.remark.unwrap_or_default().contains("commitLogOffset"));
     let r = b
         .call(RemotingCommand::request(
             request::GET_BROKER_RUNTIME_INFO,
