@@ -178,34 +178,23 @@ async fn commits_rollbacks_and_check_backs_decide_exactly_what_consumers_see() -
     );
 
     // The CLI: a committed and a rolled-back transactional send.
-    raftmq(
-        &c.namesrv,
-        &[
-            "produce",
-            "--topic",
-            "Tx",
-            "--body",
-            "cli-commit",
-            "--count",
-            "1",
-            "--transaction",
-            "commit",
-        ],
-    )?;
-    raftmq(
-        &c.namesrv,
-        &[
-            "produce",
-            "--topic",
-            "Tx",
-            "--body",
-            "cli-rollback",
-            "--count",
-            "1",
-            "--transaction",
-            "rollback",
-        ],
-    )?;
+    for state in ["commit", "rollback"] {
+        let body = format!("cli-{state}");
+        raftmq(
+            &c.namesrv,
+            &[
+                "produce",
+                "--topic",
+                "Tx",
+                "--body",
+                &body,
+                "--count",
+                "1",
+                "--transaction",
+                state,
+            ],
+        )?;
+    }
     let got = c.bodies_everywhere("Tx", 0).await?;
     anyhow::ensure!(
         got.contains("cli-commit") && !got.contains("cli-rollback"),
