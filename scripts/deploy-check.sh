@@ -39,6 +39,25 @@ for group in broker-a broker-b; do
     done
 done
 
+# The preStop hook drains the pod's own node: run it with a stand-in binary that prints
+# its arguments, then check they are what `raftmq cluster drain` takes.
+"$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["drain-broker.sh"], end="")' \
+    deploy/kubernetes/broker-config.yaml > "$work/drain-broker.sh"
+printf '#!/bin/sh\nprintf "%%s\\n" "$*"\n' > "$work/echo-args"
+chmod +x "$work/echo-args"
+drain_args=$(POD_NAME=broker-b-2 POD_NAMESPACE=raftmq RAFTMQ_BROKER_GROUP=broker-b \
+    RAFTMQ_NAMESRV_NAMES="raftmq-namesrv-0.raftmq-namesrv raftmq-namesrv-1.raftmq-namesrv" \
+    RAFTMQ_BIN=$work/echo-args sh "$work/drain-broker.sh")
+want="-n raftmq-namesrv-0.raftmq-namesrv.raftmq.svc.cluster.local:9876,raftmq-namesrv-1.raftmq-namesrv.raftmq.svc.cluster.local:9876 cluster drain broker-b/3 --wait 30"
+[ "$drain_args" = "$want" ] || { echo "deploy-check: the preStop hook runs: $drain_args; expected: $want" >&2; exit 1; }
+# The real CLI parses those arguments (it then fails to reach the made-up NameServers,
+# exit 1; a usage error would be exit 2).
+set +e
+"$bin" -n 127.0.0.1:1 cluster drain broker-b/3 --wait 30 > /dev/null 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || { echo "deploy-check: raftmq cluster drain broker-b/3 --wait 30 exited $rc (2 = the arguments do not parse)" >&2; exit 1; }
+
 "$venv/bin/python" -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); assert len(d["services"]) == 8, d["services"].keys()' \
     deploy/compose/compose.yaml
 for f in deploy/compose/*.toml; do
@@ -57,4 +76,4 @@ if [ -n "$out" ]; then
     echo "deploy-check: systemd-analyze verify complained about the units" >&2
     exit 1
 fi
-echo "deploy-check: Dockerfile, $(ls deploy/kubernetes/*.yaml | wc -l) manifests, 6 rendered pod configs, compose, $(ls deploy/systemd/*.service | wc -l) units: ok"
+echo "deploy-check: Dockerfile, $(ls deploy/kubernetes/*.yaml | wc -l) manifests, 6 rendered pod configs, the preStop drain, compose, $(ls deploy/systemd/*.service | wc -l) units: ok"

@@ -180,11 +180,18 @@ impl Source for NodeSource {
             Some((id, _)) => format!("leader node {id}"),
             None => "no leader known".to_owned(),
         };
+        let draining = self.broker.shared.drain.is_draining();
         Health {
             ok: role != Role::Shutdown,
-            // A learner is still catching up; a node with no leader takes no writes.
-            ready: matches!(role, Role::Leader | Role::Follower) && r.leader().is_some(),
-            line: format!("{who}: {role} at term {term}, {leader}"),
+            // A learner is still catching up; a node with no leader takes no writes; a
+            // drained node is about to stop.
+            ready: matches!(role, Role::Leader | Role::Follower)
+                && r.leader().is_some()
+                && !draining,
+            line: format!(
+                "{who}: {role} at term {term}, {leader}{}",
+                if draining { ", drained" } else { "" }
+            ),
         }
     }
 }

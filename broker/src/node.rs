@@ -167,6 +167,7 @@ pub async fn run(
         disk,
         counters: counters.clone(),
         checkers: Default::default(),
+        drain: Default::default(),
         tx_ends: crate::tx_batcher::EndBatcher::start(replica.clone(), stop.clone(), &tasks),
     });
     let broker = Broker::new(shared.clone());
@@ -207,7 +208,7 @@ pub async fn run(
         }
     }
     if fatal.is_none() && shared.config.hand_over_on_shutdown && replica.is_leader() {
-        hand_over_leadership(&replica).await;
+        crate::core::drain::hand_over(&replica).await;
     }
     stop.cancel();
     front_end_tasks.wait().await;
@@ -226,28 +227,6 @@ pub async fn run(
     }
     tracing::info!("broker node stopped cleanly");
     Ok(())
-}
-
-/// A leader going down gracefully hands over to its most caught-up follower, so clients
-/// see a transfer (milliseconds) instead of an election timeout.
-async fn hand_over_leadership(replica: &Replica) {
-    let status = replica.status();
-    let me = replica.node_id();
-    let best = status
-        .nodes
-        .iter()
-        .filter(|n| n.node_id.0 != me && n.role == raftmq_proto::Role::Follower)
-        .min_by_key(|n| n.lag.unwrap_or(u64::MAX))
-        .map(|n| n.node_id.0);
-    if let Some(to) = best {
-        match tokio::time::timeout(Duration::from_secs(3), replica.transfer_leader(to)).await {
-            Ok(Ok(())) => {
-                tracing::info!(to_node = to, "handed leadership over before shutting down")
-            }
-            Ok(Err(e)) => tracing::warn!(to_node = to, error = %e, "leadership hand-over failed"),
-            Err(_) => tracing::warn!(to_node = to, "leadership hand-over timed out"),
-        }
-    }
 }
 
 /// Makes sure the Raft membership carries this node's client address (peers in the config

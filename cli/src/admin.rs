@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use clap::Subcommand;
 use raftmq_client::message_tools::{message_json, RANGE_MAX};
+use raftmq_client::topic_groups::GroupChange;
 use raftmq_client::Admin;
 use raftmq_proto::message::PROP_UNIQ_KEY;
 use raftmq_proto::{FoundMessage, MessageExt};
@@ -24,6 +25,30 @@ pub enum TopicCmd {
         /// Only on this broker group.
         #[arg(long)]
         group: Option<String>,
+    },
+    /// Move a topic onto and off broker groups while it is in use: it ends up served by
+    /// exactly --groups. A group added gets the topic at once (producers spread onto it
+    /// within their 30 s route refresh, consumers rebalance onto it). A group left out is
+    /// shrunk off without losing a message: its write permission goes first (producers
+    /// move to the other groups), then, once every consumer group has committed to the end
+    /// of its queues, its read permission. The data stays there until `topic delete` or
+    /// retention. A consumer group that has stopped for good keeps a shrink waiting:
+    /// delete it (`raftmq group delete`) or run again with --wait 0 and later.
+    ///
+    /// Example: raftmq topic update Orders --groups broker-a,broker-c
+    Update {
+        /// Topic name.
+        name: String,
+        /// The broker groups to serve it, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        groups: Vec<String>,
+        /// Queues on a group it is added to (default: as many as the groups serving it).
+        #[arg(long)]
+        queues: Option<u32>,
+        /// Most seconds to wait for consumers to finish a leaving group's messages before
+        /// turning its reads off; 0 turns writes off only (run again to finish).
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
     },
     /// List every topic.
     List,
@@ -72,6 +97,24 @@ pub enum ClusterCmd {
         /// Its client address.
         #[arg(long)]
         client_addr: String,
+    },
+    /// Take a node out of service before stopping it (a rolling upgrade does this for
+    /// every node in turn): leadership moves to the most caught-up follower, the node stops
+    /// standing for election and takes no new pulls (consumers go to the leader), and this
+    /// waits for the pulls and sends it is serving. Sends that still reach it are forwarded
+    /// to the leader, so producers see no error. Then stop the node (SIGTERM); a restart
+    /// puts it back in service, or `--undo` does without one.
+    ///
+    /// Example: raftmq cluster drain broker-a/2 && systemctl stop raftmq-broker@2
+    Drain {
+        /// The node, as GROUP/NODE_ID (e.g. broker-a/2; `raftmq cluster list` shows both).
+        node: String,
+        /// Put the node back in service instead.
+        #[arg(long)]
+        undo: bool,
+        /// Most seconds to wait for in-flight pulls and sends (at most 60).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=60))]
+        wait: u64,
     },
     /// Remove a node from a broker group.
     RemoveNode {
@@ -214,6 +257,52 @@ pub async fn topic(admin: &Admin, out: &Out, cmd: TopicCmd) -> anyhow::Result<()
                 ),
             );
         }
+        TopicCmd::Update {
+            name,
+            groups,
+            queues,
+            wait,
+        } => {
+            let mut last = None;
+            let changes = admin
+                .update_topic_groups(
+                    &name,
+                    &groups,
+                    queues,
+                    std::time::Duration::from_secs(wait),
+                    |p| {
+                        if last.as_ref() != Some(p) {
+                            out.progress(format!(
+                                "{}: writes off; waiting for {} to consume {} messages",
+                                p.group,
+                                p.behind.join(", "),
+                                p.lag
+                            ));
+                            last = Some(p.clone());
+                        }
+                    },
+                )
+                .await
+                .with_context(|| format!("moving topic {name} to {}", groups.join(", ")))?;
+            let mut unfinished = false;
+            for (g, c) in &changes {
+                let text = match c {
+                    GroupChange::Added => format!("{g}: now serves {name}"),
+                    GroupChange::Kept => format!("{g}: already served {name}"),
+                    GroupChange::WritesOff { lag } => {
+                        unfinished = true;
+                        format!("{g}: takes no writes for {name}; {lag} messages not consumed yet, so reads stay on (run again to finish)")
+                    }
+                    GroupChange::Removed => {
+                        format!("{g}: no longer serves {name} (every message consumed)")
+                    }
+                };
+                out.line(json!({"topic": name, "group": g, "change": c}), text);
+            }
+            if unfinished && wait > 0 {
+                anyhow::bail!("consumers did not finish within {wait} s; the shrink is half done (writes off): run the same command again to finish");
+            }
+        }
         TopicCmd::List => {
             for t in admin.list_topics().await? {
                 out.line(json!({ "topic": t }), t.clone());
@@ -321,6 +410,54 @@ pub async fn cluster(admin: &Admin, out: &Out, cmd: ClusterCmd) -> anyhow::Resul
             out.line(
                 json!({"group": group, "added": id}),
                 format!("node {id} joined {group} as a voter"),
+            );
+        }
+        ClusterCmd::Drain { node, undo, wait } => {
+            let (group, id) = parse_node(&node)?;
+            out.progress(format!(
+                "{} {group} node {id}...",
+                if undo {
+                    "putting back in service"
+                } else {
+                    "draining"
+                }
+            ));
+            let r = admin
+                .drain_node(&group, id, undo, std::time::Duration::from_secs(wait))
+                .await
+                .with_context(|| format!("draining {group} node {id}"))?;
+            let leader = r
+                .leader
+                .map_or("none yet".to_owned(), |l| format!("node {l}"));
+            let text = if undo {
+                format!("{group} node {id} is back in service (leader: {leader})")
+            } else {
+                let moved = if r.was_leader {
+                    format!("it led {group}; leader now: {leader}")
+                } else {
+                    format!("it was a follower; leader: {leader}")
+                };
+                let waited = if r.in_flight_left == 0 {
+                    format!(
+                        "{} in-flight pulls and sends finished",
+                        r.in_flight_at_start
+                    )
+                } else {
+                    format!(
+                        "{} of {} in-flight pulls and sends still running after {wait} s",
+                        r.in_flight_left, r.in_flight_at_start
+                    )
+                };
+                format!(
+                    "{group} node {id} drained in {} ms: {moved}; {waited}. Stop it now (SIGTERM); a restart puts it back in service",
+                    r.waited_ms
+                )
+            };
+            out.line(
+                json!({"group": group, "node_id": id, "draining": r.draining, "was_leader": r.was_leader,
+                       "leader": r.leader.map(|l| l.0), "in_flight_at_start": r.in_flight_at_start,
+                       "in_flight_left": r.in_flight_left, "waited_ms": r.waited_ms}),
+                text,
             );
         }
         ClusterCmd::RemoveNode { group, id } => {
@@ -581,5 +718,34 @@ fn print_messages(out: &Out, found: &[MessageExt]) {
                 String::from_utf8_lossy(&m.body)
             ),
         );
+    }
+}
+
+/// `broker-a/2` -> `("broker-a", 2)`.
+fn parse_node(s: &str) -> anyhow::Result<(String, u64)> {
+    let parsed = s
+        .rsplit_once('/')
+        .and_then(|(g, id)| Some((g, id.parse::<u64>().ok()?)))
+        .filter(|(g, _)| !g.is_empty());
+    let Some((g, id)) = parsed else {
+        anyhow::bail!(
+            "{s:?} does not name a node: write GROUP/NODE_ID, e.g. broker-a/2 (`raftmq cluster list` shows groups and node ids)"
+        );
+    };
+    Ok((g.to_owned(), id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_node;
+
+    #[test]
+    fn a_node_is_named_group_slash_id() {
+        assert_eq!(parse_node("broker-a/2").unwrap(), ("broker-a".into(), 2));
+        assert_eq!(parse_node("a/b/3").unwrap(), ("a/b".into(), 3));
+        for bad in ["broker-a", "broker-a/", "/2", "broker-a/x", ""] {
+            let e = parse_node(bad).unwrap_err().to_string();
+            assert!(e.contains("GROUP/NODE_ID"), "{bad}: {e}");
+        }
     }
 }

@@ -27,6 +27,11 @@ impl Out {
         }
     }
 
+    /// Tells what a long command is doing, on stderr (stdout keeps only results).
+    pub fn progress(&self, text: String) {
+        eprintln!("{text}");
+    }
+
     /// Prints a text-only line (table headers, totals); nothing in JSON mode.
     pub fn text(&self, text: String) {
         if !self.json {

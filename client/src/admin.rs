@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_proto::broker::{
-    BrokerGroupStatus, CommitOffsetsRequest, ConsumerConnection, NodeStats, NodeStatus,
-    PullMessageRequest, QueueStatus,
+    BrokerGroupStatus, CommitOffsetsRequest, ConsumerConnection, DrainReport, NodeStats,
+    NodeStatus, PullMessageRequest, QueueStatus,
 };
 use raftmq_proto::message::group_tag;
 use raftmq_proto::namesrv::{BrokerGroupRoute, TopicRoute};
@@ -342,6 +342,42 @@ impl Admin {
         self.core
             .call_leader(&g, Duration::from_secs(15), move |b, cx| async move {
                 b.transfer_leader(cx, NodeId(to)).await
+            })
+            .await
+    }
+
+    /// Drains node `node_id` of `group` before it is stopped (or, `undo`, puts it back in
+    /// service): leadership moves off it, it stands for no election and takes no new
+    /// pulls, and the call waits up to `wait` for the work it is serving.
+    ///
+    /// # Errors
+    /// Unknown group or node, the node unreachable, or not an admin.
+    pub async fn drain_node(
+        &self,
+        group: &str,
+        node_id: u64,
+        undo: bool,
+        wait: Duration,
+    ) -> Result<DrainReport> {
+        let g = self.group(group).await?;
+        let node = g
+            .nodes
+            .iter()
+            .find(|n| n.node_id.0 == node_id)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "group {group} has no node {node_id} (nodes: {})",
+                    g.nodes
+                        .iter()
+                        .map(|n| n.node_id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let wait_ms = wait.as_millis() as u64;
+        self.core
+            .call(&node.addr, wait + ADMIN_TIMEOUT, move |b, cx| async move {
+                b.drain(cx, undo, wait_ms).await
             })
             .await
     }

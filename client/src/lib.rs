@@ -98,6 +98,7 @@
 //! - [`error`]: [`Error`] and its applied / not-applied outcome.
 //! - [`unique_key`]: the client message id (`UNIQ_KEY`) every sent message gets.
 //! - [`users`]: users and permissions, managed through [`Admin`].
+//! - [`topic_groups`]: moving a topic onto and off broker groups while it is in use.
 #![warn(missing_docs)]
 
 pub mod admin;
@@ -106,6 +107,7 @@ pub mod core;
 pub mod error;
 pub mod message_tools;
 pub mod producer;
+pub mod topic_groups;
 pub mod trace;
 pub mod transaction;
 pub mod unique_key;

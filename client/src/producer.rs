@@ -677,6 +677,39 @@ impl Inner {
 
     /// Picks `(index of the group in the route, queue)` for a send, without copying the
     /// route (this runs once per message).
+    /// A fresh route when `err` says `group` stopped taking writes for the topic (its write
+    /// permission was turned off to move the topic to other groups: `raftmq topic update`)
+    /// and the NameServers agree: a send to any queue then goes to another group instead
+    /// of failing on a route that is up to `route_refresh` old. `None` otherwise (an ACL
+    /// refusal, a pinned queue).
+    async fn write_perm_withdrawn(
+        &self,
+        topic: &TopicName,
+        group: &BrokerGroup,
+        err: &Error,
+        target: &Target,
+    ) -> Option<Arc<TopicRoute>> {
+        let refused =
+            matches!(err, Error::Wire(WireError::Unauthorized(m)) if m.contains("is not writable"));
+        if !refused || !matches!(target, Target::Any) {
+            return None;
+        }
+        // The group re-registers at once after the change; give the NameServers a moment.
+        for _ in 0..10 {
+            if let Ok(fresh) = self.core.route(topic, true).await {
+                if fresh
+                    .groups
+                    .iter()
+                    .any(|g| &g.broker_group == group && !g.perm.writable())
+                {
+                    return Some(fresh);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     fn pick(
         &self,
         route: &TopicRoute,
@@ -812,6 +845,17 @@ impl Inner {
                 }
                 Err(e) => e,
             };
+            let withdrawn = grp.broker_group.clone();
+            if let Some(fresh) = self
+                .write_perm_withdrawn(&topic, &withdrawn, &err, &target)
+                .await
+            {
+                route = fresh;
+                (group, queue) = self
+                    .pick(&route, &target, &excluded)
+                    .map_err(|e| Error::gave_up(uncertain.clone(), e))?;
+                continue;
+            }
             if !err.is_retryable() || Instant::now() >= deadline {
                 return Err(Error::gave_up(uncertain, err));
             }

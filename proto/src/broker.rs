@@ -278,6 +278,25 @@ pub struct NodeStats {
     pub heartbeat_age_ms: Vec<(NodeId, Option<u64>)>,
 }
 
+/// What draining a node did ([`BrokerService::drain`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// The drained node.
+    pub node_id: NodeId,
+    /// Whether it led its group when the drain began.
+    pub was_leader: bool,
+    /// The group's leader once the drain finished (`None`: none known yet).
+    pub leader: Option<NodeId>,
+    /// Pulls and sends the node was serving when the drain began.
+    pub in_flight_at_start: u64,
+    /// Of those, still running when the wait gave up (0: every one finished).
+    pub in_flight_left: u64,
+    /// How long the drain took, ms.
+    pub waited_ms: u64,
+    /// Whether the node is drained now (`false` after an undo).
+    pub draining: bool,
+}
+
 /// The RPCs of a broker node.
 #[tarpc::service]
 pub trait BrokerService {
@@ -411,4 +430,10 @@ pub trait BrokerService {
     async fn pending_transactions(
         max: u32,
     ) -> Result<Vec<crate::transaction::PendingTransactionInfo>, WireError>;
+    /// Takes this node out of service before it is stopped (admin only): hands
+    /// leadership to the most caught-up follower, stops standing for election, refuses new
+    /// pulls (clients go to the leader) and waits up to `wait_ms` for the pulls and sends
+    /// it is serving. Sends that reach it are still forwarded to the leader. `undo` puts
+    /// the node back in service; a restart does too.
+    async fn drain(undo: bool, wait_ms: u64) -> Result<DrainReport, WireError>;
 }

@@ -477,6 +477,12 @@ impl Replica {
         Ok(())
     }
 
+    /// Whether this node starts elections when its leader goes quiet (a drained node
+    /// does not; it still votes, so its group keeps its quorum).
+    pub fn set_electable(&self, on: bool) {
+        self.raft.runtime_config().elect(on);
+    }
+
     /// On the leader, per follower: ms since it last acknowledged a heartbeat or append
     /// (`None`: not since this node leads). Empty on other nodes.
     pub fn heartbeat_ages(&self) -> Vec<(NodeId, Option<u64>)> {

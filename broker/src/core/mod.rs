@@ -21,9 +21,11 @@
 //! - [`admin`]: topics, consumer groups, the Raft group's membership and status.
 //! - [`transactions`]: ending half messages, and the check-backs producers poll for.
 //! - [`users`]: users and their permissions.
+//! - [`drain`]: taking a node out of service before it is stopped.
 
 pub mod admin;
 pub mod coordination;
+pub mod drain;
 pub mod error;
 pub mod forward;
 pub mod offsets;
@@ -118,6 +120,8 @@ pub struct Shared {
     pub(crate) checkers: transactions::Checkers,
     /// Group commit of transaction decisions.
     pub(crate) tx_ends: crate::tx_batcher::EndBatcher,
+    /// Whether the node is drained, and the pulls and sends it is serving.
+    pub(crate) drain: drain::Drain,
 }
 
 /// The broker core. Cheap to clone: every front end and connection holds one.

@@ -63,6 +63,8 @@ impl Broker {
         _ctx: &ConnectionCtx,
         req: PullRequest,
     ) -> Result<PullResult, BrokerError> {
+        self.refuse_if_drained()?;
+        let _serving = self.shared.drain.track();
         let topic = self.topic_config(&req.topic)?;
         if !topic.perm.readable() {
             return Err(BrokerError::PermissionDenied(format!(
@@ -79,8 +81,11 @@ impl Broker {
         let wait = req
             .max_wait
             .min(Duration::from_millis(self.shared.config.max_pull_wait_ms));
-        let deadline = tokio::time::Instant::now() + wait;
+        let mut deadline = tokio::time::Instant::now() + wait;
         let mut applied = self.shared.replica.applied();
+        let drain_woke = self.shared.drain.woken();
+        tokio::pin!(drain_woke);
+        let mut cut_short = false;
         let max_msgs = req.max_msgs.clamp(1, MAX_PULL_MSGS) as usize;
         let max_bytes = req.max_bytes.clamp(1, MAX_PULL_BYTES) as usize;
         loop {
@@ -126,6 +131,12 @@ impl Broker {
                     return Err(BrokerError::Internal("the broker is shutting down".into()));
                 },
                 _ = tokio::time::sleep_until(deadline) => {}
+                // A drain answers long polls at once, so the client's next pull goes to
+                // the leader.
+                _ = &mut drain_woke, if !cut_short => {
+                    cut_short = true;
+                    deadline = tokio::time::Instant::now();
+                }
             }
         }
     }

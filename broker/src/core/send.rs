@@ -39,6 +39,7 @@ impl Broker {
     ) -> Result<Vec<SendResult>, BrokerError> {
         validate_send(&req)?;
         self.check_leader()?;
+        let _serving = self.shared.drain.track();
         if names::is_system_topic(req.topic.as_str()) {
             self.ensure_system_topic(&req.topic).await?;
         }

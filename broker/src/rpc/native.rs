@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use raftmq_proto::auth::{AclPerm, AclResource, UserInfo, UserUpdate};
 use raftmq_proto::broker::{
-    BrokerGroupStatus, CommitOffsetsRequest, ConsumerConnection, HeartbeatRequest, HelloRequest,
-    HelloResponse, LockQueuesRequest, LockQueuesResponse, NodeStats, PullMessageRequest,
-    PullMessageResponse, QueueStatus, SendBackRequest, SendMessageRequest, SendMessageResponse,
-    SendOptions,
+    BrokerGroupStatus, CommitOffsetsRequest, ConsumerConnection, DrainReport, HeartbeatRequest,
+    HelloRequest, HelloResponse, LockQueuesRequest, LockQueuesResponse, NodeStats,
+    PullMessageRequest, PullMessageResponse, QueueStatus, SendBackRequest, SendMessageRequest,
+    SendMessageResponse, SendOptions,
 };
 use raftmq_proto::{
     BrokerService, ConsumerGroup, ConsumerGroupConfig, FoundMessage, MessageExt, MsgId, NodeId,
@@ -308,6 +308,14 @@ impl BrokerService for NativeConnection {
     ) -> Result<Vec<PendingTransactionInfo>, WireError> {
         self.allow([Access::Admin])?;
         self.broker.pending_transactions(max).map_err(to_wire)
+    }
+
+    async fn drain(self, _: Context, undo: bool, wait_ms: u64) -> Result<DrainReport, WireError> {
+        self.allow([Access::Admin])?;
+        self.broker
+            .drain(&self.conn, undo, Duration::from_millis(wait_ms))
+            .await
+            .map_err(to_wire)
     }
 
     async fn consumer_connections(

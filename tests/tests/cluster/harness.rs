@@ -98,6 +98,24 @@ pub async fn http_get(
     Ok((code, head.to_owned(), body.to_owned()))
 }
 
+/// Waits until `seen` (what a consumer recorded) holds every body in `acked`.
+pub async fn wait_consumed<'a>(
+    acked: impl IntoIterator<Item = &'a String> + Clone,
+    seen: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    wait_until("every acknowledged message consumed", timeout, || async {
+        let (mut missing, mut total) = (0, 0);
+        for b in acked.clone() {
+            total += 1;
+            missing += usize::from(!seen(b));
+        }
+        anyhow::ensure!(missing == 0, "{missing} of {total} not consumed yet");
+        Ok(())
+    })
+    .await
+}
+
 /// Polls `f` every `poll` until it succeeds or `timeout` passes (NATS `checkFor`).
 pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
 where

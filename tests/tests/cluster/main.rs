@@ -24,6 +24,7 @@ mod t50_failover;
 mod t50_membership;
 mod t50_operator;
 mod t50_remoting;
+mod t52_drain_grow;
 mod t60_hostile;
 mod t65_auth;
 mod t66_tls;

@@ -10,7 +10,7 @@ use raftmq_client::{
     ConsumeFrom, ConsumeResult, Message, MessageModel, OrderlyResult, Producer, PushConsumer,
 };
 
-use crate::harness::{wait_until, Cluster, Tuning};
+use crate::harness::{wait_consumed, wait_until, Cluster, Tuning};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -116,17 +116,7 @@ async fn t20_clustering_group_splits_queues_and_rebalances_without_losing_messag
     sender.await?;
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     anyhow::ensure!(acked.len() > 20, "only {} sends acknowledged", acked.len());
-    wait_until("every acknowledged message consumed", T, || async {
-        let seen = seen.lock().unwrap();
-        let missing = acked.iter().filter(|b| !seen.contains_key(*b)).count();
-        anyhow::ensure!(
-            missing == 0,
-            "{missing} of {} not consumed yet",
-            acked.len()
-        );
-        Ok(())
-    })
-    .await?;
+    wait_consumed(&acked, |b| seen.lock().unwrap().contains_key(b), T).await?;
     for pc in [c1, c3, c4] {
         pc.shutdown().await;
     }
