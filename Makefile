@@ -46,7 +46,7 @@ crash: prereqs
 deploy-check: build
 	./scripts/deploy-check.sh
 
-## jepsen-short: three runs (queue, ordered, transaction workloads), 60 s each, debug build (part of `make test`)
+## jepsen-short: five runs (three faults, rolling-restart, grow-online across namespaces), debug build (part of `make test`)
 jepsen-short: build
 	./scripts/jepsen-short.sh
 

@@ -1,13 +1,15 @@
 //! `raftmq-jepsen`: a Jepsen-style chaos harness for raftmq. See `jepsen/README.md`.
 //!
 //! # Layout
-//! - `cluster`: the `raftmq` processes (in network namespaces, or on loopback).
+//! - `cluster`: the `raftmq` processes (in network namespaces, or on loopback), one or
+//!   more broker groups and NameServers.
 //! - `net`: namespaces, the bridge and `iptables` rules.
 //! - `proxy`: the latency / cut proxy in front of Raft ports.
 //! - `nemesis`: the faults and their schedule.
 //! - `workload`: producers and consumers that record every operation.
 //! - `history`: the recorded operations (JSON lines).
 //! - `checker`: lost, unexpected, duplicated, reordered, unavailability, latencies.
+//! - `placement`: where grow-online's sends and deliveries landed, per broker group.
 //! - `report`: `results.json`, SVG plots, the suite's Markdown table.
 
 mod checker;
@@ -15,6 +17,7 @@ mod cluster;
 mod history;
 mod nemesis;
 mod net;
+mod placement;
 mod proxy;
 mod report;
 mod workload;
@@ -64,9 +67,17 @@ struct RunOpts {
     /// Target sends per second.
     #[arg(long, default_value_t = 200)]
     rate: u64,
-    /// Broker nodes (majorities-ring and bridge always use 5).
+    /// Broker nodes per group (majorities-ring and bridge always use 5).
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Broker groups (grow-online always uses 2). With more than one group or NameServer,
+    /// every NameServer runs in a network namespace of its own too: each process is its
+    /// own host.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4))]
+    groups: u64,
+    /// NameServers (grow-online always uses 2).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4))]
+    namesrvs: u64,
     /// Seconds healthy between faults.
     #[arg(long, default_value_t = 10)]
     healthy: u64,
@@ -172,18 +183,32 @@ async fn run_one(nemesis: &str, out: &Path, opts: &RunOpts) -> anyhow::Result<An
     } else {
         opts.nodes
     };
+    let two = nemesis::needs_two_groups(&nemesis);
+    let layout = cluster::Layout {
+        groups: if two { 2 } else { opts.groups as usize },
+        nodes,
+        namesrvs: if two {
+            opts.namesrvs.max(2) as usize
+        } else {
+            opts.namesrvs as usize
+        },
+    };
     let ordered = matches!(opts.workload, WorkloadName::Ordered);
     eprintln!(
-        "run: nemesis {nemesis}, workload {:?}, {nodes} nodes, {} s at {} msgs/s, output in {}",
+        "run: nemesis {nemesis}, workload {:?}, {} group(s) of {nodes} nodes, {} NameServer(s), {} s at {} msgs/s, output in {}",
         opts.workload,
+        layout.groups,
+        layout.namesrvs,
         opts.time,
         opts.rate,
         out.display()
     );
-    let cluster = Cluster::start(&bin, &out.join("cluster"), nodes, netns).await?;
+    let cluster = Cluster::start(&bin, &out.join("cluster"), layout, netns).await?;
     cluster.wait_leader(Duration::from_secs(60)).await?;
-    workload::create_topic(&cluster.namesrv).await?;
-    let namesrv = cluster.namesrv.clone();
+    // grow-online starts with the topic on the first group only.
+    let first_group = two.then(|| cluster::group_name(0));
+    workload::create_topic(&cluster.namesrvs, first_group.as_deref()).await?;
+    let namesrv = cluster.namesrvs.clone();
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     let rec = Recorder::new();
     let w = Workload {
@@ -245,13 +270,27 @@ async fn run_one(nemesis: &str, out: &Path, opts: &RunOpts) -> anyhow::Result<An
     } else {
         a
     };
+    let placement = two.then(|| {
+        placement::placement(
+            &events,
+            &cluster::group_name(0),
+            &cluster::group_name(1),
+            nemesis::GROW,
+            nemesis::SHRINK,
+        )
+    });
     let config = serde_json::json!({
         "nemesis": nemesis, "workload": format!("{:?}", opts.workload).to_lowercase(), "nodes": nodes,
+        "groups": layout.groups, "namesrvs": layout.namesrvs, "placement": placement,
         "time_s": opts.time, "rate": opts.rate, "healthy_s": opts.healthy, "faulty_s": opts.faulty,
         "network": if netns { "namespaces+iptables" } else { "loopback+userspace proxy" },
     });
     report::write(out, config, &events, &a)?;
     println!("{nemesis}: {}", a.verdict());
+    if let Some(p) = placement {
+        println!("{nemesis}: {p}");
+        p.check()?;
+    }
     Ok(a)
 }
 

@@ -1,4 +1,7 @@
-//! Faults, injected on a schedule: healthy for a while, faulty for a while, repeat.
+//! Faults, injected on a schedule: healthy for a while, faulty for a while, repeat; and
+//! two operator procedures run the same way against live load: `rolling-restart` (every
+//! node of every group in turn: drain, SIGTERM, start, wait until caught up) and
+//! `grow-online` (the topic moves onto a second broker group, then off the first).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::Cluster;
 use crate::history::{Event, Kind, Recorder, F};
 
-/// Every fault the harness knows.
-pub const ALL: [&str; 14] = [
+/// Every fault and procedure the harness knows.
+pub const ALL: [&str; 16] = [
     "partition-random-node",
     "partition-leader",
     "partition-random-halves",
@@ -26,7 +29,24 @@ pub const ALL: [&str; 14] = [
     "packet-loss",
     "slow-network",
     "mixed",
+    "rolling-restart",
+    "grow-online",
 ];
+
+/// Operator procedures: they replace the fault schedule and are never picked by `mixed`.
+fn is_procedure(name: &str) -> bool {
+    matches!(name, "rolling-restart" | "grow-online")
+}
+
+/// Procedures that need two broker groups and two NameServers (the multi-host layout).
+pub fn needs_two_groups(name: &str) -> bool {
+    name == "grow-online"
+}
+
+/// The `nemesis` text of grow-online's two steps (the checker's windows are named so).
+pub const GROW: &str = "grow-online: the topic onto every group";
+/// See [`GROW`].
+pub const SHRINK: &str = "grow-online: the topic off the first group";
 
 /// Faults that need five nodes.
 pub fn needs_five(name: &str) -> bool {
@@ -171,9 +191,14 @@ pub async fn run(
     recorder: Recorder,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    if name == "none" {
-        stop.cancelled().await;
-        return Ok(());
+    match name.as_str() {
+        "none" => {
+            stop.cancelled().await;
+            return Ok(());
+        }
+        "rolling-restart" => return rolling_restart(cluster, healthy, recorder, stop).await,
+        "grow-online" => return grow_online(cluster, healthy, faulty, recorder, stop).await,
+        _ => {}
     }
     loop {
         tokio::select! {
@@ -185,7 +210,7 @@ pub async fn run(
             let choices: Vec<&str> = ALL
                 .iter()
                 .copied()
-                .filter(|f| *f != "mixed" && (n >= 5 || !needs_five(f)))
+                .filter(|f| *f != "mixed" && !is_procedure(f) && (n >= 5 || !needs_five(f)))
                 .collect();
             choices[random_index(choices.len())].to_owned()
         } else {
@@ -212,4 +237,135 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+fn record(recorder: &Recorder, kind: Kind, what: String) {
+    let mut e = Event::new(recorder.now(), "nemesis", kind, F::Nemesis);
+    e.nemesis = Some(what);
+    recorder.push(e);
+}
+
+/// Waits `d`; `false` when `stop` fired first.
+async fn pause(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Every node of every group in turn, as an upgrade does it: drain, SIGTERM, start, wait
+/// until caught up; then `healthy` and again. A drain that fails, or a node SIGTERM does
+/// not stop within 30 s, fails the run. A stop mid-roll finishes the node at hand.
+async fn rolling_restart(
+    cluster: Arc<Mutex<Cluster>>,
+    healthy: Duration,
+    recorder: Recorder,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        if !pause(healthy, &stop).await {
+            return Ok(());
+        }
+        let n = cluster.lock().await.nodes.len();
+        for i in 0..n {
+            let mut c = cluster.lock().await;
+            let what = format!(
+                "rolling-restart {}/{}",
+                c.nodes[i].group, c.nodes[i].node_id
+            );
+            record(&recorder, Kind::Invoke, what.clone());
+            let started = std::time::Instant::now();
+            let r = c
+                .drain(i)
+                .await
+                .map_err(|e| anyhow::anyhow!("{what}: the drain failed: {e:#}"))?;
+            let drained_ms = started.elapsed().as_millis();
+            anyhow::ensure!(
+                c.stop(i).await,
+                "{what}: the node did not stop within 30 s of SIGTERM; see its log"
+            );
+            let stopped_ms = started.elapsed().as_millis();
+            c.restart(i)?;
+            c.wait_caught_up(i, Duration::from_secs(90)).await?;
+            drop(c);
+            let done = format!(
+                "{what}: {}, {} in-flight finished, drained in {drained_ms} ms, stopped at {stopped_ms} ms, caught up at {} ms",
+                if r.was_leader {
+                    format!(
+                        "led, leadership to node {}",
+                        r.leader.map_or("?".to_owned(), |l| l.to_string())
+                    )
+                } else {
+                    "follower".to_owned()
+                },
+                r.in_flight_at_start - r.in_flight_left,
+                started.elapsed().as_millis()
+            );
+            tracing::info!(step = %done, "rolling restart");
+            record(&recorder, Kind::Ok, done);
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// After `healthy`, the topic (created on the first group only) is put on every group;
+/// `max(faulty, 40 s)` later (time for every producer's route refresh) it is shrunk off
+/// the first group: writes off, consumers finish, reads off.
+async fn grow_online(
+    cluster: Arc<Mutex<Cluster>>,
+    healthy: Duration,
+    faulty: Duration,
+    recorder: Recorder,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let (namesrvs, mut groups) = {
+        let c = cluster.lock().await;
+        let g: Vec<String> = c.nodes.iter().map(|n| n.group.clone()).collect();
+        (c.namesrvs.clone(), g)
+    };
+    groups.dedup();
+    anyhow::ensure!(
+        groups.len() >= 2,
+        "grow-online needs two broker groups (--groups 2)"
+    );
+    let admin = raftmq_client::Admin::new(namesrvs)?;
+    if !pause(healthy, &stop).await {
+        return Ok(());
+    }
+    record(&recorder, Kind::Invoke, GROW.to_owned());
+    let changes = admin
+        .update_topic_groups(
+            crate::workload::TOPIC,
+            &groups,
+            None,
+            Duration::ZERO,
+            |_| {},
+        )
+        .await?;
+    tracing::info!(?changes, "grew the topic onto every group");
+    record(&recorder, Kind::Ok, GROW.to_owned());
+    if !pause(faulty.max(Duration::from_secs(40)), &stop).await {
+        return Ok(());
+    }
+    record(&recorder, Kind::Invoke, SHRINK.to_owned());
+    let changes = admin
+        .update_topic_groups(
+            crate::workload::TOPIC,
+            &groups[1..],
+            None,
+            Duration::from_secs(120),
+            |p| tracing::info!(group = %p.group, lag = p.lag, "shrink: waiting for consumers"),
+        )
+        .await?;
+    anyhow::ensure!(
+        changes.get(&groups[0]) == Some(&raftmq_client::topic_groups::GroupChange::Removed),
+        "the shrink off {} did not finish: {changes:?}",
+        groups[0]
+    );
+    tracing::info!(?changes, "shrank the topic off the first group");
+    record(&recorder, Kind::Ok, SHRINK.to_owned());
+    stop.cancelled().await;
+    Ok(())
 }

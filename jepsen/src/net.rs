@@ -1,4 +1,5 @@
-//! Network namespaces: one per broker node, on a private bridge (10.77.0.0/24), so
+//! Network namespaces: one per broker node (and, in the multi-host layout, one per
+//! NameServer), on a private bridge (10.77.0.0/24), so
 //! partitions and packet loss are real `iptables` rules. Everything created here is
 //! named `rmqj*` and deleted on drop (and before a run, in case a previous one died).
 
@@ -57,6 +58,9 @@ pub fn available() -> bool {
 /// The namespaces of one run; removed on drop.
 #[derive(Debug)]
 pub struct Netns {
+    /// Broker namespaces (1..=brokers); faults aim at these.
+    brokers: usize,
+    /// Every namespace, NameServers' included.
     nodes: usize,
 }
 
@@ -91,13 +95,15 @@ pub fn cleanup() {
 }
 
 impl Netns {
-    /// Creates the bridge and `nodes` namespaces wired to it.
+    /// Creates the bridge and `brokers + others` namespaces wired to it (the others, for
+    /// NameServers, come after the brokers').
     ///
     /// # Errors
     /// An `ip` command failed (what it said is in the error).
-    pub fn create(nodes: usize) -> anyhow::Result<Self> {
+    pub fn create(brokers: usize, others: usize) -> anyhow::Result<Self> {
         cleanup();
-        let me = Self { nodes };
+        let nodes = brokers + others;
+        let me = Self { brokers, nodes };
         run(&["ip", "link", "add", BRIDGE, "type", "bridge"])?;
         run(&["ip", "addr", "add", &format!("{HOST_IP}/24"), "dev", BRIDGE])?;
         run(&["ip", "link", "set", BRIDGE, "up"])?;
@@ -143,13 +149,13 @@ impl Netns {
         self.iptables(b, &["-A", "INPUT", "-s", &node_ip(a), "-j", "DROP"])
     }
 
-    /// Drops a fraction of every node's incoming packets.
+    /// Drops a fraction of every broker node's incoming packets.
     ///
     /// # Errors
     /// `iptables` failed.
     pub fn loss(&self, probability: f64) -> anyhow::Result<()> {
         let p = format!("{probability:.3}");
-        for i in 1..=self.nodes {
+        for i in 1..=self.brokers {
             self.iptables(
                 i,
                 &[

@@ -50,11 +50,11 @@ pub struct Workload {
 ///
 /// # Errors
 /// No success within 60 s.
-pub async fn create_topic(namesrv: &str) -> anyhow::Result<()> {
-    let admin = Admin::new([namesrv.to_owned()])?;
+pub async fn create_topic(namesrv: &[String], group: Option<&str>) -> anyhow::Result<()> {
+    let admin = Admin::new(namesrv.to_vec())?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        match admin.create_topic(TOPIC, 8, None).await {
+        match admin.create_topic(TOPIC, 8, group).await {
             Ok(_) => return Ok(()),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e, "topic not created yet");
@@ -81,7 +81,7 @@ fn parse(m: &MessageExt) -> Option<(u64, String, u64)> {
 /// Sends until `stop`, recording every operation.
 pub async fn produce(
     w: Workload,
-    namesrv: String,
+    namesrv: Vec<String>,
     rec: Recorder,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -89,7 +89,7 @@ pub async fn produce(
         return produce_transactions(w, namesrv, rec, stop).await;
     }
     let producer = Producer::builder()
-        .namesrv([namesrv])
+        .namesrv(namesrv)
         .send_timeout(Duration::from_secs(10))
         .build()?;
     let ids = Arc::new(AtomicU64::new(0));
@@ -213,7 +213,7 @@ impl Plan {
 /// that did not reach the broker is still settled), at most 90 s.
 async fn produce_transactions(
     w: Workload,
-    namesrv: String,
+    namesrv: Vec<String>,
     rec: Recorder,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -237,7 +237,7 @@ async fn produce_transactions(
     };
     let producer = Arc::new(
         TransactionProducer::builder()
-            .namesrv([namesrv.clone()])
+            .namesrv(namesrv.clone())
             .group("jepsen-tx")
             .send_timeout(Duration::from_secs(10))
             .checker(checker)
@@ -287,7 +287,7 @@ async fn produce_transactions(
     for t in tasks {
         t.await?;
     }
-    let admin = Admin::new([namesrv])?;
+    let admin = Admin::new(namesrv)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         match admin.pending_transactions(10).await {
@@ -310,12 +310,12 @@ async fn produce_transactions(
 
 async fn start_consumer(
     w: &Workload,
-    namesrv: &str,
+    namesrv: &[String],
     rec: &Recorder,
     process: String,
 ) -> Result<PushConsumer, Error> {
     let b = PushConsumer::builder()
-        .namesrv([namesrv.to_owned()])
+        .namesrv(namesrv.to_vec())
         .group(GROUP)
         .subscribe(TOPIC, "*")
         .consume_from(ConsumeFrom::FirstOffset)
@@ -356,7 +356,7 @@ async fn start_consumer(
 /// Consumes until `stop`, restarting one instance every `consumer_restart_every`.
 pub async fn consume(
     w: Workload,
-    namesrv: String,
+    namesrv: Vec<String>,
     rec: Recorder,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
