@@ -106,14 +106,24 @@ impl Broker {
                 store.read_queue(t.as_str(), q, off, max_msgs, max_bytes, filter)
             })
             .await?;
+            let timed_out = tokio::time::Instant::now() >= deadline;
             if req.offset.0 > read.max_offset {
-                return Err(BrokerError::OffsetTooLarge {
-                    offset: req.offset.0,
-                    max: read.max_offset,
-                });
-            }
-            let progressed = !read.messages.is_empty() || read.next_offset > req.offset.0;
-            if progressed || tokio::time::Instant::now() >= deadline {
+                // This node may not have applied that far yet (a follower, or a leader just
+                // elected whose applied index trails its commit): wait for it like for new
+                // data. Answering "too large" at once would make the consumer reset to this
+                // node's end and consume again what it already had. A drain sends it to
+                // the leader instead.
+                if timed_out {
+                    return Err(if cut_short {
+                        self.shared.replica.not_leader().into()
+                    } else {
+                        BrokerError::OffsetTooLarge {
+                            offset: req.offset.0,
+                            max: read.max_offset,
+                        }
+                    });
+                }
+            } else if timed_out || !read.messages.is_empty() || read.next_offset > req.offset.0 {
                 self.shared
                     .counters
                     .consumed

@@ -219,12 +219,26 @@ impl LitePullConsumer {
         let subs = self.subs.clone();
         for (topic, filter) in subs {
             let route = self.member.core.route(&topic, false).await?;
-            let Some((mine, members)) = self.member.share(&route).await? else {
+            let Some((mut mine, mut members)) = self.member.share(&route).await? else {
                 self.member.heartbeat(&self.subs, false).await;
                 continue;
             };
+            if self.members.get(&topic) != Some(&members) {
+                // Members changed: allocate over a fresh route, as the others do (see
+                // `PushConsumer`'s rebalance), or two of them may split different queue
+                // lists.
+                let fresh = self.member.core.route(&topic, true).await?;
+                if let Some(s) = self.member.share(&fresh).await? {
+                    (mine, members) = s;
+                }
+            }
+            let current: Vec<&MessageQueue> =
+                self.assigned.keys().filter(|q| q.topic == topic).collect();
+            // The same members and the same queues (a route change adds or removes
+            // queues without a member change): nothing to do.
             if self.members.get(&topic) == Some(&members)
-                && self.assigned.keys().any(|q| q.topic == topic)
+                && current.len() == mine.len()
+                && mine.iter().all(|q| self.assigned.contains_key(q))
             {
                 continue;
             }

@@ -562,7 +562,11 @@ impl Inner {
 
     async fn rebalance(self: &Arc<Self>) {
         for (topic, filter) in &self.subs {
-            let route = match self.core.route(topic, false).await {
+            // A fresh route, as every member takes when it rebalances: allocating over a
+            // route up to `route_refresh` old, two members would split different queue
+            // lists (a group added to or taken off the topic), both taking some queue
+            // (duplicates) or neither (a stall) until the older route expired.
+            let route = match self.core.route(topic, true).await {
                 Ok(r) => r,
                 Err(e) => {
                     if !is_retry(topic) {

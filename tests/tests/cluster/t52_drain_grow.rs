@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raftmq_client::consumer::ConsumeFrom;
-use raftmq_client::{ClientConfig, ConsumeResult, Message, Producer, PushConsumer};
+use raftmq_client::{
+    ClientConfig, ConsumeResult, LitePullConsumer, Message, Producer, PushConsumer,
+};
 use raftmq_proto::broker::PullMessageRequest;
 use raftmq_proto::{ConsumerGroup, Offset, QueueId, TopicName, WireError};
 
@@ -302,6 +304,21 @@ async fn t52_a_topic_grows_onto_a_new_group_and_shrinks_off_the_old_without_loss
         .await?;
     assert_eq!(groups, ["broker-a"]);
     let load = Load::start(&c, "Moving", 3).await?;
+    // A lite-pull consumer of its own group: it must take the new group's queues too,
+    // though no member of its group comes or goes.
+    let mut lite = LitePullConsumer::builder()
+        .with_config(fast_routes(&c))
+        .group("g-lite")
+        .consume_from(ConsumeFrom::FirstOffset)
+        // Commits nothing, so the shrink below does not wait for it.
+        .auto_commit(None)
+        .build()?;
+    lite.subscribe("Moving", "*")?;
+    lite.poll(Duration::from_millis(500)).await?;
+    assert!(lite
+        .assignment()
+        .iter()
+        .all(|q| q.broker_group.as_str() == "broker-a"));
     wait_until("sends are acknowledged on broker-a", T, || async {
         anyhow::ensure!(
             load.acked_on("broker-a") >= 100,
@@ -338,6 +355,23 @@ async fn t52_a_topic_grows_onto_a_new_group_and_shrinks_off_the_old_without_loss
         },
     )
     .await?;
+
+    let mut lite_from_b = 0;
+    let deadline = std::time::Instant::now() + T;
+    while lite_from_b == 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the lite-pull consumer never read broker-b; its queues: {:?}",
+            lite.assignment()
+        );
+        lite_from_b += lite
+            .poll(Duration::from_millis(500))
+            .await?
+            .iter()
+            .filter(|m| m.broker_group.as_str() == "broker-b")
+            .count();
+    }
+    drop(lite);
 
     tracing::info!("--- shrink: the topic off broker-a (writes off, consumers finish, reads off)");
     let ns = c.namesrv.clone();
