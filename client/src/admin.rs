@@ -162,16 +162,9 @@ impl Admin {
                 reason: "no broker group is registered with the NameServers".into(),
             });
         }
-        let config = TopicConfig::new(topic, queues);
         let mut done = Vec::new();
         for g in targets {
-            let c = config.clone();
-            self.core
-                .call_leader(&g, ADMIN_TIMEOUT, move |b, cx| {
-                    let c = c.clone();
-                    async move { b.upsert_topic(cx, c).await }
-                })
-                .await?;
+            self.upsert_on(&g, TopicConfig::new(topic, queues)).await?;
             done.push(g.broker_group.0);
         }
         Ok(done)

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use raftmq_proto::namesrv::BrokerGroupRoute;
-use raftmq_proto::{names, ConsumerGroup, Perm, TopicConfig, TopicName, WireError};
+use raftmq_proto::{names, Perm, TopicConfig, WireError};
 
 use crate::admin::{Admin, ADMIN_TIMEOUT};
 use crate::error::{Error, Result};
@@ -170,16 +170,9 @@ impl Admin {
     }
 
     /// Messages of `topic` on group `g` some consumer group has not committed yet. A
-    /// consumer group counts once it has committed an offset on the topic there.
+    /// consumer group counts once it has committed an offset on the topic there (what
+    /// [`Admin::group_progress`] lists).
     async fn unconsumed(&self, g: &BrokerGroupRoute, topic: &str) -> Result<ShrinkProgress> {
-        let t = TopicName::from(topic);
-        let status = self
-            .core
-            .call_leader(g, ADMIN_TIMEOUT, move |b, cx| {
-                let t = t.clone();
-                async move { b.topic_status(cx, t).await }
-            })
-            .await?;
         let configs = self
             .core
             .call_leader(
@@ -191,28 +184,12 @@ impl Admin {
         let mut lag = 0;
         let mut behind = Vec::new();
         for c in configs {
-            let name: ConsumerGroup = c.name.clone();
-            let offsets = self
-                .core
-                .call_leader(g, ADMIN_TIMEOUT, move |b, cx| {
-                    let n = name.clone();
-                    async move { b.group_offsets(cx, n).await }
-                })
-                .await?;
-            let mine: BTreeMap<u32, u64> = offsets
-                .into_iter()
-                .filter(|(tp, _, _)| tp.as_str() == topic)
-                .map(|(_, q, o)| (q.0, o.0))
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let group_lag: u64 = status
+            let group_lag: u64 = self
+                .group_progress(c.name.as_str())
+                .await?
                 .iter()
-                .map(|q| {
-                    let at = mine.get(&q.queue_id.0).copied().unwrap_or(q.min_offset.0);
-                    q.max_offset.0.saturating_sub(at)
-                })
+                .filter(|q| q.topic == topic && q.broker_group == g.broker_group.0)
+                .map(|q| q.lag)
                 .sum();
             if group_lag > 0 {
                 lag += group_lag;
@@ -241,7 +218,7 @@ impl Admin {
             .ok_or_else(|| Error::Wire(WireError::TopicNotFound(topic.to_owned())))
     }
 
-    async fn upsert_on(&self, g: &BrokerGroupRoute, config: TopicConfig) -> Result<()> {
+    pub(crate) async fn upsert_on(&self, g: &BrokerGroupRoute, config: TopicConfig) -> Result<()> {
         self.core
             .call_leader(g, ADMIN_TIMEOUT, move |b, cx| {
                 let c = config.clone();
