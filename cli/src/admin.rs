@@ -105,7 +105,7 @@ pub enum ClusterCmd {
     /// to the leader, so producers see no error. Then stop the node (SIGTERM); a restart
     /// puts it back in service, or `--undo` does without one.
     ///
-    /// Example: raftmq cluster drain broker-a/2 && systemctl stop raftmq-broker@2
+    /// Example: raftmq cluster drain broker-a/2 && systemctl stop raftmq-broker@broker-a
     Drain {
         /// The node, as GROUP/NODE_ID (e.g. broker-a/2; `raftmq cluster list` shows both).
         node: String,

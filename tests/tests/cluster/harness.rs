@@ -231,6 +231,9 @@ impl Drop for Cluster {
         for p in &self.proxies {
             p.abort();
         }
+        if let Some(to) = std::env::var_os("RAFTMQ_TEST_LOG_DIR") {
+            self.copy_logs(Path::new(&to));
+        }
         if std::thread::panicking() || std::env::var_os("RAFTMQ_KEEP_LOGS").is_some() {
             // Keep the logs of a failed test for inspection.
             let kept = self.dir.path().to_owned();
@@ -244,6 +247,32 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
+    /// Copies the processes' logs (not their data) to `to/<test name>/<cluster dir>/`, so
+    /// that a test that failed by returning an error, which leaves no panic to keep the
+    /// whole dir, can still be explained: `.ci/run` prints the failed tests' logs.
+    fn copy_logs(&self, to: &Path) {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .replace("::", "__");
+        let Some(name) = self.dir.path().file_name() else {
+            return;
+        };
+        let dest = to.join(test).join(name);
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        if std::fs::create_dir_all(&dest).is_err() {
+            return;
+        }
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "log") {
+                let _ = std::fs::copy(&p, dest.join(e.file_name()));
+            }
+        }
+    }
+
     /// Starts a NameServer and `groups` (name, node count).
     pub async fn start(groups: &[(&str, u64)], tuning: Tuning) -> anyhow::Result<Self> {
         init_tracing();
