@@ -96,16 +96,16 @@ impl Drain {
     async fn settle(&self, wait: Duration) -> u64 {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            // Made before the load: a `Notified` receives `notify_waiters` from the moment
+            // it exists, polled or not, so the last guard dropping between the load and
+            // the wait still wakes this.
             let idle = self.idle.notified();
-            let n = self.in_flight();
-            if n == 0 {
+            if self.in_flight() == 0 {
                 return 0;
             }
             tokio::select! {
                 _ = idle => {}
                 _ = tokio::time::sleep_until(deadline) => return self.in_flight(),
-                // A guard dropped between the load and the wait is seen on the next turn.
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
     }
